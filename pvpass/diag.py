@@ -1,0 +1,111 @@
+"""Diagnostics: one model, one gcc-style rendering, documented exit codes.
+
+Every stage reports problems as `Diagnostic`s; fatal input problems travel as
+`PvError` up to the command line, which prints them and exits with the code
+they carry. Nothing else in pvpass prints to stderr.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1     # lint findings at error level
+EXIT_BAD_INPUT = 2    # bad input or usage
+EXIT_NO_TOOL = 3      # a required external tool is missing
+
+
+@dataclass(frozen=True, order=True)
+class Loc:
+    """A place in a source file (1-based line and column) or in an object."""
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        if self.col <= 0:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Note:
+    loc: Loc
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    loc: Loc
+    level: str            # "error" | "warning" | "note"
+    message: str
+    rule: str = ""        # "PVnnn" or "" for input errors
+    notes: tuple[Note, ...] = field(default=())
+
+    def sort_key(self) -> tuple:
+        return (self.loc, self.rule, self.message)
+
+
+class PvError(Exception):
+    """A fatal problem with the input or the environment."""
+
+    def __init__(self, message: str, loc: Loc | None = None,
+                 code: int = EXIT_BAD_INPUT, rule: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.code = code
+        self.rule = rule
+
+    def diagnostic(self) -> Diagnostic:
+        return Diagnostic(self.loc or Loc("pvpass"), "error", self.message, self.rule)
+
+
+class ToolMissing(PvError):
+    def __init__(self, tool: str, why: str = "") -> None:
+        extra = f" ({why})" if why else ""
+        super().__init__(f"required tool '{tool}' not found{extra}",
+                         Loc("pvpass"), EXIT_NO_TOOL)
+
+
+_line_cache: dict[str, list[str] | None] = {}
+
+
+def source_line(path: str, line: int) -> str | None:
+    """The text of a source line, for the caret display (None if unreadable)."""
+    if path not in _line_cache:
+        try:
+            _line_cache[path] = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            _line_cache[path] = None
+    lines = _line_cache[path]
+    if lines is None or not 0 < line <= len(lines):
+        return None
+    return lines[line - 1]
+
+
+def _caret(loc: Loc) -> list[str]:
+    text = source_line(loc.file, loc.line) if loc.line > 0 else None
+    if text is None:
+        return []
+    pad = "".join(c if c == "\t" else " " for c in text[:max(loc.col - 1, 0)])
+    return [f" {text}", f" {pad}^"]
+
+
+def render(d: Diagnostic, caret: bool = True) -> str:
+    rule = f" [{d.rule}]" if d.rule else ""
+    out = [f"{d.loc}: {d.level}: {d.message}{rule}"]
+    if caret:
+        out += _caret(d.loc)
+    for n in d.notes:
+        out.append(f"{n.loc}: note: {n.message}")
+        if caret:
+            out += _caret(n.loc)
+    return "\n".join(out)
+
+
+def emit(d: Diagnostic, stream=None) -> None:
+    print(render(d), file=stream or sys.stderr)

@@ -1,0 +1,194 @@
+"""pycparser (with pycparserext's GNU C) on single top-level chunks.
+
+Each chunk is parsed on its own, with the TU's typedef names seeded into the
+parser's scope, after length-preserving rewrites of what pycparser does not
+know (`__signed__`, `__builtin_offsetof`, `__int128`, named asm operands,
+`asm goto`, attributes). Offsets, lines and columns stay where they were, so
+pycparser's coordinates and our own text offsets agree.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pycparser import c_ast
+from pycparser.c_parser import ParseError
+from pycparserext.ext_c_parser import GnuCParser
+
+from ..diag import Loc, PvError
+from .asmstmt import AsmStmt, blank_spans, find_asm
+from .chunks import Chunk, ChunkedTU
+from .pptext import PPText
+
+BUILTIN_TYPEDEFS = frozenset({"__builtin_va_list", "__int128_t", "__uint128_t",
+                              "_pvi128_", "_pvu128_", "_Float128", "__float128"})
+
+_REWRITES = [
+    (re.compile(r'\b(?:unsigned\s+__int128|__int128\s+unsigned)\b'), "_pvu128_"),
+    (re.compile(r'\b(?:signed\s+)?__int128\b'), "_pvi128_"),
+    (re.compile(r'\b__signed__\b'), "signed"),
+    (re.compile(r'\b__builtin_offsetof\b'), "offsetof"),
+    (re.compile(r'\b__auto_type\b'), "int"),
+    (re.compile(r'\b__label__\b[^;]*;'), ""),
+]
+_ATTR = re.compile(r'\b__attribute(?:__)?\s*\(\(')
+
+
+@dataclass(frozen=True)
+class Attr:
+    start: int            # chunk-relative span of the whole __attribute__((...))
+    end: int
+    packed: bool = False
+    aligned: str | None = None     # the alignment expression text ("" = max)
+
+
+@dataclass
+class ParsedChunk:
+    chunk: Chunk
+    ast: c_ast.FileAST
+    asm: list[AsmStmt]
+    attrs: list[Attr]
+    text: str             # the chunk's original text
+    # (file, line) -> chunk-relative offset of column 1 of that line
+    line_index: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def offset_of(self, coord) -> int | None:
+        """Chunk-relative offset of a pycparser coordinate."""
+        if coord is None or coord.line is None:
+            return None
+        base = self.line_index.get((coord.file, coord.line))
+        if base is None:
+            return None
+        return base + (coord.column or 1) - 1
+
+
+_LINE_MARK = re.compile(r'[ \t]*#(?:line)? *(\d+) +"((?:[^"\\\n]|\\.)*)"')
+
+
+def _line_index(text: str, loc: Loc) -> dict[tuple[str, int], int]:
+    """Map each line of a chunk to its offset, following line markers."""
+    idx: dict[tuple[str, int], int] = {}
+    file, line = loc.file, loc.line
+    pos = -(loc.col - 1)
+    while True:
+        idx.setdefault((file, line), pos)
+        nl = text.find("\n", max(pos, 0))
+        if nl < 0:
+            return idx
+        nxt = nl + 1
+        m = _LINE_MARK.match(text, nxt)
+        if m:
+            file, line = m.group(2).replace('\\"', '"').replace("\\\\", "\\"), int(m.group(1))
+            e = text.find("\n", nxt)
+            if e < 0:
+                return idx
+            pos = e + 1
+        else:
+            pos, line = nxt, line + 1
+
+
+def _attr_spans(text: str) -> list[Attr]:
+    out = []
+    for m in _ATTR.finditer(text):
+        i, depth = m.end(), 2
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        body = text[m.end():i - 2]
+        packed = bool(re.search(r'\b__packed__\b|\bpacked\b', body))
+        al = re.search(r'\b(?:__aligned__|aligned)\b\s*(\((.*)\))?', body, re.S)
+        aligned = None
+        if al:
+            aligned = _balanced_prefix(al.group(2) or "") if al.group(1) else ""
+        out.append(Attr(m.start(), i, packed, aligned))
+    return out
+
+
+def _balanced_prefix(s: str) -> str:
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                return s[:i]
+            depth -= 1
+    return s
+
+
+def _rewrite(text: str) -> str:
+    for pat, rep in _REWRITES:
+        text = pat.sub(lambda m: _pad(rep, m.group()), text)
+    return text
+
+
+def _pad(rep: str, orig: str) -> str:
+    # Keep newlines so line numbers do not move.
+    nl = orig.count("\n")
+    body = rep + " " * max(len(orig) - len(rep) - nl, 0)
+    return body + "\n" * nl
+
+
+class ChunkParser:
+    """Parses chunks of one TU on demand, each once."""
+
+    def __init__(self, pp: PPText, tu: ChunkedTU) -> None:
+        self.pp = pp
+        self.tu = tu
+        self._cache: dict[int, ParsedChunk] = {}
+        self._parser = GnuCParser()
+        self._typedefs = tu.typedef_names | BUILTIN_TYPEDEFS
+
+    def parse(self, chunk: Chunk) -> ParsedChunk:
+        pc = self._cache.get(chunk.index)
+        if pc is None:
+            pc = self._cache[chunk.index] = self._parse(chunk)
+        return pc
+
+    def _parse(self, chunk: Chunk) -> ParsedChunk:
+        text = chunk.text(self.pp.text)
+        asm = find_asm(self.pp.text, chunk.start, chunk.end, self.pp.loc)
+        attrs = _attr_spans(text)
+        blanks = [(a - chunk.start, b - chunk.start) for s in asm for a, b in s.blanks]
+        blanks += [(a.start, a.end) for a in attrs]
+        ptext = _rewrite(blank_spans(text, blanks))
+        loc = self.pp.loc(chunk.start)
+        head = f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
+        try:
+            ast = self._parser.parse(head + ptext, loc.file,
+                                     initial_type_symbols=self._typedefs)
+        except ParseError as e:
+            raise PvError(_clean_parse_error(str(e)), _loc_of_parse_error(str(e), loc)) from None
+        except (AssertionError, IndexError, AttributeError, TypeError) as e:
+            raise PvError(f"cannot parse this declaration ({type(e).__name__})", loc) from None
+        return ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+_PE = re.compile(r'^(.*?):(\d+)(?::(\d+))?: (.*)$', re.S)
+
+
+def _loc_of_parse_error(msg: str, fallback: Loc) -> Loc:
+    m = _PE.match(msg)
+    if not m:
+        return fallback
+    return Loc(m.group(1), int(m.group(2)), int(m.group(3) or 0))
+
+
+def _clean_parse_error(msg: str) -> str:
+    m = _PE.match(msg)
+    text = m.group(4) if m else msg
+    return f"cannot parse C: {text}"
+
+
+def walk(node, cls):
+    """Yield every node of type `cls` below `node` (pre-order)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, cls):
+            yield n
+        stack.extend(reversed([c for _, c in n.children()]) if hasattr(n, "children") else [])

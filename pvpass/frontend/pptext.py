@@ -1,0 +1,81 @@
+"""Preprocessed text and the map from its offsets back to source locations.
+
+gcc -E keeps `# LINE "FILE" FLAGS` markers; a location is found by bisecting
+the markers and counting newlines, only for the offsets somebody asks about.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+from ..diag import Loc, source_line
+
+_MARKER = re.compile(r'^#(?:line)? *(\d+) +"((?:[^"\\\n]|\\.)*)"[^\n]*\n?', re.M)
+
+
+def _unescape_name(s: str) -> str:
+    return s.replace('\\\\', '\\').replace('\\"', '"')
+
+
+@dataclass
+class PPText:
+    text: str
+    main_file: str
+    _offsets: list[int] = field(default_factory=list)
+    _files: list[str] = field(default_factory=list)
+    _lines: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for m in _MARKER.finditer(self.text):
+            self._offsets.append(m.end())
+            self._files.append(_unescape_name(m.group(2)))
+            self._lines.append(int(m.group(1)))
+
+    def loc(self, off: int) -> Loc:
+        """The (file, line, column) of offset `off` as gcc -E reports it."""
+        i = bisect.bisect_right(self._offsets, off) - 1
+        if i < 0:
+            base, file, line = 0, self.main_file, 1
+        else:
+            base, file, line = self._offsets[i], self._files[i], self._lines[i]
+        line += self.text.count("\n", base, off)
+        bol = self.text.rfind("\n", 0, off) + 1
+        return Loc(file, line, off - bol + 1)
+
+    def source_loc(self, off: int, token: str = "") -> Loc:
+        """Like loc(), with the column moved to where `token` stands in the
+        original source line (gcc -E does not keep every column; a token that
+        came from a macro keeps the preprocessed column)."""
+        loc = self.loc(off)
+        if not token:
+            return loc
+        src = source_line(loc.file, loc.line)
+        if src is None:
+            return loc
+        if src[loc.col - 1:loc.col - 1 + len(token)] == token:
+            return loc
+        hits = [m.start() for m in re.finditer(re.escape(token), src)]
+        if len(hits) == 1:
+            return Loc(loc.file, loc.line, hits[0] + 1)
+        if hits:
+            best = min(hits, key=lambda h: abs(h + 1 - loc.col))
+            return Loc(loc.file, loc.line, best + 1)
+        # The token came from a macro: point at the macro invocation, where
+        # the preprocessed line stops matching the source line.
+        bol = self.text.rfind("\n", 0, off) + 1
+        pp_line = self.text[bol:off]
+        i = j = 0
+        while i < len(src) and j < len(pp_line):
+            if src[i].isspace() or pp_line[j].isspace():
+                while i < len(src) and src[i].isspace():
+                    i += 1
+                while j < len(pp_line) and pp_line[j].isspace():
+                    j += 1
+            elif src[i] == pp_line[j]:
+                i, j = i + 1, j + 1
+            else:
+                break
+        while i > 0 and (src[i - 1].isalnum() or src[i - 1] == "_"):
+            i -= 1
+        return Loc(loc.file, loc.line, i + 1)

@@ -1,0 +1,116 @@
+"""The front end's pipeline: preprocess -> chunk -> parse what matters ->
+ops, sites, backends. Pure: returns a `ScanResult`, prints nothing."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pycparserext.ext_c_parser import Asm
+
+from ..arch import Arch
+from ..diag import Loc, PvError
+from ..model import Inventory
+from . import chunks
+from .annotation import Annotation, AnnotationError, is_annotation, parse_annotation
+from .asmstmt import find_asm
+from .asmtemplate import TemplateError, parse_template
+from .backends import BackendFinder
+from .cparse import ChunkParser, ParsedChunk, walk
+from .layout import TypeEnv
+from .operands import code_model
+from .ops import OpsIndex
+from .pptext import PPText
+from .preprocess import preprocess
+from .sites import SiteBuilder, SiteSource
+
+_MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
+
+
+@dataclass
+class ScanResult:
+    inventory: Inventory
+    sources: list[SiteSource]
+    pp: PPText
+    parser: ChunkParser
+    env: TypeEnv
+    ops_index: OpsIndex
+    annotations: list[tuple[Annotation, Loc]] = field(default_factory=list)
+
+
+def scan(src: str, arch: Arch, cppflags: list[str]) -> ScanResult:
+    return scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
+
+
+def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
+    tu = chunks.split(pp.text)
+    parser = ChunkParser(pp, tu)
+    env = TypeEnv(parser, arch)
+    ops_index = OpsIndex(parser, env)
+    builder = SiteBuilder(pp, arch, env, ops_index, code_model(arch, tuple(cppflags)))
+    sources: list[SiteSource] = []
+    annotations: list[tuple[Annotation, Loc]] = []
+    marked = sorted({c.index for m in _MARK.finditer(pp.text)
+                     if (c := tu.chunk_at(m.start())) is not None})
+    for idx in marked:
+        chunk = tu.chunks[idx]
+        if chunk.is_func:
+            pc = parser.parse(chunk)
+            sources += _function_sites(pp, pc, builder)
+            annotations += _annotations(pp, pc.asm, builder, skip_sites=True)
+        else:
+            stmts = find_asm(pp.text, chunk.start, chunk.end, pp.loc)
+            annotations += _annotations(pp, stmts, builder, skip_sites=False)
+    inv = Inventory(pp.main_file, arch.name)
+    objs = sorted({s.site.ops_object for s in sources})
+    for obj in objs:
+        ops = ops_index.ops_struct(obj, None)
+        inv.ops.append(ops)
+        obj_type, _ = ops_index.object_type(obj, None)
+        inv.backends += BackendFinder(parser, env, arch).find(ops, obj_type, annotations)
+    inv.sites = sorted((s.site for s in sources), key=lambda s: (s.loc, s.op))
+    sources.sort(key=lambda s: (s.site.loc, s.site.op))
+    return ScanResult(inv, sources, pp, parser, env, ops_index, annotations)
+
+
+def _function_sites(pp: PPText, pc: ParsedChunk, builder: SiteBuilder) -> list[SiteSource]:
+    nodes = {}
+    for n in walk(pc.ast, Asm):
+        if n.coord is not None:
+            nodes[(n.coord.file, n.coord.line, n.coord.column)] = n
+    fname = None
+    for d in pc.ast.ext:
+        if hasattr(d, "decl") and hasattr(d, "body"):
+            fname = d.decl.name
+    out: list[SiteSource] = []
+    for a in pc.asm:
+        if not _MARK.search(a.template):
+            continue
+        loc = pp.loc(a.off)
+        node = nodes.get((loc.file, loc.line, loc.col))
+        out += builder.sites_of(pc, a, node, fname)
+    return out
+
+
+def _annotations(pp: PPText, stmts, builder: SiteBuilder, skip_sites: bool):
+    out = []
+    for a in stmts:
+        if "pvpass" not in a.template:
+            continue
+        try:
+            tpl = parse_template(a.template)
+        except TemplateError as e:
+            raise PvError(str(e), builder.tloc(a, e.pos)) from None
+        for c in tpl.comments:
+            if not is_annotation(c.text):
+                continue
+            try:
+                ann = parse_annotation(c.text)
+            except AnnotationError as e:
+                raise builder.annotation_error(a, c.pos, e) from None
+            if ann.kind == "site":
+                if not skip_sites:
+                    raise PvError("a pvpass site annotation outside a function",
+                                  builder.tloc(a, c.pos), rule="PV008")
+                continue
+            out.append((ann, builder.tloc(a, c.pos)))
+    return out

@@ -1,0 +1,59 @@
+"""JSON forms of the model (schema documented in README.md), deterministic:
+sorted keys where order carries no meaning, fixed list orders elsewhere."""
+from __future__ import annotations
+
+import json
+
+from .diag import Loc
+from .model import SCHEMA_VERSION, Backend, Inventory, OpsStruct, Site
+
+
+def loc_json(loc: Loc | None) -> dict | None:
+    if loc is None:
+        return None
+    return {"file": loc.file, "line": loc.line, "col": loc.col}
+
+
+def ops_json(o: OpsStruct) -> dict:
+    return {
+        "struct": o.tag, "object": o.obj, "size": o.size, "loc": loc_json(o.loc),
+        "ops": [{"path": op.path, "type": op.type_number, "offset": op.offset,
+                 "callee_save_slot": op.callee_save_slot, "nargs": op.nargs,
+                 "returns": op.returns, "loc": loc_json(op.loc)} for op in o.ops],
+    }
+
+
+def backend_json(b: Backend) -> dict:
+    return {
+        "name": b.name, "loc": loc_json(b.loc), "builtin": b.builtin,
+        "absent": sorted(b.absent),
+        "targets": [{"op": t.op, "function": t.function,
+                     "contract": {"kind": t.contract.kind, "clobbers": list(t.contract.clobbers),
+                                  "text": t.contract.text},
+                     "loc": loc_json(t.loc)}
+                    for _, t in sorted(b.targets.items())],
+    }
+
+
+def site_json(s: Site) -> dict:
+    return {
+        **loc_json(s.loc), "function": s.function, "dialect": s.dialect,
+        "ops_object": s.ops_object, "op": s.op, "type": s.type_number,
+        "clobbers": list(s.clobbers), "mask": s.mask,
+        "instructions": list(s.instructions), "length": s.length,
+        "nargs": s.nargs, "returns": s.returns,
+    }
+
+
+def inventory_json(inv: Inventory) -> dict:
+    return {
+        "schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "inventory",
+        "source": inv.source, "arch": inv.arch,
+        "ops": [ops_json(o) for o in inv.ops],
+        "backends": [backend_json(b) for b in inv.backends],
+        "sites": [site_json(s) for s in inv.sites],
+    }
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2) + "\n"
