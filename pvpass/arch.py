@@ -44,6 +44,10 @@ class Arch:
     def gprs(self) -> tuple[str, ...]:
         return _GPRS[self.name]
 
+    @property
+    def caller_saved_in_mask_order(self) -> tuple[str, ...]:
+        return tuple(r for r, _ in self.clobber_bits if r in self.caller_saved)
+
     def mask(self, regs) -> int:
         bits = dict(self.clobber_bits)
         m = 0

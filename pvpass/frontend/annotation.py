@@ -16,7 +16,7 @@ _LEAD = re.compile(r'^(#|/\*)\s*(?=pvpass\s*:)')
 
 @dataclass(frozen=True)
 class Annotation:
-    kind: str                      # site | target | inline | nop | absent
+    kind: str                      # site | end | target | inline | nop | absent
     op: str | None = None          # op path
     backend: str | None = None     # backend (ops object) name
     function: str | None = None    # target function
@@ -56,6 +56,9 @@ class _ToModel(Transformer):
     def inline(self, backend, op, text, clob):
         s = str(text)[1:-1].encode().decode("unicode_escape")
         return Annotation("inline", op=op, backend=str(backend), text=s, clobbers=clob)
+
+    def end(self):
+        return Annotation("end")
 
     def nop(self, backend, op):
         return Annotation("nop", op=op, backend=str(backend))

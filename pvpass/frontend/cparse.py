@@ -181,6 +181,8 @@ def _loc_of_parse_error(msg: str, fallback: Loc) -> Loc:
 def _clean_parse_error(msg: str) -> str:
     m = _PE.match(msg)
     text = m.group(4) if m else msg
+    if text.startswith("before: "):
+        text = f"syntax error before '{text[8:]}'"
     return f"cannot parse C: {text}"
 
 

@@ -66,6 +66,7 @@ class SiteBuilder:
         except TemplateError as e:
             raise PvError(str(e), self.tloc(a, e.pos)) from None
         ann = None
+        end = len(a.template)
         for c in tpl.comments:
             if is_annotation(c.text):
                 try:
@@ -74,12 +75,14 @@ class SiteBuilder:
                     raise self.annotation_error(a, c.pos, e) from None
                 if x.kind == "site":
                     ann = (x, c.pos)
+                elif x.kind == "end" and ann is not None:
+                    end = c.pos
         exprs = _operand_exprs(a, asm_node)
         kernel = any(s.section == ".parainstructions" for s in tpl.stmts())
         if kernel:
             return self._kernel(pc, a, tpl, exprs, function, ann)
         if ann is not None:
-            return [self._pvpass(pc, a, tpl, exprs, function, *ann)]
+            return [self._pvpass(pc, a, tpl, exprs, function, ann[0], ann[1], end)]
         return []
 
     # --- kernel dialect -------------------------------------------------------
@@ -169,8 +172,9 @@ class SiteBuilder:
 
     # --- pvpass dialect ----------------------------------------------------------
 
-    def _pvpass(self, pc, a, tpl, exprs, function, ann: Annotation, cpos: int) -> SiteSource:
-        body = [s for s in tpl.stmts("")]
+    def _pvpass(self, pc, a, tpl, exprs, function, ann: Annotation, cpos: int,
+                end: int) -> SiteSource:
+        body = [s for s in tpl.stmts("") if cpos < s.pos < end]
         call_op, obj, members = self._call_target(a, body, exprs)
         if obj is None:
             raise PvError("pvpass site has no 'call *%[...]' through an ops object",

@@ -4,9 +4,9 @@
 #include "pv61.h"
 
 #ifdef __x86_64__
-#define ALT_SAVE_FL	ALT_SAVE_FL
-#define ALT_READ_CR2	ALT_READ_CR2
-#define ALT_WRITE_CR3	ALT_WRITE_CR3
+#define ALT_SAVE_FL	"pushf; pop %%rax;"
+#define ALT_READ_CR2	"mov %%cr2, %%rax;"
+#define ALT_WRITE_CR3	"mov %%rdi, %%cr3"
 #else
 #define ALT_SAVE_FL	"pushf; pop %%eax;"
 #define ALT_READ_CR2	"mov %%cr2, %%eax;"

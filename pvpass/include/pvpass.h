@@ -1,0 +1,116 @@
+/* pvpass.h -- call-site annotations for the pvpass pass.
+ *
+ * Find this directory with `pvpass --include-dir`. Define PVPASS_OPS to your
+ * ops object before including, e.g.
+ *
+ *     #define PVPASS_OPS pv_ops
+ *     #include <pvpass.h>
+ *
+ * Every macro expands to ordinary GNU C: the annotations are assembler
+ * comments ("# pvpass: ..."), so code compiles and runs with plain gcc; the
+ * pass reads them to build the patch-site table.
+ *
+ *   PV_CALLn(type, op, a1..an)    call op with n (0-4) arguments, C convention:
+ *   PV_VCALLn(op, a1..an)         the site lets the callee clobber every
+ *                                 caller-saved register
+ *   PV_CALLEEn(type, op, a1..an)  callee-save convention: the site lets the
+ *   PV_VCALLEEn(op, a1..an)       callee clobber only the return register
+ *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
+ *   PVPASS_END                    sites with their own clobber set
+ *
+ *   PV_CALLEE_SAVE(fn, "regs")    fn is callee-save: it changes only "regs"
+ *   PV_INLINE(backend, op, "insns", "regs")
+ *                                 backend's inline replacement for op
+ *   PV_NOP(backend, op)           op does nothing for backend
+ *   PV_ABSENT(backend, op)        backend leaves op unset on purpose
+ *
+ * On i386 the ops use the kernel's regparm(3) convention (arguments in
+ * %eax, %edx, %ecx): declare them, and their targets, with PVPASS_REGPARM.
+ */
+#ifndef PVPASS_H
+#define PVPASS_H
+
+#ifndef PVPASS_OPS
+#error "define PVPASS_OPS to your ops object before including pvpass.h"
+#endif
+
+#define PVPASS_STR_(x...) #x
+#define PVPASS_STR(x...) PVPASS_STR_(x)
+
+#define PVPASS_SITE(op, regs)	"# pvpass: site " #op " clobbers(" regs ")\n\t"
+#define PVPASS_END		"\n\t# pvpass: end\n\t"
+#define PVPASS_CALL		"call *%[pv_op]"
+
+#define PV_CALLEE_SAVE(fn, regs) \
+	__asm__("# pvpass: target " #fn " callee-save clobbers(" regs ")")
+#define PV_INLINE(backend, op, insns, regs) \
+	__asm__("# pvpass: inline " #backend " " #op " \"" insns "\" clobbers(" regs ")")
+#define PV_NOP(backend, op)	__asm__("# pvpass: nop " #backend " " #op)
+#define PV_ABSENT(backend, op)	__asm__("# pvpass: absent " #backend " " #op)
+
+#ifdef __x86_64__
+#define PVPASS_REGPARM
+#define PVPASS_C_REGS	"rax, rcx, rdx, rsi, rdi, r8, r9, r10, r11"
+#define PVPASS_RET_REGS	"rax"
+#define __PV_DECL	unsigned long __pv_ax, __pv_di = 0, __pv_si = 0, __pv_dx = 0, __pv_cx = 0
+#define __PV_C_OUT	"=D" (__pv_di), "=S" (__pv_si), "=d" (__pv_dx), "=c" (__pv_cx)
+#define __PV_C_CLOB	"memory", "cc", "r8", "r9", "r10", "r11"
+#define __PV_A1(x)	[pv_a1] "D" ((unsigned long)(x))
+#define __PV_A2(x)	[pv_a2] "S" ((unsigned long)(x))
+#define __PV_A3(x)	[pv_a3] "d" ((unsigned long)(x))
+#define __PV_A4(x)	[pv_a4] "c" ((unsigned long)(x))
+#define __PV_PRE4
+#define __PV_POST4
+#else
+#define PVPASS_REGPARM	__attribute__((regparm(3)))
+#define PVPASS_C_REGS	"eax, ecx, edx"
+#define PVPASS_RET_REGS	"eax"
+#define __PV_DECL	unsigned long __pv_ax, __pv_dx = 0, __pv_cx = 0
+#define __PV_C_OUT	"=d" (__pv_dx), "=c" (__pv_cx)
+#define __PV_C_CLOB	"memory", "cc"
+#define __PV_A1(x)	[pv_a1] "a" ((unsigned long)(x))
+#define __PV_A2(x)	[pv_a2] "d" ((unsigned long)(x))
+#define __PV_A3(x)	[pv_a3] "c" ((unsigned long)(x))
+/* The fourth argument goes on the stack, outside the site. */
+#define __PV_A4(x)	[pv_a4] "g" ((unsigned long)(x))
+#define __PV_PRE4	"push %[pv_a4]\n\t"
+#define __PV_POST4	PVPASS_END "lea 4(%%esp), %%esp"
+#endif
+
+/* C convention: everything caller-saved may change. */
+#define __PV_C(type, ret, op, pre, post, ...)					\
+	({ __PV_DECL;								\
+	   __asm__ __volatile__(pre PVPASS_SITE(op, PVPASS_C_REGS) PVPASS_CALL post	\
+		: ret (__pv_ax), __PV_C_OUT					\
+		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: __PV_C_CLOB);							\
+	   (type)__pv_ax; })
+
+/* Callee-save convention: only the return register may change. */
+#define __PV_CS(type, ret, op, ...)						\
+	({ unsigned long __pv_ax;						\
+	   __asm__ __volatile__(PVPASS_SITE(op, PVPASS_RET_REGS) PVPASS_CALL	\
+		: ret (__pv_ax)							\
+		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: "memory", "cc");						\
+	   (type)__pv_ax; })
+
+#define PV_CALL0(t, op)			__PV_C(t, [pv_ret] "=a", op, , )
+#define PV_CALL1(t, op, a)		__PV_C(t, [pv_ret] "=a", op, , , __PV_A1(a))
+#define PV_CALL2(t, op, a, b)		__PV_C(t, [pv_ret] "=a", op, , , __PV_A1(a), __PV_A2(b))
+#define PV_CALL3(t, op, a, b, c)	__PV_C(t, [pv_ret] "=a", op, , , __PV_A1(a), __PV_A2(b), __PV_A3(c))
+#define PV_CALL4(t, op, a, b, c, d)	__PV_C(t, [pv_ret] "=a", op, __PV_PRE4, __PV_POST4, __PV_A1(a), __PV_A2(b), __PV_A3(c), __PV_A4(d))
+#define PV_VCALL0(op)			((void)__PV_C(unsigned long, "=a", op, , ))
+#define PV_VCALL1(op, a)		((void)__PV_C(unsigned long, "=a", op, , , __PV_A1(a)))
+#define PV_VCALL2(op, a, b)		((void)__PV_C(unsigned long, "=a", op, , , __PV_A1(a), __PV_A2(b)))
+#define PV_VCALL3(op, a, b, c)		((void)__PV_C(unsigned long, "=a", op, , , __PV_A1(a), __PV_A2(b), __PV_A3(c)))
+#define PV_VCALL4(op, a, b, c, d)	((void)__PV_C(unsigned long, "=a", op, __PV_PRE4, __PV_POST4, __PV_A1(a), __PV_A2(b), __PV_A3(c), __PV_A4(d)))
+
+#define PV_CALLEE0(t, op)		__PV_CS(t, [pv_ret] "=a", op)
+#define PV_CALLEE1(t, op, a)		__PV_CS(t, [pv_ret] "=a", op, __PV_A1(a))
+#define PV_CALLEE2(t, op, a, b)		__PV_CS(t, [pv_ret] "=a", op, __PV_A1(a), __PV_A2(b))
+#define PV_VCALLEE0(op)			((void)__PV_CS(unsigned long, "=a", op))
+#define PV_VCALLEE1(op, a)		((void)__PV_CS(unsigned long, "=a", op, __PV_A1(a)))
+#define PV_VCALLEE2(op, a, b)		((void)__PV_CS(unsigned long, "=a", op, __PV_A1(a), __PV_A2(b)))
+
+#endif /* PVPASS_H */

@@ -1,0 +1,1 @@
+"""Link step: read objects, find site copies, merge table and stubs."""

@@ -1,0 +1,44 @@
+"""The patch-site table: the kernel's `struct paravirt_patch_site` layout.
+
+    i386:   u32 instr; u8 type; u8 len; u16 clobbers;               8 bytes
+    x86-64: u64 instr; u8 type; u8 len; u16 clobbers; 4 pad bytes  16 bytes
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .arch import Arch
+
+SECTION = ".parainstructions"
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    section: str          # where the site is (object) or "" with `address` (linked file)
+    offset: int           # site offset in that section, or its address
+    type: int
+    length: int
+    clobbers: int
+
+
+def _fmt(arch: Arch) -> str:
+    return "<IBBH" if arch.bits == 32 else "<QBBHI"
+
+
+def pack(arch: Arch, instr: int, type_: int, length: int, clobbers: int) -> bytes:
+    if not 0 <= type_ < 256:
+        raise ValueError(f"type number {type_} does not fit the table's byte")
+    if not 0 <= length < 256:
+        raise ValueError(f"site length {length} does not fit the table's byte")
+    vals = (instr, type_, length, clobbers & 0xFFFF) + ((0,) if arch.bits == 64 else ())
+    return struct.pack(_fmt(arch), *vals)
+
+
+def unpack(arch: Arch, data: bytes) -> list[tuple[int, int, int, int]]:
+    """(instr field, type, len, clobbers) per entry."""
+    size = arch.entry_size
+    if len(data) % size:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {size}-byte entries")
+    f = _fmt(arch)
+    return [struct.unpack_from(f, data, i)[:4] for i in range(0, len(data), size)]
