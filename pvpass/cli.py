@@ -51,6 +51,35 @@ def cmd_scan(argv: list[str]) -> int:
     return write_output(a.output, out)
 
 
+@command("emit", "table and stubs of one C source as asm, C or JSON")
+def cmd_emit(argv: list[str]) -> int:
+    from .diag import EXIT_FINDINGS
+    from .emit.plan import make_plan
+    from .emit.render import render_asm, render_c, render_json
+    from .frontend.scan import scan
+    from .jsonout import dumps
+    args, cpp = split_cppflags(argv)
+    p = _base("emit", "table and stubs of one C source as asm, C or JSON")
+    p.add_argument("source")
+    p.add_argument("--format", choices=("asm", "c", "json"), default="asm")
+    p.add_argument("--nops", choices=("p6", "k8", "generic"), default="p6",
+                   help="NOP table for padding (default: p6)")
+    p.add_argument("--no-builtin", action="store_true",
+                   help="only the source's own backends, not native and c-calls")
+    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    a = p.parse_args(args)
+    arch = get_arch(a.arch)
+    res = scan(a.source, arch, cpp)
+    plan = make_plan(arch, res.inventory, a.nops, builtin=not a.no_builtin)
+    for d in plan.diagnostics:
+        emit(d)
+    if any(d.level == "error" for d in plan.diagnostics):
+        return EXIT_FINDINGS
+    text = {"asm": render_asm, "c": render_c,
+            "json": lambda pl: dumps(render_json(pl))}[a.format](plan)
+    return write_output(a.output, text)
+
+
 def write_output(path: str | None, text: str) -> int:
     if path:
         from .atomicio import write_atomic

@@ -42,3 +42,25 @@ def unpack(arch: Arch, data: bytes) -> list[tuple[int, int, int, int]]:
         raise ValueError(f"{len(data)} bytes is not a whole number of {size}-byte entries")
     f = _fmt(arch)
     return [struct.unpack_from(f, data, i)[:4] for i in range(0, len(data), size)]
+
+
+# --- per-backend patch records (pvpass's runtime ABI, runtime/pvpass_rt.h) ---
+#   const char *backend; const u8 *code; void *target;
+#   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind; u16 pad;
+PATCH_SECTION = ".pvpass.patches"
+CODE_SECTION = ".pvpass.code"
+STRINGS_SECTION = ".pvpass.strings"
+NO_CALL = 0xFF
+KINDS = {"inline": 1, "call": 2, "trampoline": 3, "nop": 4}
+
+
+def patch_record_size(arch: Arch) -> int:
+    return 3 * arch.ptr_size + 8
+
+
+def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int | None,
+               kind: str) -> bytes:
+    """A record with its three pointers zero (they are relocated)."""
+    ptrs = bytes(3 * arch.ptr_size)
+    return ptrs + struct.pack("<BBHBBH", type_, length, clobbers & 0xFFFF,
+                              NO_CALL if call_off is None else call_off, KINDS[kind], 0)

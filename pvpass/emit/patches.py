@@ -1,0 +1,85 @@
+"""What a site becomes for one backend (pure decisions, no output):
+
+1. the target's inline replacement, when it fits the site and writes no
+   register outside the site's clobber set (plus the result register);
+2. else `call target` when the target's contract fits the clobber set;
+3. else `call trampoline`, the trampoline saving exactly the extra registers;
+4. a no-op target patches to NOPs only; an unset op keeps the indirect call.
+The rest of the site is NOP padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..arch import Arch
+from ..encode import EncodeError
+from ..model import Backend, Op, Site, Target
+from .nops import nop_fill
+from .stubs import Inline, Trampoline, inline_stub, trampoline
+
+CALL_LEN = 5
+
+
+@dataclass(frozen=True)
+class Patch:
+    kind: str                    # inline | call | trampoline | nop | keep
+    code: bytes                  # site-length bytes (a call's rel32 is zero)
+    call_offset: int | None      # where the e8 opcode is
+    call_target: str | None      # the symbol the call goes to
+    trampoline: Trampoline | None
+    inline: Inline | None
+    note: str
+
+
+class PatchError(Exception):
+    """A backend/op/site combination that cannot be patched as declared."""
+
+
+def allowed_writes(arch: Arch, site: Site, op: Op | None) -> set[str]:
+    allowed = set(site.clobbers)
+    if (op is not None and op.returns) or site.returns:
+        allowed.add(arch.ret_reg)
+    return allowed
+
+
+def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = "p6") -> Patch:
+    target: Target | None = backend.targets.get(site.op)
+    if target is None:
+        return Patch("keep", b"", None, None, None, None,
+                     f"backend {backend.name} leaves {site.op} unset: the indirect call stays")
+    c = target.contract
+    if c.kind == "nop":
+        return Patch("nop", nop_fill(site.length, nops), None, None, None, None, "no-op: NOPs only")
+    allowed = allowed_writes(arch, site, op)
+    reason = ""
+    if c.kind == "inline" and c.text is not None:
+        try:
+            stub = inline_stub(arch, c.text)
+        except EncodeError as e:
+            raise PatchError(f"inline replacement for {site.op} in backend {backend.name} "
+                             f"does not assemble: {e}") from None
+        extra = [r for r in stub.writes if r not in allowed]
+        if len(stub.code) <= site.length and not extra:
+            pad = site.length - len(stub.code)
+            return Patch("inline", stub.code + nop_fill(pad, nops), None, None, None, stub,
+                         f"inline '{c.text}' ({len(stub.code)} bytes) + {pad} bytes of NOPs")
+        reason = (f"'{c.text}' is {len(stub.code)} bytes, the site {site.length}"
+                  if len(stub.code) > site.length else
+                  f"'{c.text}' writes {', '.join(extra)}, outside the site's clobber set")
+        if target.function is None:
+            raise PatchError(f"inline replacement for {site.op} in backend {backend.name} "
+                             f"cannot be used: {reason}, and there is no function to call")
+    if target.function is None:
+        raise PatchError(f"backend {backend.name} gives {site.op} no function to call")
+    if site.length < CALL_LEN:
+        raise PatchError(f"site is {site.length} bytes, too short for a call to {target.function}")
+    extra = tuple(r for r in arch.gprs if r in c.clobbers and r not in allowed)
+    pad = nop_fill(site.length - CALL_LEN, nops)
+    call = bytes([0xE8, 0, 0, 0, 0])
+    why = f" ({reason})" if reason else ""
+    if not extra:
+        return Patch("call", call + pad, 0, target.function, None, None,
+                     f"call {target.function}{why}")
+    t = trampoline(arch, target.function, extra)
+    return Patch("trampoline", call + pad, 0, t.name, t, None,
+                 f"call {t.name}: saves {', '.join(extra)} around {target.function}{why}")

@@ -1,0 +1,92 @@
+"""Stubs, assembled with keystone: inline replacements (with the registers
+they write, read back from the bytes by capstone) and trampolines that save
+exactly the registers a target clobbers beyond what its sites allow."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import capstone
+from capstone import x86_const
+
+from ..arch import Arch
+from ..encode import EncodeError, assemble
+
+
+@dataclass(frozen=True)
+class Inline:
+    text: str
+    code: bytes
+    writes: tuple[str, ...]     # general registers written (stack pointer excluded)
+
+
+@dataclass(frozen=True)
+class Trampoline:
+    name: str
+    target: str
+    saved: tuple[str, ...]       # pushed in this order, popped in reverse
+    lines: tuple[str, ...]       # AT&T text, `call TARGET` symbolic
+    code: bytes                  # the call's rel32 is zero: it gets a relocation
+    call_offset: int             # offset of the e8 opcode in `code`
+
+
+@lru_cache(maxsize=2)
+def _cs(bits: int) -> capstone.Cs:
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if bits == 64 else capstone.CS_MODE_32)
+    cs.detail = True
+    cs.syntax = capstone.CS_OPT_SYNTAX_ATT
+    return cs
+
+
+def disassemble(arch: Arch, code: bytes, addr: int = 0) -> list[tuple[int, int, str]]:
+    """(offset, size, 'mnemonic operands') per instruction."""
+    return [(i.address - addr, i.size, f"{i.mnemonic} {i.op_str}".strip())
+            for i in _cs(arch.bits).disasm(code, addr)]
+
+
+def written_gprs(arch: Arch, code: bytes) -> tuple[str, ...]:
+    cs = _cs(arch.bits)
+    out: set[str] = set()
+    n = 0
+    for ins in cs.disasm(code, 0):
+        n += ins.size
+        _, writes = ins.regs_access()
+        for r in writes:
+            name = arch.canon_reg(ins.reg_name(r) or "")
+            if name and name not in ("esp", "rsp"):
+                out.add(name)
+    if n != len(code):
+        raise EncodeError(f"capstone cannot decode {code[n:].hex()}")
+    return tuple(r for r in arch.gprs if r in out)
+
+
+@lru_cache(maxsize=4096)
+def inline_stub(arch: Arch, text: str) -> Inline:
+    code = assemble(arch, text)
+    return Inline(text, code, written_gprs(arch, code))
+
+
+def trampoline_name(target: str, arch: Arch, saved: tuple[str, ...]) -> str:
+    return f"__pvpass_tramp_{target}_{arch.mask(saved):x}"
+
+
+@lru_cache(maxsize=4096)
+def trampoline(arch: Arch, target: str, saved: tuple[str, ...]) -> Trampoline:
+    """push saved; [realign]; call target; [undo]; pop saved; ret.
+
+    On x86-64 the return address plus the pushes must keep %rsp 16-byte
+    aligned at the inner call, as the caller's own call would have had it:
+    with an even number of pushes one 8-byte slot is added."""
+    suffix = "q" if arch.bits == 64 else "l"
+    sp = "%rsp" if arch.bits == 64 else "%esp"
+    pre = [f"push{suffix} %{r}" for r in saved]
+    post = [f"pop{suffix} %{r}" for r in reversed(saved)]
+    if arch.bits == 64 and len(saved) % 2 == 0:
+        pre.append(f"lea -8({sp}), {sp}")
+        post.insert(0, f"lea 8({sp}), {sp}")
+    head = assemble(arch, "; ".join(pre)) if pre else b""
+    tail = assemble(arch, "; ".join(post + ["ret"]))
+    call = bytes([0xE8, 0, 0, 0, 0])
+    lines = tuple(pre + [f"call {target}"] + post + ["ret"])
+    return Trampoline(trampoline_name(target, arch, saved), target, saved, lines,
+                      head + call + tail, len(head))
