@@ -80,6 +80,43 @@ def cmd_emit(argv: list[str]) -> int:
     return write_output(a.output, text)
 
 
+@command("link", "merge the table and stubs into a compiled object")
+def cmd_link(argv: list[str]) -> int:
+    from .atomicio import write_atomic
+    from .frontend.scan import scan
+    from .link.elfobj import ElfObject
+    from .link.step import link_object
+    args, cpp = split_cppflags(argv)
+    p = _base("link", "merge the table and stubs into a compiled object")
+    p.add_argument("object")
+    p.add_argument("--source", required=True, help="the C source the object was built from")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--builtin", action="store_true",
+                   help="also record patches for the built-in c-calls backend")
+    a = p.parse_args(args)
+    obj = ElfObject.read(a.object)
+    if a.arch and get_arch(a.arch) != obj.arch:
+        raise PvError(f"{a.object}: an {obj.arch.name} object, not {get_arch(a.arch).name}")
+    res = scan(a.source, obj.arch, cpp)
+    result = link_object(obj, res, a.builtin)
+    write_atomic(a.output, result.data, mode=0o644)
+    return EXIT_OK
+
+
+@command("table", "dump the patch-site table of an object")
+def cmd_table(argv: list[str]) -> int:
+    from .link.dump import dump_json, dump_text
+    from .jsonout import dumps
+    p = _base("table", "dump the patch-site table of an object")
+    p.add_argument("object")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--source", help="name ops from this source's ops struct")
+    a = p.parse_args(argv)
+    out = dump_json(a.object, a.source) if a.format == "json" else None
+    sys.stdout.write(dumps(out) if out is not None else dump_text(a.object, a.source))
+    return EXIT_OK
+
+
 def write_output(path: str | None, text: str) -> int:
     if path:
         from .atomicio import write_atomic

@@ -1,0 +1,54 @@
+"""`pvpass table`: any object's table, each entry resolved to section+offset,
+its function, the op's name when known, and the site's disassembly."""
+from __future__ import annotations
+
+from ..emit.stubs import disassemble
+from ..model import SCHEMA_VERSION
+from .elfobj import ElfObject
+from .tableread import read_entries
+
+
+def _op_names(obj: ElfObject, source: str | None) -> dict[int, str]:
+    if not source:
+        return {}
+    from ..frontend.scan import scan
+    inv = scan(source, obj.arch, []).inventory
+    return {op.type_number: op.path for o in inv.ops for op in o.ops}
+
+
+def dump_json(path: str, source: str | None = None) -> dict:
+    obj = ElfObject.read(path)
+    names = _op_names(obj, source)
+    rows = []
+    for e in read_entries(obj):
+        sec = obj.section(e.section)
+        code = b""
+        if sec is not None and obj.is_relocatable:
+            code = obj.section_data(sec)[e.offset:e.offset + e.length]
+        elif sec is not None:
+            base = sec["sh_addr"]
+            code = obj.section_data(sec)[e.offset - base:e.offset - base + e.length]
+        fn = obj.function_at(e.section, e.offset)
+        rows.append({
+            "section": e.section, "offset": e.offset,
+            "function": fn[0] if fn else None, "function_offset": fn[1] if fn else None,
+            "type": e.type, "op": names.get(e.type), "len": e.length,
+            "clobbers": e.clobbers, "clobber_regs": list(obj.arch.regs_of_mask(e.clobbers)),
+            "bytes": code.hex(),
+            "disassembly": [t for _, _, t in disassemble(obj.arch, code)],
+        })
+    return {"schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "table", "object": path,
+            "arch": obj.arch.name, "entries": rows}
+
+
+def dump_text(path: str, source: str | None = None) -> str:
+    d = dump_json(path, source)
+    lines = [f"{path}: {len(d['entries'])} sites ({d['arch']})"]
+    for r in d["entries"]:
+        where = f"{r['section']}+{r['offset']:#x}"
+        fn = f"<{r['function']}+{r['function_offset']:#x}>" if r["function"] else ""
+        op = r["op"] or f"type {r['type']}"
+        regs = ",".join(r["clobber_regs"]) or "none"
+        lines.append(f"{where:<22} {fn:<34} {op:<24} len {r['len']:<3} clobbers {regs}")
+        lines.append(f"{'':<22}   {'; '.join(r['disassembly'])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,273 @@
+"""Write a relocatable object with new sections added, as objtool does.
+
+Why write ELF directly rather than assemble and `ld -r`: `ld -r` rewrites
+the whole object (merges sections, renumbers symbols, can drop or reorder
+what it considers unneeded), while the link step must leave everything
+else exactly as it was. Here existing sections keep their indices, flags
+and bytes; new sections go at the end of the section table; new local
+symbols (section symbols of new sections) are inserted after the existing
+locals, and every relocation and group that names a global is renumbered;
+new global symbols (undefined call targets) are appended.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from elftools.elf.relocation import RelocationSection
+
+from ..diag import PvError
+from .elfobj import ElfObject
+
+SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP = 1, 2, 3, 4, 8, 9, 17
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, SHF_INFO_LINK = 1, 2, 4, 0x10, 0x20, 0x40
+STB_LOCAL, STB_GLOBAL = 0, 1
+STT_NOTYPE, STT_FUNC, STT_SECTION = 0, 2, 3
+STV_HIDDEN = 2
+
+
+@dataclass(frozen=True)
+class SymRef:
+    """What a new relocation points at: a section (by name, new or old) or a
+    symbol by name (found in the object, else added as undefined global)."""
+    section: str | None = None
+    symbol: str | None = None
+
+
+@dataclass
+class NewReloc:
+    offset: int
+    type: int
+    target: SymRef
+    addend: int
+
+
+@dataclass
+class NewSection:
+    name: str
+    flags: int
+    align: int
+    data: bytes
+    relocs: list[NewReloc] = field(default_factory=list)
+    type: int = SHT_PROGBITS
+    entsize: int = 0
+
+
+@dataclass
+class NewSymbol:
+    name: str
+    section: str          # new section name
+    value: int
+    size: int
+    kind: int = STT_FUNC
+
+
+_SHDR = {32: "<IIIIIIIIII", 64: "<IIQQQQIIQQ"}
+_SYM = {32: "<IIIBBH", 64: "<IBBHQQ"}
+
+
+def _pack_sym(bits, name, value, size, info, other, shndx) -> bytes:
+    if bits == 32:
+        return struct.pack(_SYM[32], name, value, size, info, other, shndx)
+    return struct.pack(_SYM[64], name, info, other, shndx, value, size)
+
+
+def _unpack_sym(bits, data, off):
+    if bits == 32:
+        name, value, size, info, other, shndx = struct.unpack_from(_SYM[32], data, off)
+    else:
+        name, info, other, shndx, value, size = struct.unpack_from(_SYM[64], data, off)
+    return [name, value, size, info, other, shndx]
+
+
+def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = ()) -> bytes:
+    if not obj.is_relocatable:
+        raise PvError(f"{obj.path}: not a relocatable object (ET_REL)")
+    bits = obj.arch.bits
+    rela = bits == 64
+    ehdr = obj.elf.header
+    old = obj.sections
+    nold = len(old)
+    symtab_i = next((i for i, s in enumerate(old) if s["sh_type"] == "SHT_SYMTAB"), None)
+    if symtab_i is None:
+        raise PvError(f"{obj.path}: no symbol table")
+    if any(s["sh_type"] == "SHT_SYMTAB_SHNDX" for s in old):
+        raise PvError(f"{obj.path}: objects with more than 65280 sections are not supported")
+    symtab = old[symtab_i]
+    strtab_i = symtab["sh_link"]
+    shstr_i = ehdr["e_shstrndx"]
+    sym_size = 16 if bits == 32 else 24
+    sym_data = bytearray(obj.section_data(symtab))
+    syms = [_unpack_sym(bits, sym_data, i) for i in range(0, len(sym_data), sym_size)]
+    first_global = symtab["sh_info"]
+    strtab = bytearray(obj.section_data(old[strtab_i]))
+    shstrtab = bytearray(obj.section_data(old[shstr_i]))
+
+    def add_str(tab: bytearray, s: str) -> int:
+        b = s.encode() + b"\0"
+        i = tab.find(b)
+        if i >= 0 and (i == 0 or tab[i - 1] == 0):
+            return i
+        off = len(tab)
+        tab += b
+        return off
+
+    # section indices of the new sections and their relocation sections
+    all_new: list[tuple[NewSection, bool]] = []
+    for s in new:
+        all_new.append((s, False))
+    for s in new:
+        if s.relocs:
+            all_new.append((s, True))
+    new_index = {s.name: nold + i for i, (s, is_rel) in enumerate(all_new) if not is_rel}
+    sec_index = {s.name: i for i, s in enumerate(old)}
+    sec_index.update(new_index)
+
+    # local section symbols for every section a new relocation names
+    names_by_idx = {i: s.name for i, s in enumerate(old)}
+    existing_secsym = {}
+    for i, sy in enumerate(syms):
+        if sy[3] & 0xF == STT_SECTION and i < first_global:
+            existing_secsym.setdefault(sy[5], i)
+    new_locals: list[list] = []
+    secsym_of: dict[str, int] = {}
+    need_sections = sorted({r.target.section for s in new for r in s.relocs if r.target.section},
+                           key=lambda n: sec_index.get(n, 1 << 30))
+    for name in need_sections:
+        if name not in sec_index:
+            raise PvError(f"{obj.path}: no section {name}")
+        idx = sec_index[name]
+        if idx in existing_secsym:
+            secsym_of[name] = existing_secsym[idx]
+        else:
+            secsym_of[name] = first_global + len(new_locals)
+            new_locals.append([0, 0, 0, (STB_LOCAL << 4) | STT_SECTION, 0, idx])
+    for ns in new_syms:
+        new_locals.append([add_str(strtab, ns.name), ns.value, ns.size,
+                           (STB_LOCAL << 4) | ns.kind, 0, new_index[ns.section]])
+    shift = len(new_locals)
+    globals_ = syms[first_global:]
+    syms = syms[:first_global] + new_locals + globals_
+    by_name: dict[str, int] = {}
+    for i, sy in enumerate(syms):
+        nm = _cstr(strtab, sy[0])
+        if nm and (sy[3] & 0xF) != STT_SECTION:
+            # a defined symbol wins over an undefined one of the same name
+            if nm not in by_name or sy[5] != 0:
+                by_name[nm] = i
+
+    def sym_index(ref: SymRef) -> int:
+        if ref.section is not None:
+            return secsym_of[ref.section]
+        i = by_name.get(ref.symbol)
+        if i is None:
+            syms.append([add_str(strtab, ref.symbol), 0, 0, (STB_GLOBAL << 4) | STT_NOTYPE, 0, 0])
+            i = by_name[ref.symbol] = len(syms) - 1
+        return i
+
+    # new relocation sections
+    rel_data: dict[str, bytes] = {}
+    for s in new:
+        if not s.relocs:
+            continue
+        out = bytearray()
+        data = bytearray(s.data)
+        for r in sorted(s.relocs, key=lambda r: r.offset):
+            si = sym_index(r.target)
+            if rela:
+                out += struct.pack("<QQq", r.offset, (si << 32) | r.type, r.addend)
+            else:
+                out += struct.pack("<II", r.offset, (si << 8) | r.type)
+                struct.pack_into("<i", data, r.offset, r.addend)     # REL: addend in place
+        s.data = bytes(data)
+        rel_data[s.name] = bytes(out)
+
+    def renum(i: int) -> int:
+        return i + shift if i >= first_global else i
+
+    # rewrite existing relocation sections and groups for the renumbering
+    contents: dict[int, bytes] = {}
+    for i, s in enumerate(old):
+        t = s["sh_type"]
+        if shift and t in ("SHT_REL", "SHT_RELA") and s["sh_link"] == symtab_i:
+            d = bytearray(obj.section_data(s))
+            ent = s["sh_entsize"] or ((8 if t == "SHT_REL" else 12) if bits == 32 else (16 if t == "SHT_REL" else 24))
+            for off in range(0, len(d), ent):
+                if bits == 64:
+                    info = struct.unpack_from("<Q", d, off + 8)[0]
+                    struct.pack_into("<Q", d, off + 8, (renum(info >> 32) << 32) | (info & 0xFFFFFFFF))
+                else:
+                    info = struct.unpack_from("<I", d, off + 4)[0]
+                    struct.pack_into("<I", d, off + 4, (renum(info >> 8) << 8) | (info & 0xFF))
+            contents[i] = bytes(d)
+    sym_out = bytearray()
+    for sy in syms:
+        sym_out += _pack_sym(bits, *sy)
+    contents[symtab_i] = bytes(sym_out)
+    contents[strtab_i] = bytes(strtab)
+
+    # section headers: old ones (raw, with updated sizes), then the new ones
+    shoff0, shentsize = ehdr["e_shoff"], ehdr["e_shentsize"]
+    headers: list[list] = [list(struct.unpack_from(_SHDR[bits], obj.data, shoff0 + i * shentsize))
+                           for i in range(nold)]
+    headers[symtab_i][7] = first_global + shift
+    for h in headers:
+        if h[1] == SHT_GROUP and h[6] == symtab_i:
+            h[7] = renum(h[7])
+    new_hdrs = []
+    for s, is_rel in all_new:
+        if is_rel:
+            name = (".rela" if rela else ".rel") + s.name
+            data = rel_data[s.name]
+            new_hdrs.append(([add_str(shstrtab, name), SHT_RELA if rela else SHT_REL, SHF_INFO_LINK, 0, 0,
+                              len(data), symtab_i, new_index[s.name], 8 if bits == 64 else 4,
+                              24 if rela else 8], data))
+        else:
+            new_hdrs.append(([add_str(shstrtab, s.name), s.type, s.flags, 0, 0, len(s.data), 0, 0,
+                              s.align, s.entsize], s.data))
+    contents[shstr_i] = bytes(shstrtab)
+
+    # lay the file out again: header, section contents in index order, headers
+    ehsize = ehdr["e_ehsize"]
+    out = bytearray(obj.data[:ehsize])
+    blobs: list[tuple[list, bytes | None]] = []
+    for i, s in enumerate(old):
+        if i == 0:
+            blobs.append((headers[0], None))
+            continue
+        d = contents.get(i)
+        if d is None and headers[i][1] != SHT_NOBITS:
+            d = obj.section_data(s)
+        headers[i][5] = len(d) if d is not None else headers[i][5]
+        blobs.append((headers[i], d))
+    blobs += new_hdrs
+    for h, d in blobs[1:]:
+        align = max(h[8], 1)
+        if d is None:
+            h[4] = _align(len(out), align)
+            continue
+        pad = _align(len(out), align) - len(out)
+        out += b"\0" * pad
+        h[4] = len(out)
+        out += d
+    shoff = _align(len(out), 8)
+    out += b"\0" * (shoff - len(out))
+    for h, _ in blobs:
+        out += struct.pack(_SHDR[bits], *h)
+    # patch e_shoff and e_shnum
+    if bits == 64:
+        struct.pack_into("<Q", out, 0x28, shoff)
+        struct.pack_into("<H", out, 0x3C, len(blobs))
+    else:
+        struct.pack_into("<I", out, 0x20, shoff)
+        struct.pack_into("<H", out, 0x30, len(blobs))
+    return bytes(out)
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+def _cstr(tab: bytes, off: int) -> str:
+    end = tab.find(b"\0", off)
+    return tab[off:end if end >= 0 else len(tab)].decode(errors="replace")

@@ -1,0 +1,168 @@
+"""The link step: merge the patch-site table and the stubs into an object.
+
+Inputs: a compiled object and the front end's view of its source. Output:
+the same object plus `.parainstructions` (one entry per copy of each site,
+its instr field relocated against the copy's section), the per-backend patch
+records the runtime applies, their code, and the trampolines they call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .. import table
+from ..arch import Arch
+from ..diag import PvError
+from ..emit.native import builtin_backends
+from ..emit.patches import PatchError, decide
+from ..emit.stubs import Trampoline
+from ..frontend.scan import ScanResult
+from ..model import Backend
+from .copies import Copy, Stray, find_copies
+from .elfobj import ElfObject
+from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
+                       NewSection, NewSymbol, SymRef, add_sections)
+from .tableread import read_entries
+
+TRAMP_SECTION = ".text.pvpass"
+R_ABS = {"i386": 1, "x86_64": 1}          # R_386_32, R_X86_64_64
+R_CALL = {"i386": 2, "x86_64": 4}         # R_386_PC32, R_X86_64_PLT32
+
+
+@dataclass
+class LinkResult:
+    data: bytes
+    copies: list[Copy]
+    changed: bool
+    table_from: str        # "pvpass" | "compiler" | "existing"
+
+
+def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkResult:
+    arch = obj.arch
+    inv = res.inventory
+    if not inv.sites:
+        raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
+    copies, strays = find_copies(obj, inv, res.sources)
+    if strays:
+        s = strays[0]
+        more = f" (and {len(strays) - 1} more)" if len(strays) > 1 else ""
+        raise PvError(f"{obj.path}: {s.section}+{s.offset:#x}: '{s.text}' calls op {s.op} "
+                      f"through the ops object but matches no annotated site in "
+                      f"{res.pp.main_file}{more}")
+    _check_missing(obj, res, copies)
+    existing = read_entries(obj)
+    if existing:
+        _check_agrees(obj, existing, copies, res)
+    if obj.section(table.PATCH_SECTION) is not None:
+        return LinkResult(obj.data, copies, False, "existing")     # already linked
+    sections = []
+    if not existing:
+        sections.append(_table_section(arch, copies))
+    stubs, syms = _stub_sections(arch, res, copies, builtin)
+    return LinkResult(add_sections(obj, sections + stubs, syms), copies, True,
+                      "compiler" if existing else "pvpass")
+
+
+def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
+    """A site in a function the object defines must have a copy there."""
+    have = {c.site for c in copies}
+    defined = {s.name for s in obj.symbols if s.kind == "STT_FUNC" and s.shndx not in ("SHN_UNDEF", 0)}
+    for i, s in enumerate(res.inventory.sites):
+        if i not in have and s.function in defined:
+            raise PvError(f"{obj.path}: function {s.function} holds no copy of the site at "
+                          f"{s.loc} ({s.op}): is the object built from this source with these flags?")
+
+
+def _check_agrees(obj: ElfObject, existing, copies: list[Copy], res: ScanResult) -> None:
+    ours = {(c.section, c.offset, c.type, c.length, c.clobbers) for c in copies}
+    theirs = {(e.section, e.offset, e.type, e.length, e.clobbers) for e in existing}
+    if ours != theirs:
+        diff = sorted(theirs - ours) or sorted(ours - theirs)
+        side = "the object's table has" if theirs - ours else "the source has"
+        sec, off, typ, ln, clob = diff[0]
+        raise PvError(f"{obj.path}: {table.SECTION} disagrees with the source: {side} "
+                      f"{sec}+{off:#x} type {typ} len {ln} clobbers {clob:#x} "
+                      f"({len(theirs ^ ours)} differences)")
+
+
+def _table_section(arch: Arch, copies: list[Copy]) -> NewSection:
+    data = b"".join(table.pack(arch, 0, c.type, c.length, c.clobbers) for c in copies)
+    relocs = [NewReloc(i * arch.entry_size, R_ABS[arch.name], SymRef(section=c.section), c.offset)
+              for i, c in enumerate(copies)]
+    return NewSection(table.SECTION, SHF_ALLOC, arch.ptr_size, data, relocs)
+
+
+def _backends(arch: Arch, res: ScanResult, builtin: bool) -> list[Backend]:
+    out: list[Backend] = []
+    if builtin:
+        for ops in res.inventory.ops:
+            out += builtin_backends(arch, ops)
+    else:
+        # the native inline set needs no symbols, so it is always there
+        for ops in res.inventory.ops:
+            out += [b for b in builtin_backends(arch, ops) if b.name == "native"]
+    names = {b.name for b in out}
+    return out + [b for b in res.inventory.backends if b.name not in names]
+
+
+def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy],
+                   builtin: bool) -> tuple[list[NewSection], list[NewSymbol]]:
+    inv = res.inventory
+    backends = _backends(arch, res, builtin)
+    strings = bytearray()
+    name_off: dict[str, int] = {}
+    code = bytearray()
+    recs = bytearray()
+    rec_relocs: list[NewReloc] = []
+    tramps: dict[str, tuple[int, Trampoline]] = {}
+    tramp_text = bytearray()
+    tramp_relocs: list[NewReloc] = []
+    seen = set()
+    P = arch.ptr_size
+    for b in backends:
+        for c in copies:
+            key = (b.name, c.type, c.length, c.clobbers)
+            if key in seen:
+                continue
+            seen.add(key)
+            site = replace(inv.sites[c.site], length=c.length, mask=c.clobbers,
+                           clobbers=arch.regs_of_mask(c.clobbers))
+            ops = inv.ops_struct_for(site.ops_object)
+            try:
+                p = decide(arch, site, ops.op(site.op) if ops else None, b)
+            except PatchError as e:
+                if b.builtin:
+                    continue
+                raise PvError(f"{e} (backend {b.name}, site {site.loc})") from None
+            if p.kind == "keep":
+                continue
+            if b.name not in name_off:
+                name_off[b.name] = len(strings)
+                strings += b.name.encode() + b"\0"
+            code_off = len(code)
+            code += p.code
+            base = len(recs)
+            recs += table.pack_patch(arch, c.type, c.length, c.clobbers, p.call_offset, p.kind)
+            rec_relocs.append(NewReloc(base, R_ABS[arch.name], SymRef(section=table.STRINGS_SECTION), name_off[b.name]))
+            rec_relocs.append(NewReloc(base + P, R_ABS[arch.name], SymRef(section=table.CODE_SECTION), code_off))
+            if p.trampoline is not None:
+                t = p.trampoline
+                if t.name not in tramps:
+                    while len(tramp_text) % 16:
+                        tramp_text += b"\xcc"
+                    tramps[t.name] = (len(tramp_text), t)
+                    tramp_relocs.append(NewReloc(len(tramp_text) + t.call_offset + 1, R_CALL[arch.name],
+                                                 SymRef(symbol=t.target), -4))
+                    tramp_text += t.code
+                rec_relocs.append(NewReloc(base + 2 * P, R_ABS[arch.name],
+                                           SymRef(section=TRAMP_SECTION), tramps[t.name][0]))
+            elif p.call_target is not None:
+                rec_relocs.append(NewReloc(base + 2 * P, R_ABS[arch.name], SymRef(symbol=p.call_target), 0))
+    out = [NewSection(table.PATCH_SECTION, SHF_ALLOC, P, bytes(recs), rec_relocs),
+           NewSection(table.CODE_SECTION, SHF_ALLOC, 1, bytes(code)),
+           NewSection(table.STRINGS_SECTION, SHF_ALLOC | SHF_MERGE | SHF_STRINGS, 1, bytes(strings),
+                      entsize=1)]
+    syms = []
+    if tramp_text:
+        out.append(NewSection(TRAMP_SECTION, SHF_ALLOC | SHF_EXECINSTR, 16, bytes(tramp_text), tramp_relocs))
+        syms = [NewSymbol(t.name, TRAMP_SECTION, off, len(t.code)) for off, t in sorted(tramps.values())]
+    return out, syms
