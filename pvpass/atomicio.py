@@ -7,6 +7,14 @@ import tempfile
 from pathlib import Path
 
 
+def _test_delay() -> None:
+    """Tests set PVPASS_TEST_WRITE_DELAY to kill a write half-way through."""
+    delay = os.environ.get("PVPASS_TEST_WRITE_DELAY")
+    if delay:
+        import time
+        time.sleep(float(delay))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
     path = Path(path)
     if isinstance(data, str):
@@ -15,7 +23,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
                                dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            _test_delay()
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:

@@ -117,6 +117,25 @@ def cmd_table(argv: list[str]) -> int:
     return EXIT_OK
 
 
+@command("cc", "drop-in compiler: compile, then scan and link each object")
+def cmd_cc(argv: list[str]) -> int:
+    from .driver import run_cc
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    return run_cc(argv)
+
+
+@command("ldscript", "print the linker-script fragment for the final link")
+def cmd_ldscript(argv: list[str]) -> int:
+    from importlib import resources
+    p = _base("ldscript", "print the linker-script fragment for the final link")
+    p.add_argument("--path", action="store_true", help="print its path instead")
+    a = p.parse_args(argv)
+    f = resources.files("pvpass") / "runtime" / "pvpass.ld"
+    sys.stdout.write(f"{f}\n" if a.path else f.read_text())
+    return EXIT_OK
+
+
 def write_output(path: str | None, text: str) -> int:
     if path:
         from .atomicio import write_atomic
@@ -168,7 +187,13 @@ def _dispatch(argv: list[str]) -> int:
         from .frontend.preprocess import include_dir
         print(include_dir())
         return EXIT_OK
+    if argv[0] == "--runtime-dir":
+        from importlib import resources
+        print(resources.files("pvpass") / "runtime")
+        return EXIT_OK
     name = argv[0]
+    if name == "cc":          # everything after `cc` belongs to the compiler
+        return _COMMANDS[name][0](argv[1:])
     if name not in _COMMANDS:
         raise PvError(f"unknown command '{name}'\n{_usage()}")
     return _COMMANDS[name][0](argv[1:])

@@ -61,9 +61,9 @@ class OpsIndex:
 
 def is_callee_save_slot(t: CType) -> bool:
     """The kernel's `struct paravirt_callee_save { void *func; }`: a struct
-    holding exactly one pointer."""
+    holding exactly one data (not function) pointer."""
     return (t.kind == "struct" and len(t.members) == 1
-            and t.members[0].ctype.kind == "ptr")
+            and t.members[0].ctype.kind == "ptr" and not t.members[0].ctype.is_func_ptr)
 
 
 def _collect(t: CType, prefix: str, base: int, psize: int, out: list[Op]) -> None:
