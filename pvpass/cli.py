@@ -44,10 +44,15 @@ def cmd_scan(argv: list[str]) -> int:
     args, cpp = split_cppflags(argv)
     p = _base("scan", "site inventory of one C source as JSON")
     p.add_argument("source")
-    p.add_argument("-o", "--output", help="write the JSON here (atomically)")
+    p.add_argument("--format", choices=("json", "text"), default="json")
+    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     a = p.parse_args(args)
     res = scan(a.source, get_arch(a.arch), cpp)
-    out = dumps(inventory_json(res.inventory))
+    if a.format == "text":
+        from .jsonout import inventory_text
+        out = inventory_text(res.inventory)
+    else:
+        out = dumps(inventory_json(res.inventory))
     return write_output(a.output, out)
 
 
@@ -107,13 +112,14 @@ def cmd_link(argv: list[str]) -> int:
 def cmd_table(argv: list[str]) -> int:
     from .link.dump import dump_json, dump_text
     from .jsonout import dumps
+    args, cpp = split_cppflags(argv)
     p = _base("table", "dump the patch-site table of an object")
     p.add_argument("object")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--source", help="name ops from this source's ops struct")
-    a = p.parse_args(argv)
-    out = dump_json(a.object, a.source) if a.format == "json" else None
-    sys.stdout.write(dumps(out) if out is not None else dump_text(a.object, a.source))
+    a = p.parse_args(args)
+    out = dump_json(a.object, a.source, cpp) if a.format == "json" else None
+    sys.stdout.write(dumps(out) if out is not None else dump_text(a.object, a.source, cpp))
     return EXIT_OK
 
 

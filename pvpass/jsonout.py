@@ -57,3 +57,18 @@ def inventory_json(inv: Inventory) -> dict:
 
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2) + "\n"
+
+
+def inventory_text(inv: Inventory) -> str:
+    """A short human summary of an inventory (`pvpass scan --format text`)."""
+    out = []
+    for o in inv.ops:
+        out.append(f"ops struct {o.tag} (object {o.obj}, {o.size} bytes): "
+                   + ", ".join(f"{op.path}={op.type_number}" for op in o.ops))
+    for b in inv.backends:
+        out.append(f"backend {b.name}: " + ", ".join(
+            f"{t.op}->{t.function or '-'} ({t.contract.kind})" for _, t in sorted(b.targets.items())))
+    for s in inv.sites:
+        out.append(f"site {s.loc} {s.function}: {s.op} type {s.type_number} len {s.length} "
+                   f"clobbers {','.join(s.clobbers) or 'none'}")
+    return "\n".join(out) + "\n"

@@ -8,21 +8,21 @@ from .elfobj import ElfObject
 from .tableread import read_entries
 
 
-def _op_names(obj: ElfObject, source: str | None) -> dict[int, str]:
+def _op_names(obj: ElfObject, source: str | None, cpp: list[str]) -> dict[int, str]:
     if not source:
         return {}
     from ..frontend.scan import scan
-    inv = scan(source, obj.arch, []).inventory
+    inv = scan(source, obj.arch, cpp).inventory
     return {op.type_number: op.path for o in inv.ops for op in o.ops}
 
 
-def dump_json(path: str, source: str | None = None) -> dict:
+def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict:
     obj = ElfObject.read(path)
-    names = _op_names(obj, source)
+    names = _op_names(obj, source, list(cpp))
     rows = []
     for e in read_entries(obj):
         sec = obj.section(e.section)
-        code = b""
+        code, addr = b"", e.offset
         if sec is not None and obj.is_relocatable:
             code = obj.section_data(sec)[e.offset:e.offset + e.length]
         elif sec is not None:
@@ -35,17 +35,17 @@ def dump_json(path: str, source: str | None = None) -> dict:
             "type": e.type, "op": names.get(e.type), "len": e.length,
             "clobbers": e.clobbers, "clobber_regs": list(obj.arch.regs_of_mask(e.clobbers)),
             "bytes": code.hex(),
-            "disassembly": [t for _, _, t in disassemble(obj.arch, code)],
+            "disassembly": [t for _, _, t in disassemble(obj.arch, code, addr)],
         })
     return {"schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "table", "object": path,
-            "arch": obj.arch.name, "entries": rows}
+            "arch": obj.arch.name, "relocatable": obj.is_relocatable, "entries": rows}
 
 
-def dump_text(path: str, source: str | None = None) -> str:
-    d = dump_json(path, source)
+def dump_text(path: str, source: str | None = None, cpp: list[str] = ()) -> str:
+    d = dump_json(path, source, cpp)
     lines = [f"{path}: {len(d['entries'])} sites ({d['arch']})"]
     for r in d["entries"]:
-        where = f"{r['section']}+{r['offset']:#x}"
+        where = f"{r['section']}+{r['offset']:#x}" if d["relocatable"] else f"{r['offset']:#x}"
         fn = f"<{r['function']}+{r['function_offset']:#x}>" if r["function"] else ""
         op = r["op"] or f"type {r['type']}"
         regs = ",".join(r["clobber_regs"]) or "none"

@@ -41,6 +41,7 @@ def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkR
     inv = res.inventory
     if not inv.sites:
         raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
+    _refuse_i386_pic(obj, inv)
     copies, strays = find_copies(obj, inv, res.sources)
     if strays:
         s = strays[0]
@@ -60,6 +61,22 @@ def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkR
     stubs, syms = _stub_sections(arch, res, copies, builtin)
     return LinkResult(add_sections(obj, sections + stubs, syms), copies, True,
                       "compiler" if existing else "pvpass")
+
+
+def _refuse_i386_pic(obj: ElfObject, inv) -> None:
+    """i386 PIC code reaches the ops object through the GOT in a separate
+    instruction, so no relocation marks the call: refuse it plainly."""
+    if obj.arch.bits != 32:
+        return
+    names = {s.ops_object for s in inv.sites}
+    for sec in obj.sections:
+        if not sec["sh_flags"] & 4:
+            continue
+        for r in obj.relocations_for(sec.name):
+            if r.symbol.name in names and r.type in (3, 9, 43):   # GOT32, GOTOFF, GOT32X
+                raise PvError(f"{obj.path}: {sec.name}+{r.offset:#x}: the ops object "
+                              f"'{r.symbol.name}' is reached through the GOT (i386 PIC/PIE): "
+                              f"build i386 code with -fno-pie, as the kernel does")
 
 
 def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
