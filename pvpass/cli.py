@@ -142,6 +142,47 @@ def cmd_ldscript(argv: list[str]) -> int:
     return EXIT_OK
 
 
+@command("lint", "check annotations: gcc-style, JSON or SARIF diagnostics")
+def cmd_lint(argv: list[str]) -> int:
+    from .lint import runner
+    from .lint.rules import explain
+    args, cpp = split_cppflags(argv)
+    p = _base("lint", "check annotations: gcc-style, JSON or SARIF diagnostics")
+    p.add_argument("paths", nargs="*", help="files, or directories (every .c below)")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("-j", "--jobs", type=int, default=1)
+    p.add_argument("-p", dest="build_dir", help="take flags from BUILD_DIR/compile_commands.json")
+    p.add_argument("--werror", action="store_true", help="treat warnings as errors")
+    p.add_argument("--ops", action="append", default=[], help="also check calls through this ops object")
+    p.add_argument("--explain", metavar="PVnnn", help="print a rule's documentation")
+    p.add_argument("-o", "--output", help="write the report here (atomically)")
+    a = p.parse_args(args)
+    if a.explain:
+        text = explain(a.explain)
+        if not text:
+            raise PvError(f"no rule {a.explain} (rules: PV001..PV009)")
+        sys.stdout.write(text)
+        return EXIT_OK
+    if not a.paths and not a.build_dir:
+        raise PvError("pvpass lint: give files or directories, or -p BUILD_DIR")
+    if a.jobs < 1:
+        raise PvError("pvpass lint: -j takes a positive number")
+    results = runner.run(a.paths, a.arch, cpp, a.jobs, a.build_dir, a.ops)
+    if not results:
+        raise PvError("pvpass lint: no C files found")
+    diags, code = runner.finish(results, a.werror)
+    if a.format == "text":
+        report = runner.render_text(diags)
+        if a.output:
+            write_output(a.output, report)
+        else:
+            sys.stderr.write(report)
+    else:
+        report = runner.render_json(diags) if a.format == "json" else runner.render_sarif(diags)
+        write_output(a.output, report)
+    return code
+
+
 def write_output(path: str | None, text: str) -> int:
     if path:
         from .atomicio import write_atomic

@@ -16,7 +16,7 @@ class Op:
     type_number: int          # offset / pointer size
     offset: int
     callee_save_slot: bool    # declared as a callee-save wrapper (struct { void *func; })
-    nargs: int | None         # from the prototype; None when unknown (void *)
+    nargs: int | None         # argument registers the prototype uses; None when unknown
     returns: bool | None      # the prototype returns a value
     loc: Loc | None = None
 
@@ -58,6 +58,9 @@ class Backend:
     targets: dict[str, Target] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)
     builtin: bool = False
+    # The ops an initializer covers ("" = all, "irq." = one nested struct);
+    # None for backends made of assignments, which are partial by nature.
+    scope: str | None = ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Keep the parse cache of test runs out of the user's cache directory.
+os.environ.setdefault("PVPASS_CACHE_DIR", str(Path(__import__("tempfile").gettempdir()) / "pvpass-test-cache"))
 TESTDATA = ROOT / "testdata"
 INCLUDE = ROOT / "pvpass" / "include"
 ARCH_FLAG = {"i386": "-m32", "x86_64": "-m64"}

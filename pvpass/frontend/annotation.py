@@ -33,7 +33,7 @@ class AnnotationError(Exception):
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(grammar_text("annotation.lark"), parser="lalr", maybe_placeholders=True)
+    return Lark(grammar_text("annotation.lark"), parser="lalr", maybe_placeholders=True, cache=True)
 
 
 @v_args(inline=True)
@@ -59,6 +59,9 @@ class _ToModel(Transformer):
 
     def end(self):
         return Annotation("end")
+
+    def ops(self, name):
+        return Annotation("ops", backend=str(name))
 
     def nop(self, backend, op):
         return Annotation("nop", op=op, backend=str(backend))

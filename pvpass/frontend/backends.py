@@ -16,6 +16,9 @@ from .layout import CType, TypeEnv
 from .ops import member_path, op_path
 
 
+_INIT = re.compile(r'=\s*\{')
+
+
 def c_contract(arch: Arch) -> Contract:
     return Contract("c", arch.caller_saved)
 
@@ -35,25 +38,26 @@ class BackendFinder:
         _nested_tags(obj_type, "", prefixes)
         backends: dict[str, Backend] = {}
         seen_chunks: set[int] = set()
-        pats = [re.compile(r'\bstruct\s+%s\b[^;(){}]*?\b([A-Za-z_]\w*)\s*(?:__attribute__\s*\(\(.*?\)\)\s*)*=\s*\{'
-                           % re.escape(tag)) for tag in prefixes if tag]
-        pats.append(re.compile(r'\b(?:typeof|__typeof__|__typeof)\s*\(\s*%s\s*\)[^;=]*?\b([A-Za-z_]\w*)\s*(?:__\w+\s*)*=\s*\{'
-                               % re.escape(ops.obj)))
-        for pat in pats:
-            for m in pat.finditer(text):
-                chunk = self.p.tu.chunk_at(m.start())
-                if chunk is None or chunk.is_func or chunk.index in seen_chunks:
-                    continue
-                seen_chunks.add(chunk.index)
-                pc = self.p.parse(chunk)
-                for d in pc.ast.ext:
-                    if isinstance(d, c_ast.Decl) and isinstance(d.init, c_ast.InitList):
-                        prefix = self._prefix_of(d, prefixes, ops)
-                        if prefix is None:
-                            continue
-                        t = obj_type if prefix == "" else self._sub_type(obj_type, prefix)
-                        b = backends.setdefault(d.name, Backend(d.name, self.env.loc(d)))
-                        self._walk_init(d.init, t, prefix, ops, b, pc)
+        # Initializers are `= {` at file scope; keep the chunks whose head
+        # names an ops struct (or typeof the ops object). One regex pass.
+        head = re.compile(r'\bstruct\s+(?:%s)\b|\b(?:typeof|__typeof__|__typeof)\s*\(\s*%s\s*\)'
+                          % ("|".join(re.escape(t) for t in prefixes if t), re.escape(ops.obj)))
+        for m in _INIT.finditer(text):
+            chunk = self.p.tu.chunk_at(m.start())
+            if chunk is None or chunk.is_func or chunk.index in seen_chunks:
+                continue
+            seen_chunks.add(chunk.index)
+            if not head.search(text, chunk.start, m.start()):
+                continue
+            pc = self.p.parse(chunk)
+            for d in pc.ast.ext:
+                if isinstance(d, c_ast.Decl) and isinstance(d.init, c_ast.InitList):
+                    prefix = self._prefix_of(d, prefixes, ops)
+                    if prefix is None:
+                        continue
+                    t = obj_type if prefix == "" else self._sub_type(obj_type, prefix)
+                    b = backends.setdefault(d.name, Backend(d.name, self.env.loc(d), scope=prefix))
+                    self._walk_init(d.init, t, prefix, ops, b, pc)
         self._assignments(ops, backends)
         self._apply_annotations(ops, backends, annotations)
         return sorted(backends.values(), key=lambda b: (b.loc or Loc(""), b.name))
@@ -153,7 +157,7 @@ class BackendFinder:
     def _assignments(self, ops: OpsStruct, backends: dict[str, Backend]) -> None:
         """`pv_ops.irq.save_fl = f;` in a function: a backend named after it."""
         text = self.p.pp.text
-        pat = re.compile(r'\b%s\s*\.\s*[\w.\s]+=(?!=)' % re.escape(ops.obj))
+        pat = re.compile(r'%s\s*\.\s*\w+(?:\s*\.\s*\w+)*\s*=(?!=)' % re.escape(ops.obj))
         seen: set[int] = set()
         for m in pat.finditer(text):
             chunk = self.p.tu.chunk_at(m.start())
@@ -168,7 +172,7 @@ class BackendFinder:
                     mp = member_path(asg.lvalue)
                     if not mp or mp[0] != ops.obj:
                         continue
-                    b = backends.setdefault(fd.decl.name, Backend(fd.decl.name, self.env.loc(fd)))
+                    b = backends.setdefault(fd.decl.name, Backend(fd.decl.name, self.env.loc(fd), scope=None))
                     self._set_target(b, ops, ".".join(mp[1]), asg.rvalue, pc)
 
     def _apply_annotations(self, ops: OpsStruct, backends: dict[str, Backend],

@@ -8,13 +8,18 @@ pycparser's coordinates and our own text offsets agree.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pycparser import c_ast
 from pycparser.c_parser import ParseError
 from pycparserext.ext_c_parser import GnuCParser
 
+from .. import __version__
 from ..diag import Loc, PvError
 from .asmstmt import AsmStmt, blank_spans, find_asm
 from .chunks import Chunk, ChunkedTU
@@ -129,6 +134,61 @@ def _pad(rep: str, orig: str) -> str:
     return body + "\n" * nl
 
 
+class ParseCache:
+    """Parsed chunks kept on disk across runs. The same header chunk (same
+    text, same place in the same file, same typedef names in scope) parses
+    to the same AST in every translation unit of a build, so after the first
+    TU the headers cost a file read. PVPASS_CACHE=0 turns it off;
+    PVPASS_CACHE_DIR moves it (default: $XDG_CACHE_HOME/pvpass)."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        if os.environ.get("PVPASS_CACHE", "1") != "0":
+            base = os.environ.get("PVPASS_CACHE_DIR") or os.path.join(
+                os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pvpass")
+            self.dir = Path(base) / f"chunks-{__version__}-{_PYCPARSER}"
+
+    def key(self, text: str, loc: Loc, typedefs: frozenset[str]) -> str:
+        used = sorted(set(_IDENTS.findall(text)) & typedefs)
+        h = hashlib.sha256()
+        for part in (text, loc.file, str(loc.line), str(loc.col), " ".join(used)):
+            h.update(part.encode(errors="surrogateescape"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def get(self, key: str):
+        if self.dir is None:
+            return None
+        try:
+            with open(self.dir / key[:2] / key, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError):
+            return None
+
+    def put(self, key: str, value) -> None:
+        if self.dir is None:
+            return
+        try:
+            d = self.dir / key[:2]
+            d.mkdir(parents=True, exist_ok=True)
+            from ..atomicio import write_atomic
+            write_atomic(d / key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass            # a cache that cannot be written is no cache
+
+
+_IDENTS = re.compile(r'[A-Za-z_]\w*')
+_PYCPARSER = "pycparser3.0"
+_cache = None
+
+
+def parse_cache() -> ParseCache:
+    global _cache
+    if _cache is None:
+        _cache = ParseCache()
+    return _cache
+
+
 class ChunkParser:
     """Parses chunks of one TU on demand, each once."""
 
@@ -136,6 +196,7 @@ class ChunkParser:
         self.pp = pp
         self.tu = tu
         self._cache: dict[int, ParsedChunk] = {}
+        self._asm: dict[int, list[AsmStmt]] = {}
         self._parser = GnuCParser()
         self._typedefs = tu.typedef_names | BUILTIN_TYPEDEFS
 
@@ -145,14 +206,30 @@ class ChunkParser:
             pc = self._cache[chunk.index] = self._parse(chunk)
         return pc
 
+    def asm(self, chunk: Chunk) -> list[AsmStmt]:
+        """The asm statements of a chunk (read once)."""
+        got = self._asm.get(chunk.index)
+        if got is None:
+            got = self._asm[chunk.index] = find_asm(self.pp.text, chunk.start, chunk.end, self.pp.loc)
+        return got
+
     def _parse(self, chunk: Chunk) -> ParsedChunk:
         text = chunk.text(self.pp.text)
-        asm = find_asm(self.pp.text, chunk.start, chunk.end, self.pp.loc)
+        asm = self.asm(chunk)
         attrs = _attr_spans(text)
         blanks = [(a - chunk.start, b - chunk.start) for s in asm for a, b in s.blanks]
+        if not chunk.is_func and asm and asm[0].off == chunk.start:
+            # a file-scope asm("..."); statement: nothing for pycparser to see
+            blanks = [(0, len(text))]
         blanks += [(a.start, a.end) for a in attrs]
-        ptext = _rewrite(blank_spans(text, blanks))
         loc = self.pp.loc(chunk.start)
+        cache = parse_cache()
+        key = cache.key(text, loc, self._typedefs)
+        hit = cache.get(key)
+        if hit is not None:
+            ast, line_index = hit
+            return ParsedChunk(chunk, ast, asm, attrs, text, line_index)
+        ptext = _rewrite(blank_spans(text, blanks))
         head = f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
         try:
             ast = self._parser.parse(head + ptext, loc.file,
@@ -161,7 +238,9 @@ class ChunkParser:
             raise PvError(_clean_parse_error(str(e)), _loc_of_parse_error(str(e), loc)) from None
         except (AssertionError, IndexError, AttributeError, TypeError) as e:
             raise PvError(f"cannot parse this declaration ({type(e).__name__})", loc) from None
-        return ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
+        pc = ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
+        cache.put(key, (ast, pc.line_index))
+        return pc
 
 
 def _esc(s: str) -> str:

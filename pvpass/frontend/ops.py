@@ -49,14 +49,20 @@ class OpsIndex:
         if t.kind not in ("struct", "union"):
             raise PvError(f"ops object '{obj}' is not a struct", loc)
         ops: list[Op] = []
-        _collect(t, "", 0, self.env.arch.ptr_size, ops)
-        seen: dict[int, Op] = {}
+        _collect(t, "", 0, self.env.arch.ptr_size, ops, self._words)
         s = OpsStruct(t.name, obj, t.size, tuple(ops), t.loc or dloc)
         self._structs[obj] = s
         return s
 
-    def struct_for_tag(self, tag: str, loc: Loc | None) -> CType:
-        return self.env.tag("struct", tag, loc)
+    def _words(self, param) -> int:
+        """Argument registers a parameter takes (two for 64-bit on i386)."""
+        if self.env.arch.bits == 64:
+            return 1
+        try:
+            size = self.env.from_decl_type(param.type, None).size
+        except Exception:
+            return 1
+        return 2 if size > 4 else 1
 
 
 def is_callee_save_slot(t: CType) -> bool:
@@ -66,21 +72,21 @@ def is_callee_save_slot(t: CType) -> bool:
             and t.members[0].ctype.kind == "ptr" and not t.members[0].ctype.is_func_ptr)
 
 
-def _collect(t: CType, prefix: str, base: int, psize: int, out: list[Op]) -> None:
+def _collect(t: CType, prefix: str, base: int, psize: int, out: list[Op], words) -> None:
     for m in t.members:
         path = f"{prefix}{m.name}" if m.name else prefix.rstrip(".")
         off = base + m.offset
         mt = m.ctype
         if mt.is_func_ptr:
-            nargs, returns = _prototype(mt.elem.func)
+            nargs, returns = _prototype(mt.elem.func, words)
             out.append(Op(path, off // psize, off, False, nargs, returns, m.loc))
         elif is_callee_save_slot(mt):
             out.append(Op(path, off // psize, off, True, None, None, m.loc))
         elif mt.kind in ("struct", "union"):
-            _collect(mt, f"{path}." if path else "", off, psize, out)
+            _collect(mt, f"{path}." if path else "", off, psize, out, words)
 
 
-def _prototype(fd) -> tuple[int | None, bool | None]:
+def _prototype(fd, words) -> tuple[int | None, bool | None]:
     if fd is None:
         return None, None
     params = fd.args.params if fd.args is not None else []
@@ -91,7 +97,7 @@ def _prototype(fd) -> tuple[int | None, bool | None]:
     while isinstance(ret, c_ast.TypeDecl) or type(ret).__name__ == "TypeDeclExt":
         ret = ret.type
     returns = not (isinstance(ret, c_ast.IdentifierType) and ret.names == ["void"])
-    return (None if variadic else len(params)), returns
+    return (None if variadic else sum(words(p) for p in params)), returns
 
 
 def _is_void(p) -> bool:

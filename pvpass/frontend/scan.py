@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pycparserext.ext_c_parser import Asm
-
 from ..arch import Arch
 from ..diag import Loc, PvError
 from ..model import Inventory
 from . import chunks
 from .annotation import Annotation, AnnotationError, is_annotation, parse_annotation
-from .asmstmt import find_asm
 from .asmtemplate import TemplateError, parse_template
 from .backends import BackendFinder
-from .cparse import ChunkParser, ParsedChunk, walk
+from pycparser import c_ast
+from pycparserext.ext_c_parser import Asm
+
+from .cparse import ChunkParser, walk
 from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
@@ -54,12 +54,10 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
     for idx in marked:
         chunk = tu.chunks[idx]
         if chunk.is_func:
-            pc = parser.parse(chunk)
-            sources += _function_sites(pp, pc, builder)
-            annotations += _annotations(pp, pc.asm, builder, skip_sites=True)
+            sources += _function_sites(pp, parser, chunk, builder)
+            annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=True)
         else:
-            stmts = find_asm(pp.text, chunk.start, chunk.end, pp.loc)
-            annotations += _annotations(pp, stmts, builder, skip_sites=False)
+            annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=False)
     inv = Inventory(pp.main_file, arch.name)
     objs = sorted({s.site.ops_object for s in sources})
     for obj in objs:
@@ -72,22 +70,36 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
     return ScanResult(inv, sources, pp, parser, env, ops_index, annotations)
 
 
-def _function_sites(pp: PPText, pc: ParsedChunk, builder: SiteBuilder) -> list[SiteSource]:
-    nodes = {}
-    for n in walk(pc.ast, Asm):
-        if n.coord is not None:
-            nodes[(n.coord.file, n.coord.line, n.coord.column)] = n
-    fname = None
-    for d in pc.ast.ext:
-        if hasattr(d, "decl") and hasattr(d, "body"):
-            fname = d.decl.name
+def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder) -> list[SiteSource]:
+    """Sites of one function. The whole function is parsed (so broken C
+    around a site is reported), and each annotated asm statement is matched
+    to its node by coordinates to get its operand expressions."""
+    stmts = [a for a in parser.asm(chunk) if _MARK.search(a.template)]
+    if not stmts:
+        return []
+    pc = parser.parse(chunk)
+    nodes = {(n.coord.file, n.coord.line, n.coord.column): n
+             for n in walk(pc.ast, Asm) if n.coord is not None}
+    fname = next((d.decl.name for d in pc.ast.ext if isinstance(d, c_ast.FuncDef)), None)
     out: list[SiteSource] = []
-    for a in pc.asm:
-        if not _MARK.search(a.template):
-            continue
+    for a in stmts:
         loc = pp.loc(a.off)
-        node = nodes.get((loc.file, loc.line, loc.col))
-        out += builder.sites_of(pc, a, node, fname)
+        out += builder.sites_of(a, operand_exprs(nodes.get((loc.file, loc.line, loc.col))), fname)
+    return out
+
+
+def operand_exprs(node) -> dict[int, object]:
+    """Operand index -> expression, from pycparserext's Asm node (which
+    reads `"r" (x)` as a call of the constraint string)."""
+    out: dict[int, object] = {}
+    if node is None:
+        return out
+    idx = 0
+    for group in (node.output_operands, node.input_operands):
+        for e in (group.exprs if group is not None else []):
+            if isinstance(e, c_ast.FuncCall) and e.args is not None and e.args.exprs:
+                out[idx] = e.args.exprs[0]
+            idx += 1
     return out
 
 

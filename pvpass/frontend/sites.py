@@ -10,6 +10,7 @@ template; the pass computes the type number from the struct layout.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from pycparser import c_ast
@@ -22,7 +23,7 @@ from .annotation import Annotation, AnnotationError, is_annotation, parse_annota
 from .asmstmt import AsmStmt, Operand
 from .asmtemplate import (Direct, Indirect, Label, OpRef, Stmt, Template, TemplateError,
                           parse_template, render_stmt)
-from .cparse import ParsedChunk, walk
+from .cparse import walk
 from .layout import TypeEnv
 from .operands import PLACEHOLDER, CodeModel, is_lvalue_global, print_operand
 from .ops import OpsIndex, member_path, op_path
@@ -48,6 +49,7 @@ class SiteBuilder:
     def __init__(self, pp: PPText, arch: Arch, env: TypeEnv, ops: OpsIndex,
                  model: CodeModel) -> None:
         self.pp, self.arch, self.env, self.ops, self.model = pp, arch, env, ops, model
+        self._tag_objects: dict[str, str | None] = {}
 
     # --- locations -----------------------------------------------------------
 
@@ -60,7 +62,9 @@ class SiteBuilder:
 
     # --- entry point -----------------------------------------------------------
 
-    def sites_of(self, pc: ParsedChunk, a: AsmStmt, asm_node, function: str | None) -> list[SiteSource]:
+    def sites_of(self, a: AsmStmt, exprs: dict[int, object], function: str | None) -> list[SiteSource]:
+        """The sites of one asm statement; `exprs` maps operand index to its
+        parsed expression."""
         try:
             tpl = parse_template(a.template)
         except TemplateError as e:
@@ -77,17 +81,16 @@ class SiteBuilder:
                     ann = (x, c.pos)
                 elif x.kind == "end" and ann is not None:
                     end = c.pos
-        exprs = _operand_exprs(a, asm_node)
         kernel = any(s.section == ".parainstructions" for s in tpl.stmts())
         if kernel:
-            return self._kernel(pc, a, tpl, exprs, function, ann)
+            return self._kernel(a, tpl, exprs, function, ann)
         if ann is not None:
-            return [self._pvpass(pc, a, tpl, exprs, function, ann[0], ann[1], end)]
+            return [self._pvpass(a, tpl, exprs, function, ann[0], ann[1], end)]
         return []
 
     # --- kernel dialect -------------------------------------------------------
 
-    def _kernel(self, pc, a, tpl: Template, exprs, function, ann) -> list[SiteSource]:
+    def _kernel(self, a, tpl: Template, exprs, function, ann) -> list[SiteSource]:
         entry = [s for s in tpl.stmts(".parainstructions") if s.name not in _SKIP_DIRECTIVES
                  and s.name not in (".pushsection", ".popsection")]
         out = []
@@ -111,10 +114,10 @@ class SiteBuilder:
                               self.tloc(a, s.pos, s.name))
             body = _between(tpl, start, end)
             type_expr = _arg_expr(type_st)
-            typenum, struct_op = self._eval_field(pc, a, exprs, type_expr, type_st)
+            typenum, struct_op = self._eval_field(a, exprs, type_expr, type_st)
             mask = 0
             if has_clobber:
-                mask, _ = self._eval_field(pc, a, exprs, _arg_expr(fields[2]), fields[2])
+                mask, _ = self._eval_field(a, exprs, _arg_expr(fields[2]), fields[2])
             call_op, obj, members = self._call_target(a, body, exprs)
             if obj is None and struct_op is not None:
                 obj = struct_op[0]
@@ -131,12 +134,12 @@ class SiteBuilder:
                 path = op.path if op else f"#{typenum}"
             mask &= 0xFFFF
             clobbers = self.arch.regs_of_mask(mask)
-            site = self._site(pc, a, body, exprs, function, "kernel", ops, path,
+            site = self._site(a, body, exprs, function, "kernel", ops, path,
                               typenum, clobbers, mask)
             out.append(SiteSource(site, a, tpl, ann[0] if ann else None, exprs, call_op, body))
         return out
 
-    def _eval_field(self, pc, a, exprs, e, st: Stmt):
+    def _eval_field(self, a, exprs, e, st: Stmt):
         """Value of a .byte/.short field; with the (struct obj, path) of an
         offsetof inside it when there is one."""
         if e is None:
@@ -149,7 +152,7 @@ class SiteBuilder:
                 raise PvError(f"'%{e[1]}{e[2]}' names no operand of this asm statement",
                               self.tloc(a, st.pos, st.name))
             node = exprs[op.index]
-            v = self.env.const(node, pc)
+            v = self.env.const(node, None)
             return v, self._offsetof_op(node)
         raise PvError("cannot evaluate this .parainstructions field", self.tloc(a, st.pos, st.name))
 
@@ -165,14 +168,14 @@ class SiteBuilder:
 
     def _object_of_tag(self, tag: str) -> str | None:
         """The global object of type `struct tag` (the ops object)."""
-        import re
-        text = self.pp.text
-        m = re.search(r'\bstruct\s+%s\s+([A-Za-z_]\w*)\s*[;=\[]' % re.escape(tag), text)
-        return m.group(1) if m else None
+        if tag not in self._tag_objects:
+            m = re.search(r'\bstruct\s+%s\s+([A-Za-z_]\w*)\s*[;=\[]' % re.escape(tag), self.pp.text)
+            self._tag_objects[tag] = m.group(1) if m else None
+        return self._tag_objects[tag]
 
     # --- pvpass dialect ----------------------------------------------------------
 
-    def _pvpass(self, pc, a, tpl, exprs, function, ann: Annotation, cpos: int,
+    def _pvpass(self, a, tpl, exprs, function, ann: Annotation, cpos: int,
                 end: int) -> SiteSource:
         body = [s for s in tpl.stmts("") if cpos < s.pos < end]
         call_op, obj, members = self._call_target(a, body, exprs)
@@ -186,7 +189,7 @@ class SiteBuilder:
                           self.tloc(a, cpos + _find(tpl, cpos, ann.op), ann.op), rule="PV005")
         clobbers = self.clobber_set(a, cpos, ann)
         mask = self.arch.mask(clobbers)
-        site = self._site(pc, a, body, exprs, function, "pvpass", ops, op.path,
+        site = self._site(a, body, exprs, function, "pvpass", ops, op.path,
                           op.type_number, clobbers, mask)
         return SiteSource(site, a, tpl, ann, exprs, call_op, body)
 
@@ -234,11 +237,11 @@ class SiteBuilder:
                     return None, sym, None
         return None, None, None
 
-    def _site(self, pc, a, body, exprs, function, dialect, ops: OpsStruct, path, typenum,
+    def _site(self, a, body, exprs, function, dialect, ops: OpsStruct, path, typenum,
               clobbers, mask) -> Site:
-        instrs, length = self.encode(pc, a, body, exprs, ops)
+        instrs, length = self.encode(a, body, exprs, ops)
         op = ops.op(path)
-        nargs = sum(1 for o in a.inputs if _arg_reg_operand(self.arch, o))
+        nargs = len({r for o in a.inputs if (r := _arg_reg(self.arch, a, o))})
         if dialect == "pvpass":
             names = {o.name for o in a.operands if o.name}
             nargs = sum(1 for i in range(1, 7) if f"pv_a{i}" in names)
@@ -250,7 +253,7 @@ class SiteBuilder:
                     function, dialect, path, typenum, clobbers, mask, tuple(instrs), length,
                     ops.obj, a.template, nargs, returns)
 
-    def encode(self, pc, a: AsmStmt, body: list[Stmt], exprs, ops: OpsStruct):
+    def encode(self, a: AsmStmt, body: list[Stmt], exprs, ops: OpsStruct):
         taken = set()
         for o in a.operands:
             for ch in o.constraint:
@@ -275,7 +278,7 @@ class SiteBuilder:
                 local = True
             elif node is not None:
                 try:
-                    value = self.env.const(node, pc)
+                    value = self.env.const(node, None)
                 except PvError:
                     value = None
             return print_operand(self.arch, self.model, o.constraint, ref.modifier, off,
@@ -299,21 +302,6 @@ class SiteBuilder:
             instrs.append(render_stmt(s))
             length += len(code)
         return instrs, length
-
-
-def _operand_exprs(a: AsmStmt, node) -> dict[int, object]:
-    """Operand index -> expression node, from pycparserext's Asm node."""
-    out: dict[int, object] = {}
-    if node is None:
-        return out
-    groups = [node.output_operands, node.input_operands]
-    idx = 0
-    for g in groups:
-        for e in (g.exprs if g is not None else []):
-            if isinstance(e, c_ast.FuncCall) and e.args is not None and e.args.exprs:
-                out[idx] = e.args.exprs[0]
-            idx += 1
-    return out
 
 
 def _label_ref(s: Stmt) -> str | None:
@@ -378,9 +366,16 @@ def _struct_tag(t_node) -> str | None:
     return t.name if isinstance(t, c_ast.Struct) else None
 
 
-def _arg_reg_operand(arch: Arch, o: Operand) -> bool:
-    letters = [ch for ch in o.constraint if ch.isalpha()]
-    return len(letters) == 1 and arch.constraint_reg(letters[0]) in arch.arg_regs
+def _arg_reg(arch: Arch, a: AsmStmt, o: Operand) -> str | None:
+    """The argument register an input operand loads, if any ("0" follows
+    the output it matches)."""
+    c = o.constraint
+    if c.isdigit() and int(c) < len(a.outputs):
+        c = a.outputs[int(c)].constraint
+    letters = [ch for ch in c if ch.isalpha()]
+    if len(letters) == 1 and arch.constraint_reg(letters[0]) in arch.arg_regs:
+        return arch.constraint_reg(letters[0])
+    return None
 
 
 def _find(tpl: Template, cpos: int, text: str) -> int:

@@ -37,6 +37,9 @@
 #define PVPASS_STR_(x...) #x
 #define PVPASS_STR(x...) PVPASS_STR_(x)
 
+/* Names the ops object, so lint knows which calls to check. */
+__asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
+
 #define PVPASS_SITE(op, regs)	"# pvpass: site " #op " clobbers(" regs ")\n\t"
 #define PVPASS_END		"\n\t# pvpass: end\n\t"
 #define PVPASS_CALL		"call *%[pv_op]"

@@ -1,0 +1,154 @@
+"""`pvpass lint`: files (or trees, or a compile_commands.json) in, sorted
+diagnostics out, in text, JSON or SARIF; parallel with -j, deterministic."""
+from __future__ import annotations
+
+import json
+import shlex
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .. import __version__
+from ..arch import get_arch
+from ..diag import Diagnostic, EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, Loc, PvError, render
+from ..model import SCHEMA_VERSION
+from .rules import RULES
+
+
+@dataclass
+class FileResult:
+    path: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    input_error: bool = False
+
+
+def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None]) -> FileResult:
+    """One file (a top-level function so worker processes can run it)."""
+    path, arch_name, cpp, extra_ops, cwd = job
+    from ..frontend.scan import scan
+    from .checks import check_all
+    from .suppress import apply
+    import os
+    old = os.getcwd()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        arch = get_arch(arch_name)
+        res = FileResult(path)
+        try:
+            scanned = scan(path, arch, list(cpp))
+        except PvError as e:
+            d = e.diagnostic()
+            if e.loc is None:
+                d = replace(d, loc=Loc(path))
+            res.diagnostics = [d]
+            res.input_error = not e.rule
+            return res
+        diags = check_all(scanned, arch, extra_ops)
+        res.diagnostics = sorted(apply(diags, path), key=Diagnostic.sort_key)
+        return res
+    finally:
+        os.chdir(old)
+
+
+def collect(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        q = Path(p)
+        if q.is_dir():
+            out += sorted(str(f) for f in q.rglob("*.c"))
+        else:
+            out.append(p)
+    seen = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def from_compile_db(build_dir: str) -> list[tuple[str, list[str], str]]:
+    """(file, cpp flags, directory) per entry of BUILD_DIR/compile_commands.json."""
+    from ..driver import parse
+    db = Path(build_dir) / "compile_commands.json"
+    try:
+        entries = json.loads(db.read_text())
+    except (OSError, ValueError) as e:
+        raise PvError(f"{db}: cannot read the compilation database ({e})") from None
+    out = []
+    for e in entries:
+        args = e.get("arguments") or shlex.split(e.get("command", ""))
+        _, cpp, _, _ = parse(args[1:])
+        f = e["file"]
+        d = e.get("directory", build_dir)
+        out.append((f if Path(f).is_absolute() else str(Path(d) / f), cpp, d))
+    return sorted(out)
+
+
+def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResult]:
+    if build_dir:
+        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d) for f, flags, d in from_compile_db(build_dir)
+                 if not paths or any(f.startswith(str(Path(p).resolve())) or f == p for p in paths)]
+    else:
+        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None) for f in collect(paths)]
+    if jobs > 1 and len(jobsl) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            return list(ex.map(lint_file, jobsl, chunksize=1))
+    return [lint_file(j) for j in jobsl]
+
+
+def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], int]:
+    diags = []
+    for r in results:
+        for d in r.diagnostics:
+            if werror and d.level == "warning":
+                d = replace(d, level="error")
+            diags.append(d)
+    if any(r.input_error for r in results):
+        return diags, EXIT_BAD_INPUT
+    if any(d.level == "error" for d in diags):
+        return diags, EXIT_FINDINGS
+    return diags, EXIT_OK
+
+
+def render_text(diags: list[Diagnostic]) -> str:
+    return "".join(render(d) + "\n" for d in diags)
+
+
+def _loc_json(loc: Loc) -> dict:
+    return {"file": loc.file, "line": loc.line, "col": loc.col}
+
+
+def render_json(diags: list[Diagnostic]) -> str:
+    return json.dumps({"schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "lint",
+                       "diagnostics": [{**_loc_json(d.loc), "level": d.level, "rule": d.rule or None,
+                                        "message": d.message,
+                                        "notes": [{**_loc_json(n.loc), "message": n.message} for n in d.notes]}
+                                       for d in diags]}, indent=2) + "\n"
+
+
+def _sarif_loc(loc: Loc) -> dict:
+    region = {"startLine": max(loc.line, 1)}
+    if loc.col > 0:
+        region["startColumn"] = loc.col
+    return {"physicalLocation": {"artifactLocation": {"uri": Path(loc.file).as_posix()},
+                                 "region": region}}
+
+
+def render_sarif(diags: list[Diagnostic]) -> str:
+    ids = list(RULES)
+    rules = [{"id": r.id, "name": r.name, "shortDescription": {"text": r.summary},
+              "fullDescription": {"text": r.summary}, "help": {"text": r.doc},
+              "defaultConfiguration": {"level": r.level}} for r in RULES.values()]
+    results = []
+    for d in diags:
+        res = {"ruleId": d.rule or "input", "level": d.level if d.level in ("error", "warning", "note") else "none",
+               "message": {"text": d.message}, "locations": [_sarif_loc(d.loc)]}
+        if d.rule in RULES:
+            res["ruleIndex"] = ids.index(d.rule)
+        if d.notes:
+            res["relatedLocations"] = [{"id": i, **_sarif_loc(n.loc), "message": {"text": n.message}}
+                                       for i, n in enumerate(d.notes)]
+        results.append(res)
+    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+           "runs": [{"tool": {"driver": {"name": "pvpass", "version": __version__,
+                                         "informationUri": "https://example.invalid/pvpass",
+                                         "rules": rules}},
+                     "results": results}]}
+    return json.dumps(doc, indent=2) + "\n"
