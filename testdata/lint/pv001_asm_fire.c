@@ -1,0 +1,7 @@
+#include "lintops.h"
+
+void delay(void)
+{
+	asm volatile("call *%[op]" : : [op] "m" (pv_ops.io_delay)
+		     : "memory", "cc", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+}

@@ -1,0 +1,6 @@
+#include "lintops.h"
+
+void delay(void)
+{
+	pv_ops.io_delay();
+}
