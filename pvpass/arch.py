@@ -34,13 +34,6 @@ class Arch:
     stack_align: int
 
     @property
-    def all_mask(self) -> int:
-        m = 0
-        for _, b in self.clobber_bits:
-            m |= b
-        return m
-
-    @property
     def gprs(self) -> tuple[str, ...]:
         return _GPRS[self.name]
 

@@ -37,16 +37,21 @@ def _base(name: str, help: str) -> argparse.ArgumentParser:
     return p
 
 
+def _source_cmd(name: str, help: str, formats: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The shape scan and emit share: one source, a format, an output."""
+    p = _base(name, help)
+    p.add_argument("source")
+    p.add_argument("--format", choices=formats, default=formats[0])
+    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    return p
+
+
 @command("scan", "site inventory of one C source as JSON")
 def cmd_scan(argv: list[str]) -> int:
     from .frontend.scan import scan
     from .jsonout import dumps, inventory_json
     args, cpp = split_cppflags(argv)
-    p = _base("scan", "site inventory of one C source as JSON")
-    p.add_argument("source")
-    p.add_argument("--format", choices=("json", "text"), default="json")
-    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
-    a = p.parse_args(args)
+    a = _source_cmd("scan", "site inventory of one C source as JSON", ("json", "text")).parse_args(args)
     res = scan(a.source, get_arch(a.arch), cpp)
     if a.format == "text":
         from .jsonout import inventory_text
@@ -64,14 +69,11 @@ def cmd_emit(argv: list[str]) -> int:
     from .frontend.scan import scan
     from .jsonout import dumps
     args, cpp = split_cppflags(argv)
-    p = _base("emit", "table and stubs of one C source as asm, C or JSON")
-    p.add_argument("source")
-    p.add_argument("--format", choices=("asm", "c", "json"), default="asm")
+    p = _source_cmd("emit", "table and stubs of one C source as asm, C or JSON", ("asm", "c", "json"))
     p.add_argument("--nops", choices=("p6", "k8", "generic"), default="p6",
                    help="NOP table for padding (default: p6)")
     p.add_argument("--no-builtin", action="store_true",
                    help="only the source's own backends, not native and c-calls")
-    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     a = p.parse_args(args)
     arch = get_arch(a.arch)
     res = scan(a.source, arch, cpp)
@@ -193,7 +195,7 @@ def write_output(path: str | None, text: str) -> int:
 
 
 def _usage() -> str:
-    lines = [f"usage: pvpass [--version|--include-dir] COMMAND [ARGS] [-- CPPFLAGS]", "", "commands:"]
+    lines = ["usage: pvpass [--version|--include-dir|--runtime-dir] COMMAND [ARGS] [-- CPPFLAGS]", "", "commands:"]
     for name, (_, help) in sorted(_COMMANDS.items()):
         lines.append(f"  {name:<9} {help}")
     return "\n".join(lines)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from .arch import get_arch, host_arch_name
-from .diag import EXIT_BAD_INPUT, PvError
+from .diag import PvError
 from . import tools
 
 # Options that take a separate argument, and which of them matter to cpp.

@@ -54,10 +54,6 @@ NO_CALL = 0xFF
 KINDS = {"inline": 1, "call": 2, "trampoline": 3, "nop": 4}
 
 
-def patch_record_size(arch: Arch) -> int:
-    return 3 * arch.ptr_size + 8
-
-
 def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int | None,
                kind: str) -> bytes:
     """A record with its three pointers zero (they are relocated)."""

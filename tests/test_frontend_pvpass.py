@@ -10,7 +10,7 @@ from pvpass.arch import get_arch
 from pvpass.frontend.scan import scan
 from pvpass.link.elfobj import ElfObject
 
-from conftest import INCLUDE, TESTDATA, gcc_c
+from conftest import TESTDATA, gcc_c
 
 ARCHES = ["x86_64", "i386"]
 

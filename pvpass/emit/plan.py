@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..arch import Arch
-from ..diag import Diagnostic, Loc, Note
+from ..diag import Diagnostic, Note
 from ..model import Backend, Inventory, Op, Site
 from .native import builtin_backends
 from .patches import Patch, PatchError, decide

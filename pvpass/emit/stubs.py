@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import capstone
-from capstone import x86_const
 
 from ..arch import Arch
 from ..encode import EncodeError, assemble

@@ -219,9 +219,7 @@ def _operands(toks: _Tokens, blanks, index: int, is_output: bool, end: int) -> l
             constraint += decode_string(toks.next()[1], 0)[0]
         toks.expect("(", "before the operand's expression", end)
         depth, parts = 1, []
-        expr_off = toks.peek()[2]
-        expr_start = expr_off
-        last = expr_off
+        expr_start = toks.peek()[2]
         while depth:
             k, v, o = toks.next()
             if k == "eof":
@@ -231,7 +229,6 @@ def _operands(toks: _Tokens, blanks, index: int, is_output: bool, end: int) -> l
             elif v in ")]}" and k == "p":
                 depth -= 1
                 if depth == 0:
-                    last = o
                     break
             parts.append((v, o))
         expr = toks_text(parts)

@@ -115,10 +115,6 @@ def _parser() -> Lark:
                 maybe_placeholders=True, cache=True)
 
 
-def _tok(t: Token) -> str:
-    return str(t)
-
-
 @v_args(inline=True)
 class _ToModel(Transformer):
     def num(self, t):
@@ -257,7 +253,6 @@ def _track_sections(st: Stmt, sections: list[str]) -> None:
         sections[-1] = name
     elif st.name in (".text", ".data", ".bss"):
         sections[-1] = st.name
-    st.section = sections[-2] if st.name == ".pushsection" and len(sections) > 1 else st.section
 
 
 # --- rendering -----------------------------------------------------------------
@@ -288,18 +283,6 @@ def _paren(e: Expr, subst) -> str:
     s = render_expr(e, subst)
     return f"({s})" if e[0] in ("bin", "un") else s
 
-
-def expr_refs(e: Expr) -> list[tuple[str, str]]:
-    """The (modifier, ref) operand references inside an expression."""
-    if e is None:
-        return []
-    if e[0] == "opc":
-        return [(e[1], e[2])]
-    if e[0] == "un":
-        return expr_refs(e[2])
-    if e[0] == "bin":
-        return expr_refs(e[2]) + expr_refs(e[3])
-    return []
 
 
 def render_operand(a, subst_ref, subst_expr) -> str:

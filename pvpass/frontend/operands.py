@@ -10,7 +10,6 @@ from pycparser import c_ast
 
 from .. import tools
 from ..arch import Arch
-from .asmtemplate import OpRef
 
 # A placeholder address that every encoder must write as a 32-bit field,
 # the width of the relocation gcc would emit.
@@ -104,6 +103,3 @@ def is_lvalue_global(expr) -> bool:
         e = e.name
     return isinstance(e, c_ast.ID)
 
-
-def ref_key(r: OpRef) -> str:
-    return r.ref

@@ -8,7 +8,7 @@ from pycparser import c_ast
 
 from ..diag import Loc, PvError
 from ..model import Op, OpsStruct
-from .cparse import ChunkParser, walk
+from .cparse import ChunkParser
 from .layout import CType, TypeEnv
 
 

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..arch import Arch
-from ..diag import Loc, PvError
+from ..diag import PvError
 from .. import tools
 from .pptext import PPText
 

@@ -240,7 +240,6 @@ class SiteBuilder:
     def _site(self, a, body, exprs, function, dialect, ops: OpsStruct, path, typenum,
               clobbers, mask) -> Site:
         instrs, length = self.encode(a, body, exprs, ops)
-        op = ops.op(path)
         nargs = len({r for o in a.inputs if (r := _arg_reg(self.arch, a, o))})
         if dialect == "pvpass":
             names = {o.name for o in a.operands if o.name}

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import capstone
 
-from ..diag import PvError
 from ..frontend.sites import SiteSource
-from ..model import Inventory, Op, Site
-from .elfobj import ElfObject, Reloc, Symbol
+from ..model import Inventory, Op
+from .elfobj import ElfObject, Reloc
 
 SHF_EXECINSTR = 4
 _PCREL = {"R_X86_64_PC32", "R_X86_64_PLT32", "R_386_PC32"}

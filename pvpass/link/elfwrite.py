@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from elftools.elf.relocation import RelocationSection
 
 from ..diag import PvError
 from .elfobj import ElfObject
@@ -124,7 +123,6 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
     sec_index.update(new_index)
 
     # local section symbols for every section a new relocation names
-    names_by_idx = {i: s.name for i, s in enumerate(old)}
     existing_secsym = {}
     for i, sy in enumerate(syms):
         if sy[3] & 0xF == STT_SECTION and i < first_global:

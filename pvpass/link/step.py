@@ -17,7 +17,7 @@ from ..emit.patches import PatchError, decide
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
-from .copies import Copy, Stray, find_copies
+from .copies import Copy, find_copies
 from .elfobj import ElfObject
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
                        NewSection, NewSymbol, SymRef, add_sections)

@@ -3,7 +3,6 @@ function from the scan result to diagnostics; `RULES` holds their docs."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from pycparser import c_ast
 
