@@ -1,0 +1,48 @@
+"""`pvpass cc -- gcc ...`: compile + link step for -c, everything else passes
+through; compiler diagnostics and exit codes are the compiler's."""
+from __future__ import annotations
+
+import subprocess
+
+from pvpass.link.elfobj import ElfObject
+from pvpass.link.tableread import read_entries
+from pvpass import table
+
+from conftest import INCLUDE, TESTDATA, run_pvpass
+
+
+def test_compile_runs_the_link_step(tmp):
+    out = tmp / "s.o"
+    r = run_pvpass("cc", "--", "gcc", "-O2", "-I", str(INCLUDE), "-c", str(TESTDATA / "pvpass/sites.c"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    o = ElfObject.read(str(out))
+    assert read_entries(o) and o.section(table.PATCH_SECTION) is not None
+
+
+def test_no_sites_means_the_compilers_object(tmp):
+    src = tmp / "plain.c"
+    src.write_text("int f(int x) { return x * 3; }\n")
+    r = run_pvpass("cc", "--", "gcc", "-O2", "-c", str(src), "-o", str(tmp / "a.o"))
+    assert r.returncode == 0
+    subprocess.run(["gcc", "-O2", "-c", str(src), "-o", str(tmp / "b.o")], check=True)
+    assert (tmp / "a.o").read_bytes() == (tmp / "b.o").read_bytes()
+
+
+def test_pass_through(tmp):
+    src = TESTDATA / "pvpass/sites.c"
+    r = run_pvpass("cc", "--", "gcc", "-E", "-I", str(INCLUDE), str(src))
+    assert r.returncode == 0 and "pvpass: site" in r.stdout
+    r = run_pvpass("cc", "--", "gcc", "-M", "-I", str(INCLUDE), str(src))
+    assert r.returncode == 0 and "ops.h" in r.stdout
+    bad = tmp / "bad.c"
+    bad.write_text("int f( {\n")
+    r = run_pvpass("cc", "--", "gcc", "-c", str(bad), "-o", str(tmp / "bad.o"))
+    assert r.returncode == 1 and "error:" in r.stderr and not (tmp / "bad.o").exists()
+
+
+def test_pvpass_error_removes_the_object(tmp):
+    src = tmp / "u.c"
+    src.write_text((TESTDATA / "bad/unknown_op.c").read_text().replace("../pvpass/ops.h",
+                                                                        str(TESTDATA / "pvpass/ops.h")))
+    r = run_pvpass("cc", "--", "gcc", "-I", str(INCLUDE), "-c", str(src), "-o", str(tmp / "u.o"))
+    assert r.returncode == 2 and "[PV005]" in r.stderr and not (tmp / "u.o").exists()
