@@ -87,6 +87,41 @@ def cmd_emit(argv: list[str]) -> int:
     return write_output(a.output, text)
 
 
+@command("verify", "prove by emulation that every patch keeps its site's clobber contract")
+def cmd_verify(argv: list[str]) -> int:
+    from .diag import EXIT_FINDINGS, Diagnostic
+    from .emit.plan import make_plan
+    from .frontend.scan import scan
+    from .prove import prove
+    args, cpp = split_cppflags(argv)
+    p = _base("verify", "prove by emulation that every patch keeps its site's clobber contract")
+    p.add_argument("source")
+    a = p.parse_args(args)
+    arch = get_arch(a.arch)
+    inv = scan(a.source, arch, cpp).inventory
+    plan = make_plan(arch, inv)
+    for d in plan.diagnostics:
+        emit(d)
+    bad = proved = skipped = 0
+    for (i, bname), patch in sorted(plan.patches.items()):
+        site = plan.sites[i]
+        ops = inv.ops_struct_for(site.ops_object)
+        target = next(b for b in plan.backends if b.name == bname).targets.get(site.op)
+        res = prove(arch, site, ops.op(site.op) if ops else None, patch,
+                    target.contract if target else None)
+        if res.skipped:
+            skipped += 1
+        elif res.ok:
+            proved += 1
+        else:
+            bad += 1
+            emit(Diagnostic(site.loc, "error", f"backend {bname}, {site.op}: {patch.note}: "
+                                               + "; ".join(res.problems), "PV004"))
+    print(f"{proved} patches proved, {bad} failed, {skipped} not emulated "
+          f"({len(plan.sites)} sites x {len(plan.backends)} backends)")
+    return EXIT_FINDINGS if bad or plan.diagnostics else EXIT_OK
+
+
 @command("link", "merge the table and stubs into a compiled object")
 def cmd_link(argv: list[str]) -> int:
     from .atomicio import write_atomic
