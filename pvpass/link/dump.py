@@ -28,6 +28,12 @@ def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict
         elif sec is not None:
             base = sec["sh_addr"]
             code = obj.section_data(sec)[e.offset - base:e.offset - base + e.length]
+        relocs = []
+        if obj.is_relocatable and sec is not None:
+            for r in obj.relocations_for(e.section):
+                if e.offset <= r.offset < e.offset + e.length:
+                    name = r.symbol.name or obj.section_name_of(r.symbol) or "?"
+                    relocs.append(f"{r.type_name} {name}{r.addend:+#x}")
         fn = obj.function_at(e.section, e.offset)
         rows.append({
             "section": e.section, "offset": e.offset,
@@ -36,6 +42,7 @@ def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict
             "clobbers": e.clobbers, "clobber_regs": list(obj.arch.regs_of_mask(e.clobbers)),
             "bytes": code.hex(),
             "disassembly": [t for _, _, t in disassemble(obj.arch, code, addr)],
+            "relocations": relocs,
         })
     return {"schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "table", "object": path,
             "arch": obj.arch.name, "relocatable": obj.is_relocatable, "entries": rows}
@@ -50,5 +57,6 @@ def dump_text(path: str, source: str | None = None, cpp: list[str] = ()) -> str:
         op = r["op"] or f"type {r['type']}"
         regs = ",".join(r["clobber_regs"]) or "none"
         lines.append(f"{where:<22} {fn:<34} {op:<24} len {r['len']:<3} clobbers {regs}")
-        lines.append(f"{'':<22}   {'; '.join(r['disassembly'])}")
+        rel = f"   [{', '.join(r['relocations'])}]" if r["relocations"] else ""
+        lines.append(f"{'':<22}   {'; '.join(r['disassembly'])}{rel}")
     return "\n".join(lines) + "\n"
