@@ -17,7 +17,7 @@ def test_demo_builds_patches_and_agrees(tmp):
     shutil.copytree(ROOT / "pvpass/examples/demo", tmp / "demo")
     d = tmp / "demo"
     pv = f"{sys.executable} -m pvpass"
-    r = subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"],
+    r = subprocess.run(["make", "-j2", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "warning" not in (r.stdout + r.stderr).lower()

@@ -152,3 +152,24 @@ def test_emit_cli_deterministic(tmp):
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("arch", ["i386", "x86_64"])
+def test_trampolines_equal_gas(tmp, arch):
+    a = get_arch(arch)
+    saved = ("ecx", "edx") if arch == "i386" else ("rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
+    t = trampoline(a, "target_fn", saved)
+    ours = bytearray(t.code)
+    theirs = bytearray(gas_bytes(tmp, arch, "\n".join(t.lines)))
+    # the call's rel32 is a relocation in both: compare around it
+    for buf in (ours, theirs):
+        buf[t.call_offset + 1:t.call_offset + 5] = b"\0\0\0\0"
+    assert ours == theirs
+
+
+def test_failing_user_backend_is_a_diagnostic(tmp):
+    r = run_pvpass("emit", "--arch", "x86_64", str(TESTDATA / "lint/pv004_fire.c"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    first = r.stderr.splitlines()[0]
+    assert "pv004_fire.c:15:9: error:" in first and "backend inline_ops" in first and "save_fl" in first
+    assert "(site in flags)" in first

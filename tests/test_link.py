@@ -50,7 +50,12 @@ def test_regenerated_table_equals_gcc(tmp, src, arch, flags):
     out = link(tmp, stripped, src, tmp / "l.o", *flags)
     ours = read_entries(ElfObject.read(str(out)))
     assert sorted(ours) == sorted(gcc)      # same entries; gcc orders them by emission
+    if src == "kernel/k61.c":
+        assert ".noinstr.text" in {e.section for e in ours}
     assert elflint(out) == elflint(stripped)
+    for tool in (["readelf", "-a", "-W"], ["objdump", "-d", "-r"]):
+        r = subprocess.run([*tool, str(out)], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr, r.stderr
     # the compiler's own table is checked, not replaced
     out2 = link(tmp, obj, src, tmp / "l2.o", *flags)
     assert read_entries(ElfObject.read(str(out2))) == gcc

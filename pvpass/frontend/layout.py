@@ -248,7 +248,9 @@ class TypeEnv:
                 elif width == 0:
                     bit = _round(bit, t.align * 8)
                     continue
-                elif not packed and (bit % unit) + width > unit:
+                elif not packed and _spans(bit, width, t.align * 8) > unit // (t.align * 8):
+                    # gcc (PCC_BITFIELD_TYPE_MATTERS): a field may not touch
+                    # more alignment units of its type than the type has.
                     start = _round(bit, t.align * 8)
                 else:
                     start = bit
@@ -385,6 +387,10 @@ class TypeEnv:
             i = self.const(desig.subscript, pc)
             return off + i * inner.elem.size, inner.elem, path[:-1] + [f"{path[-1]}[{i}]"]
         raise PvError("unsupported offsetof designator", self.loc(desig))
+
+
+def _spans(bit: int, width: int, align_bits: int) -> int:
+    return (bit + width + align_bits - 1) // align_bits - bit // align_bits
 
 
 def _round(x: int, a: int) -> int:

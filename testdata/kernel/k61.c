@@ -98,3 +98,11 @@ void msr_and_kick(unsigned msr)
 	paravirt_write_msr(msr, 1, 2);
 	pv_kick(3);
 }
+
+/* Sites in a custom text section, as the kernel's noinstr code has them. */
+__attribute__((section(".noinstr.text"), noinline)) unsigned long noinstr_flags(void)
+{
+	unsigned long f = arch_local_save_flags();
+	arch_local_irq_disable();
+	return f;
+}
