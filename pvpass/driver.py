@@ -37,7 +37,7 @@ def parse(args: list[str]) -> tuple[list[str], list[str], str | None, bool]:
             continue
         if a.startswith(_CPP_PREFIX) and not a.startswith(("-MF", "-MT", "-MQ")):
             cpp.append(a)
-        elif not a.startswith("-") and a.endswith(".c"):
+        elif not a.startswith("-") and a.endswith((".c", ".i")):
             sources.append(a)
         i += 1
     return sources, cpp, out, compile_only
@@ -48,29 +48,42 @@ def run_cc(argv: list[str]) -> int:
         raise PvError("pvpass cc: expected a compiler command after '--'")
     compiler, args = argv[0], argv[1:]
     tools.which(compiler)
-    r = subprocess.run([compiler, *args])
-    if r.returncode != 0:
-        return r.returncode
     sources, cpp, out, compile_only = parse(args)
-    if not compile_only or not sources:
-        return 0
-    arch = get_arch("i386" if "-m32" in args else ("x86_64" if "-m64" in args else host_arch_name()))
-    for src in sources:
+    # The compiler and the front end do not depend on each other: scan while
+    # gcc compiles, so a build waits only for the link step.
+    proc = subprocess.Popen([compiler, *args])
+    scans = {}
+    if compile_only:
+        arch = get_arch("i386" if "-m32" in args else ("x86_64" if "-m64" in args else host_arch_name()))
+        for src in sources:
+            try:
+                scans[src] = _scan(src, arch, cpp)
+            except PvError as e:
+                scans[src] = e
+    rc = proc.wait()
+    if rc != 0:
+        return rc            # the compiler's diagnostics were the ones that mattered
+    for src, res in scans.items():
         obj = out if (out and len(sources) == 1) else Path(src).with_suffix(".o").name
         try:
-            _link_one(src, obj, arch, cpp)
+            if isinstance(res, PvError):
+                raise res
+            _link_one(res, obj)
         except PvError:
             _remove(obj)            # like a failed compile: no object
             raise
     return 0
 
 
-def _link_one(src: str, obj: str, arch, cpp: list[str]) -> None:
-    from .atomicio import write_atomic
+def _scan(src: str, arch, cpp: list[str]):
     from .frontend.scan import scan
+    return scan(src, arch, cpp)
+
+
+def _link_one(res, obj: str) -> None:
+    from .atomicio import write_atomic
     from .link.elfobj import ElfObject
     from .link.step import link_object
-    res = scan(src, arch, cpp)
     if not res.inventory.sites:
         return
     result = link_object(ElfObject.read(obj), res)
