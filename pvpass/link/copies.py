@@ -9,12 +9,14 @@ needs no help from the compiler, so it also regenerates a stripped table.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import lru_cache
 
 import capstone
 
 from ..frontend.sites import SiteSource
-from ..model import Inventory, Op
+from ..model import Inventory
 from .elfobj import ElfObject, Reloc
 
 SHF_EXECINSTR = 4
@@ -49,42 +51,51 @@ def _norm(mnemonic: str) -> str:
     return m
 
 
-def _disasm(obj: ElfObject, sec) -> list:
-    cs = capstone.Cs(capstone.CS_ARCH_X86,
-                     capstone.CS_MODE_64 if obj.arch.bits == 64 else capstone.CS_MODE_32)
+@lru_cache(maxsize=2)
+def _cs(bits: int) -> capstone.Cs:
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if bits == 64 else capstone.CS_MODE_32)
     cs.syntax = capstone.CS_OPT_SYNTAX_ATT
-    code = obj.section_data(sec)
+    return cs
+
+
+def _disasm(bits: int, data: bytes, lo: int, hi: int) -> list:
+    """Linear sweep of data[lo:hi] (one function, or the whole section):
+    (offset, size, mnemonic, operands) per instruction."""
+    cs = _cs(bits)
+    view = memoryview(data)
     out = []
-    off = 0
-    while off < len(code):
-        got = False
-        for i in cs.disasm_lite(code[off:], off):
-            out.append(i)            # (address, size, mnemonic, op_str)
+    off = lo
+    while off < hi:
+        for i in cs.disasm_lite(view[off:hi], off):
+            out.append(i)
             off = i[0] + i[1]
-            got = True
-        if off < len(code):
+        if off < hi:
             off += 1                 # undecodable byte: resynchronise
-        if not got and off >= len(code):
-            break
     return out
 
 
 def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tuple[list[Copy], list[Stray]]:
-    arch = obj.arch
     copies: dict[tuple[str, int], Copy] = {}
     strays: list[Stray] = []
     objects = {s.ops_object for s in inv.sites}
     ops_by_obj = {o.obj: o for o in inv.ops}
     spans = _object_spans(obj, objects)
+    by_op: dict[tuple[str, str], list[tuple[int, list[str], int]]] = {}
+    for i, src in enumerate(sources):
+        shape = [_norm(st.name) for st in src.site_stmts if not st.is_directive]
+        if "call" in shape:
+            by_op.setdefault((src.site.ops_object, src.site.op), []).append((i, shape, shape.index("call")))
     for idx, sec in enumerate(obj.sections):
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
         relocs = [r for r in obj.relocations_for(sec.name) if _names_ops(obj, r, spans) is not None]
         if not relocs:
             continue
-        ins = _disasm(obj, sec)
+        ins: list = []
+        data = obj.section_data(sec)
+        for lo, hi in _ranges(obj, idx, len(data), relocs):
+            ins += _disasm(obj.arch.bits, data, lo, hi)
         starts = [i[0] for i in ins]
-        import bisect
         for r in relocs:
             k = bisect.bisect_right(starts, r.offset) - 1
             if k < 0:
@@ -101,7 +112,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
                 continue            # a load or store of the ops object, not a call
             ops = ops_by_obj[name]
             op = next((o for o in ops.ops if o.offset == off), None)
-            found = _match(arch, ins, k, op, name, inv, sources)
+            found = _match(ins, k, by_op.get((name, op.path), []) if op else [], inv)
             if found is None:
                 strays.append(Stray(sec.name, addr, op.path if op else f"+{off:#x}",
                                     f"{mnem} {ops_text}"))
@@ -110,6 +121,21 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
             copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
                                              mask, site_i)
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
+
+
+def _ranges(obj: ElfObject, idx: int, size: int, relocs: list[Reloc]) -> list[tuple[int, int]]:
+    """The functions that hold the relocations: only they are disassembled
+    (a sweep from a function's start stays in step). Without function
+    symbols, the whole section."""
+    funcs = sorted((s.value, s.value + s.size) for s in obj.symbols
+                   if s.kind == "STT_FUNC" and s.shndx == idx and s.size)
+    out: set[tuple[int, int]] = set()
+    for r in relocs:
+        i = bisect.bisect_right(funcs, (r.offset, 1 << 62)) - 1
+        if i < 0 or not funcs[i][0] <= r.offset < funcs[i][1]:
+            return [(0, size)]
+        out.add(funcs[i])
+    return sorted(out)
 
 
 def _object_spans(obj: ElfObject, names: set[str]) -> dict[str, tuple[str | None, int, int]]:
@@ -134,29 +160,17 @@ def _names_ops(obj: ElfObject, r: Reloc, spans) -> tuple[str, int] | None:
     return None
 
 
-def _match(arch, ins, k, op: Op | None, obj_name: str, inv: Inventory, sources: list[SiteSource]):
-    """Match a site's instruction sequence around the call at ins[k].
-    Returns (start, length, site index, clobber mask) or None."""
-    if op is None:
-        return None
+def _match(ins, k, candidates, inv: Inventory):
+    """Match the candidate sites' instruction shapes around the call at
+    ins[k]. Returns (start, length, site index, clobber mask) or None."""
     found = []
-    for i, src in enumerate(sources):
-        s = src.site
-        if s.op != op.path or s.ops_object != obj_name:
-            continue
-        shape = [_norm(st.name) for st in src.site_stmts if not st.is_directive]
-        calls = [j for j, m in enumerate(shape) if m == "call"]
-        if not calls:
-            continue
-        j = calls[0]
+    for i, shape, j in candidates:
         lo, hi = k - j, k - j + len(shape)
         if lo < 0 or hi > len(ins):
             continue
         if [_norm(x[2]) for x in ins[lo:hi]] != shape:
             continue
-        start = ins[lo][0]
-        length = sum(x[1] for x in ins[lo:hi])
-        found.append((start, length, i, s.mask))
+        found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), i, inv.sites[i].mask))
     if not found:
         return None
     # Same code, different clobber sets: only what every candidate allows is safe.
