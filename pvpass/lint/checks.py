@@ -119,15 +119,24 @@ def check_ops(res: ScanResult) -> list[Diagnostic]:
     return out
 
 
+def _group(path: str) -> str:
+    return path.split(".", 1)[0] if "." in path else ""
+
+
 def check_unset(res: ScanResult) -> list[Diagnostic]:
-    """PV006: a backend initializer that leaves an op NULL."""
+    """PV006: a backend initializer that leaves an op NULL. Only the groups
+    (nested ops structs) the initializer sets count: Xen-style partial
+    initializers of one group, copied in with `pv_ops.cpu = xen_cpu_ops.cpu`,
+    are not expected to set the others."""
     out = []
     for b in res.inventory.backends:
         if b.builtin or b.scope is None:
             continue
+        touched = {_group(p) for p in list(b.targets) + list(b.absent)}
         for ops in res.inventory.ops:
             for op in ops.ops:
-                if op.path.startswith(b.scope) and op.path not in b.targets and op.path not in b.absent:
+                if (op.path.startswith(b.scope) and _group(op.path) in touched
+                        and op.path not in b.targets and op.path not in b.absent):
                     out.append(_d(b.loc or Loc(res.pp.main_file), "PV006",
                                   f"backend {b.name} leaves {op.path} unset: a NULL call at run time"))
     return out
