@@ -92,7 +92,7 @@ def cmd_verify(argv: list[str]) -> int:
     from .diag import EXIT_FINDINGS, Diagnostic
     from .emit.plan import make_plan
     from .frontend.scan import scan
-    from .prove import prove
+    from .patch.prove import prove
     args, cpp = split_cppflags(argv)
     p = _base("verify", "prove by emulation that every patch keeps its site's clobber contract")
     p.add_argument("source")
@@ -120,6 +120,39 @@ def cmd_verify(argv: list[str]) -> int:
     print(f"{proved} patches proved, {bad} failed, {skipped} not emulated "
           f"({len(plan.sites)} sites x {len(plan.backends)} backends)")
     return EXIT_FINDINGS if bad or plan.diagnostics else EXIT_OK
+
+
+def _object_and_scan(name: str, help: str, argv: list[str], extra):
+    from .frontend.scan import scan
+    from .link.elfobj import ElfObject
+    args, cpp = split_cppflags(argv)
+    p = _base(name, help)
+    p.add_argument("object")
+    p.add_argument("--source", required=True, help="the C source the object was built from")
+    p.add_argument("--backend", required=True)
+    extra(p)
+    a = p.parse_args(args)
+    obj = ElfObject.read(a.object)
+    return a, obj, scan(a.source, obj.arch, cpp)
+
+
+@command("patch", "apply one backend's patches to a linked object ahead of time")
+def cmd_patch(argv: list[str]) -> int:
+    from .atomicio import write_atomic
+    from .patch.aot import patch_object
+    a, obj, res = _object_and_scan("patch", "apply one backend's patches to a linked object ahead of time",
+                                   argv, lambda p: p.add_argument("-o", "--output", required=True))
+    write_atomic(a.output, patch_object(obj, res, a.backend), mode=0o644)
+    return EXIT_OK
+
+
+@command("show", "each site copy of an object before and after one backend's patch")
+def cmd_show(argv: list[str]) -> int:
+    from .patch.aot import show
+    a, obj, res = _object_and_scan("show", "each site copy of an object before and after one backend's patch",
+                                   argv, lambda p: None)
+    sys.stdout.write(show(obj, res, a.backend))
+    return EXIT_OK
 
 
 @command("link", "merge the table and stubs into a compiled object")

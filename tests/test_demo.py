@@ -7,6 +7,9 @@ import shutil
 import subprocess
 import sys
 
+from pvpass.arch import get_arch
+from pvpass.frontend.scan import scan
+from pvpass.link.copies import find_copies
 from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 
@@ -35,3 +38,31 @@ def test_demo_builds_patches_and_agrees(tmp):
     # the linked program's table is readable too
     r = run_pvpass("table", str(d / "demo"))
     assert r.returncode == 0 and "7 sites" in r.stdout, r.stderr
+
+
+def test_demo_patched_ahead_of_time(tmp):
+    shutil.copytree(ROOT / "pvpass/examples/demo", tmp / "demo")
+    d = tmp / "demo"
+    pv = f"{sys.executable} -m pvpass"
+    subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"], check=True,
+                   capture_output=True, cwd=ROOT)
+    rt = ["--", f"-I{ROOT / 'pvpass/runtime'}"]
+    want = subprocess.run([str(d / "demo"), "none", "5000"], capture_output=True, text=True).stdout
+    ld = ROOT / "pvpass/runtime/pvpass.ld"
+    for backend in ("native_ops", "c_ops"):
+        out = d / f"aot_{backend}.o"
+        r = run_pvpass("patch", str(d / "demo.o"), "--source", str(d / "demo.c"), "--backend", backend,
+                       "-o", str(out), *rt)
+        assert r.returncode == 0, r.stderr
+        lint = subprocess.run(["eu-elflint", "--gnu-ld", str(out)], capture_output=True, text=True)
+        assert "No errors" in lint.stdout
+        # no indirect call through pv_ops is left in the patched text
+        res = scan(str(d / "demo.c"), get_arch("x86_64"), rt[1:])
+        assert find_copies(ElfObject.read(str(out)), res.inventory, res.sources) == ([], [])
+        exe = d / f"aot_{backend}"
+        subprocess.run(["gcc", "-no-pie", "-o", str(exe), str(out), str(d / "pvpass_rt.o"), f"-Wl,-T,{ld}"],
+                       check=True)
+        got = subprocess.run([str(exe), "none", "5000"], capture_output=True, text=True).stdout
+        assert got == want
+    r = run_pvpass("show", str(d / "demo.o"), "--source", str(d / "demo.c"), "--backend", "c_ops", *rt)
+    assert r.returncode == 0 and "after:  call __pvpass_tramp_c_save_fl_1fe" in r.stdout

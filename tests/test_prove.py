@@ -13,7 +13,7 @@ from pvpass.emit.plan import make_plan
 from pvpass.emit.stubs import trampoline
 from pvpass.frontend.scan import scan
 from pvpass.model import Contract
-from pvpass.prove import prove
+from pvpass.patch.prove import prove
 
 from conftest import TESTDATA
 

@@ -42,11 +42,13 @@ def site_comment(site: Site) -> str:
     return f"{where} {site.function or '?'}: {site.op}"
 
 
-def all_backends(arch: Arch, inv: Inventory, builtin: bool = True) -> list[Backend]:
+def all_backends(arch: Arch, inv: Inventory, builtin=True) -> list[Backend]:
+    """The built-in backends (all of them, or those named in `builtin`), then
+    the source's own."""
     out: list[Backend] = []
     if builtin:
         for ops in inv.ops:
-            out += builtin_backends(arch, ops)
+            out += [b for b in builtin_backends(arch, ops) if builtin is True or b.name in builtin]
     names = {b.name for b in out}
     out += [b for b in inv.backends if b.name not in names]
     return out

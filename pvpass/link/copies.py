@@ -10,13 +10,14 @@ needs no help from the compiler, so it also regenerates a stripped table.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import capstone
 
 from ..frontend.sites import SiteSource
-from ..model import Inventory
+from ..emit.patches import Patch, decide
+from ..model import Inventory, Site
 from .elfobj import ElfObject, Reloc
 
 SHF_EXECINSTR = 4
@@ -121,6 +122,19 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
             copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
                                              mask, site_i)
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
+
+
+def copy_site(arch, inv: Inventory, c: Copy) -> Site:
+    """A copy as a site of its own: the object's length and clobber mask."""
+    return replace(inv.sites[c.site], length=c.length, mask=c.clobbers,
+                   clobbers=arch.regs_of_mask(c.clobbers))
+
+
+def copy_patch(arch, inv: Inventory, c: Copy, backend) -> Patch:
+    """What one copy becomes for one backend (raises PatchError)."""
+    site = copy_site(arch, inv, c)
+    ops = inv.ops_struct_for(site.ops_object)
+    return decide(arch, site, ops.op(site.op) if ops else None, backend)
 
 
 def _ranges(obj: ElfObject, idx: int, size: int, relocs: list[Reloc]) -> list[tuple[int, int]]:

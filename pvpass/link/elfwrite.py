@@ -53,6 +53,15 @@ class NewSection:
 
 
 @dataclass
+class Edit:
+    """Changes to an existing section: new bytes at some offsets, its
+    relocations inside the given ranges dropped, new ones added."""
+    writes: list[tuple[int, bytes]] = field(default_factory=list)
+    drop: list[tuple[int, int]] = field(default_factory=list)
+    relocs: list[NewReloc] = field(default_factory=list)
+
+
+@dataclass
 class NewSymbol:
     name: str
     section: str          # new section name
@@ -79,7 +88,8 @@ def _unpack_sym(bits, data, off):
     return [name, value, size, info, other, shndx]
 
 
-def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = ()) -> bytes:
+def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = (),
+                 edits: dict[str, Edit] | None = None) -> bytes:
     if not obj.is_relocatable:
         raise PvError(f"{obj.path}: not a relocatable object (ET_REL)")
     bits = obj.arch.bits
@@ -129,7 +139,9 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             existing_secsym.setdefault(sy[5], i)
     new_locals: list[list] = []
     secsym_of: dict[str, int] = {}
-    need_sections = sorted({r.target.section for s in new for r in s.relocs if r.target.section},
+    edits = edits or {}
+    all_relocs = [r for s in new for r in s.relocs] + [r for e in edits.values() for r in e.relocs]
+    need_sections = sorted({r.target.section for r in all_relocs if r.target.section},
                            key=lambda n: sec_index.get(n, 1 << 30))
     for name in need_sections:
         if name not in sec_index:
@@ -163,6 +175,14 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             i = by_name[ref.symbol] = len(syms) - 1
         return i
 
+    def pack_rel(r: NewReloc, data: bytearray | None) -> bytes:
+        si = sym_index(r.target)
+        if rela:
+            return struct.pack("<QQq", r.offset, (si << 32) | r.type, r.addend)
+        if data is not None:
+            struct.pack_into("<i", data, r.offset, r.addend)      # REL: addend in place
+        return struct.pack("<II", r.offset, (si << 8) | r.type)
+
     # new relocation sections
     rel_data: dict[str, bytes] = {}
     for s in new:
@@ -171,12 +191,7 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         out = bytearray()
         data = bytearray(s.data)
         for r in sorted(s.relocs, key=lambda r: r.offset):
-            si = sym_index(r.target)
-            if rela:
-                out += struct.pack("<QQq", r.offset, (si << 32) | r.type, r.addend)
-            else:
-                out += struct.pack("<II", r.offset, (si << 8) | r.type)
-                struct.pack_into("<i", data, r.offset, r.addend)     # REL: addend in place
+            out += pack_rel(r, data)
         s.data = bytes(data)
         rel_data[s.name] = bytes(out)
 
@@ -185,19 +200,40 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
 
     # rewrite existing relocation sections and groups for the renumbering
     contents: dict[int, bytes] = {}
+    edited: dict[int, bytearray] = {}
+    for name, e in edits.items():
+        i = sec_index.get(name)
+        if i is None or i >= nold:
+            raise PvError(f"{obj.path}: no section {name} to edit")
+        d = edited[i] = bytearray(obj.section_data(old[i]))
+        for off, b in e.writes:
+            d[off:off + len(b)] = b
     for i, s in enumerate(old):
         t = s["sh_type"]
-        if shift and t in ("SHT_REL", "SHT_RELA") and s["sh_link"] == symtab_i:
+        target_name = old[s["sh_info"]].name if t in ("SHT_REL", "SHT_RELA") and s["sh_info"] < nold else None
+        edit = edits.get(target_name) if target_name else None
+        if (shift or edit) and t in ("SHT_REL", "SHT_RELA") and s["sh_link"] == symtab_i:
             d = bytearray(obj.section_data(s))
             ent = s["sh_entsize"] or ((8 if t == "SHT_REL" else 12) if bits == 32 else (16 if t == "SHT_REL" else 24))
+            keep = bytearray()
             for off in range(0, len(d), ent):
+                e = bytearray(d[off:off + ent])
                 if bits == 64:
-                    info = struct.unpack_from("<Q", d, off + 8)[0]
-                    struct.pack_into("<Q", d, off + 8, (renum(info >> 32) << 32) | (info & 0xFFFFFFFF))
+                    r_off, info = struct.unpack_from("<QQ", e, 0)
+                    struct.pack_into("<Q", e, 8, (renum(info >> 32) << 32) | (info & 0xFFFFFFFF))
                 else:
-                    info = struct.unpack_from("<I", d, off + 4)[0]
-                    struct.pack_into("<I", d, off + 4, (renum(info >> 8) << 8) | (info & 0xFF))
-            contents[i] = bytes(d)
+                    r_off, info = struct.unpack_from("<II", e, 0)
+                    struct.pack_into("<I", e, 4, (renum(info >> 8) << 8) | (info & 0xFF))
+                if edit and any(a <= r_off < b for a, b in edit.drop):
+                    continue
+                keep += e
+            if edit:
+                tgt = edited.get(s["sh_info"])
+                for r in sorted(edit.relocs, key=lambda r: r.offset):
+                    keep += pack_rel(r, tgt)
+            contents[i] = bytes(keep)
+    for i, d in edited.items():
+        contents[i] = bytes(d)
     sym_out = bytearray()
     for sy in syms:
         sym_out += _pack_sym(bits, *sy)

@@ -7,17 +7,17 @@ records the runtime applies, their code, and the trampolines they call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import table
 from ..arch import Arch
 from ..diag import PvError
-from ..emit.native import builtin_backends
-from ..emit.patches import PatchError, decide
+from ..emit.patches import PatchError
+from ..emit.plan import all_backends
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
-from .copies import Copy, find_copies
+from .copies import Copy, copy_patch, find_copies
 from .elfobj import ElfObject
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
                        NewSection, NewSymbol, SymRef, add_sections)
@@ -108,23 +108,16 @@ def _table_section(arch: Arch, copies: list[Copy]) -> NewSection:
     return NewSection(table.SECTION, SHF_ALLOC, arch.ptr_size, data, relocs)
 
 
-def _backends(arch: Arch, res: ScanResult, builtin: bool) -> list[Backend]:
-    out: list[Backend] = []
-    if builtin:
-        for ops in res.inventory.ops:
-            out += builtin_backends(arch, ops)
-    else:
-        # the native inline set needs no symbols, so it is always there
-        for ops in res.inventory.ops:
-            out += [b for b in builtin_backends(arch, ops) if b.name == "native"]
-    names = {b.name for b in out}
-    return out + [b for b in res.inventory.backends if b.name not in names]
+def link_backends(arch: Arch, inv, builtin: bool) -> list[Backend]:
+    """The native inline set needs no symbols, so it is always recorded;
+    c-calls only on request (its c_calls_* functions are the user's)."""
+    return all_backends(arch, inv, True if builtin else ("native",))
 
 
 def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy],
                    builtin: bool) -> tuple[list[NewSection], list[NewSymbol]]:
     inv = res.inventory
-    backends = _backends(arch, res, builtin)
+    backends = link_backends(arch, inv, builtin)
     strings = bytearray()
     name_off: dict[str, int] = {}
     code = bytearray()
@@ -141,15 +134,12 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy],
             if key in seen:
                 continue
             seen.add(key)
-            site = replace(inv.sites[c.site], length=c.length, mask=c.clobbers,
-                           clobbers=arch.regs_of_mask(c.clobbers))
-            ops = inv.ops_struct_for(site.ops_object)
             try:
-                p = decide(arch, site, ops.op(site.op) if ops else None, b)
+                p = copy_patch(arch, inv, c, b)
             except PatchError as e:
                 if b.builtin:
                     continue
-                raise PvError(f"{e} (backend {b.name}, site {site.loc})") from None
+                raise PvError(f"{e} (backend {b.name}, site {inv.sites[c.site].loc})") from None
             if p.kind == "keep":
                 continue
             if b.name not in name_off:

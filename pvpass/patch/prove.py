@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_32, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as X
 
-from .arch import Arch
-from .emit.patches import Patch, allowed_writes
-from .encode import assemble
-from .model import Contract, Op, Site
+from ..arch import Arch
+from ..emit.patches import Patch, allowed_writes
+from ..encode import assemble
+from ..model import Contract, Op, Site
 
 CODE, TRAMP, TARGET, STACK_TOP = 0x100000, 0x200000, 0x300000, 0x480000
 _CONTROL_FLOW = ("iret", "sysexit", "sysret", "swapgs")   # leave the site: not emulated
