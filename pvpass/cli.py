@@ -122,17 +122,22 @@ def cmd_verify(argv: list[str]) -> int:
     return EXIT_FINDINGS if bad or plan.diagnostics else EXIT_OK
 
 
-def _object_and_scan(name: str, help: str, argv: list[str], extra):
+def _object_and_scan(name: str, help: str, argv: list[str], extra, backend: bool = True):
+    """The shape link, patch and show share: an object, the source it was
+    built from (scanned for the object's arch), preprocessor flags."""
     from .frontend.scan import scan
     from .link.elfobj import ElfObject
     args, cpp = split_cppflags(argv)
     p = _base(name, help)
     p.add_argument("object")
     p.add_argument("--source", required=True, help="the C source the object was built from")
-    p.add_argument("--backend", required=True)
+    if backend:
+        p.add_argument("--backend", required=True)
     extra(p)
     a = p.parse_args(args)
     obj = ElfObject.read(a.object)
+    if a.arch and get_arch(a.arch) != obj.arch:
+        raise PvError(f"{a.object}: an {obj.arch.name} object, not {get_arch(a.arch).name}")
     return a, obj, scan(a.source, obj.arch, cpp)
 
 
@@ -158,21 +163,14 @@ def cmd_show(argv: list[str]) -> int:
 @command("link", "merge the table and stubs into a compiled object")
 def cmd_link(argv: list[str]) -> int:
     from .atomicio import write_atomic
-    from .frontend.scan import scan
-    from .link.elfobj import ElfObject
     from .link.step import link_object
-    args, cpp = split_cppflags(argv)
-    p = _base("link", "merge the table and stubs into a compiled object")
-    p.add_argument("object")
-    p.add_argument("--source", required=True, help="the C source the object was built from")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--builtin", action="store_true",
-                   help="also record patches for the built-in c-calls backend")
-    a = p.parse_args(args)
-    obj = ElfObject.read(a.object)
-    if a.arch and get_arch(a.arch) != obj.arch:
-        raise PvError(f"{a.object}: an {obj.arch.name} object, not {get_arch(a.arch).name}")
-    res = scan(a.source, obj.arch, cpp)
+
+    def extra(p):
+        p.add_argument("-o", "--output", required=True)
+        p.add_argument("--builtin", action="store_true",
+                       help="also record patches for the built-in c-calls backend")
+    a, obj, res = _object_and_scan("link", "merge the table and stubs into a compiled object",
+                                   argv, extra, backend=False)
     result = link_object(obj, res, a.builtin)
     write_atomic(a.output, result.data, mode=0o644)
     return EXIT_OK

@@ -57,7 +57,7 @@ class BackendFinder:
                         continue
                     t = obj_type if prefix == "" else self._sub_type(obj_type, prefix)
                     b = backends.setdefault(d.name, Backend(d.name, self.env.loc(d), scope=prefix))
-                    self._walk_init(d.init, t, prefix, ops, b, pc)
+                    self._walk_init(d.init, t, prefix, ops, b)
         self._assignments(ops, backends)
         self._apply_annotations(ops, backends, annotations)
         return sorted(backends.values(), key=lambda b: (b.loc or Loc(""), b.name))
@@ -80,7 +80,7 @@ class BackendFinder:
         return t
 
     def _walk_init(self, init: c_ast.InitList, t: CType, prefix: str, ops: OpsStruct,
-                   b: Backend, pc: ParsedChunk) -> None:
+                   b: Backend) -> None:
         pos = 0
         for e in init.exprs:
             if isinstance(e, c_ast.NamedInitializer):
@@ -93,8 +93,9 @@ class BackendFinder:
                     sub_t = m.ctype if m else None
                     path.append(n)
                 value = e.expr
-                idx = [m.name for m in t.members].index(names[0]) if t.member(names[0]) and names[0] in [m.name for m in t.members] else pos
-                pos = idx + 1
+                # positional initializers after a designator continue from it
+                member_names = [m.name for m in t.members]
+                pos = member_names.index(names[0]) + 1 if names[0] in member_names else pos
             else:
                 if pos >= len(t.members):
                     break
@@ -103,7 +104,7 @@ class BackendFinder:
                 sub_t, path, value = m.ctype, [m.name], e
             full = prefix + ".".join(path)
             if isinstance(value, c_ast.InitList) and sub_t is not None and ops.op(full) is None:
-                self._walk_init(value, sub_t, full + ".", ops, b, pc)
+                self._walk_init(value, sub_t, full + ".", ops, b)
                 continue
             if isinstance(value, c_ast.InitList) and ops.op(full) is not None:
                 # callee-save slot written as { func }
@@ -111,9 +112,9 @@ class BackendFinder:
                 if isinstance(inner, c_ast.NamedInitializer):
                     inner = inner.expr
                 value = inner
-            self._set_target(b, ops, full, value, pc)
+            self._set_target(b, ops, full, value)
 
-    def _set_target(self, b: Backend, ops: OpsStruct, path: str, value, pc) -> None:
+    def _set_target(self, b: Backend, ops: OpsStruct, path: str, value) -> None:
         op = ops.op(op_path(ops, path.split(".")))
         if op is None:
             return
@@ -173,7 +174,7 @@ class BackendFinder:
                     if not mp or mp[0] != ops.obj:
                         continue
                     b = backends.setdefault(fd.decl.name, Backend(fd.decl.name, self.env.loc(fd), scope=None))
-                    self._set_target(b, ops, ".".join(mp[1]), asg.rvalue, pc)
+                    self._set_target(b, ops, ".".join(mp[1]), asg.rvalue)
 
     def _apply_annotations(self, ops: OpsStruct, backends: dict[str, Backend],
                            annotations: list[tuple[Annotation, Loc]]) -> None:
