@@ -11,7 +11,7 @@ from ..arch import Arch
 from ..diag import Loc
 from ..model import Backend, Contract, OpsStruct, Target
 from .annotation import Annotation
-from .cparse import ChunkParser, ParsedChunk, walk
+from .cparse import ChunkParser, walk
 from .layout import CType, TypeEnv
 from .ops import member_path, op_path
 
