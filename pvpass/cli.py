@@ -65,11 +65,12 @@ def cmd_scan(argv: list[str]) -> int:
 def cmd_emit(argv: list[str]) -> int:
     from .diag import EXIT_FINDINGS
     from .emit.plan import make_plan
-    from .emit.render import render_asm, render_c, render_json
+    from .emit.render import render_asm, render_c, render_h, render_json
     from .frontend.scan import scan
     from .jsonout import dumps
     args, cpp = split_cppflags(argv)
-    p = _source_cmd("emit", "table and stubs of one C source as asm, C or JSON", ("asm", "c", "json"))
+    p = _source_cmd("emit", "table and stubs of one C source as asm, C, a C header, or JSON",
+                    ("asm", "c", "h", "json"))
     p.add_argument("--nops", choices=("p6", "k8", "generic"), default="p6",
                    help="NOP table for padding (default: p6)")
     p.add_argument("--no-builtin", action="store_true",
@@ -82,7 +83,7 @@ def cmd_emit(argv: list[str]) -> int:
         emit(d)
     if any(d.level == "error" for d in plan.diagnostics):
         return EXIT_FINDINGS
-    text = {"asm": render_asm, "c": render_c,
+    text = {"asm": render_asm, "c": render_c, "h": render_h,
             "json": lambda pl: dumps(render_json(pl))}[a.format](plan)
     return write_output(a.output, text)
 

@@ -10,7 +10,7 @@ from pvpass.arch import get_arch
 from pvpass.emit.native import NATIVE_I386, NATIVE_X86_64
 from pvpass.emit.nops import K8, P6, GENERIC32, nop_fill
 from pvpass.emit.plan import make_plan
-from pvpass.emit.render import render_asm, render_c, render_json
+from pvpass.emit.render import render_asm, render_c, render_h, render_json
 from pvpass.emit.stubs import disassemble, inline_stub, trampoline
 from pvpass.encode import assemble
 from pvpass.frontend.scan import scan
@@ -142,6 +142,10 @@ def test_json_and_c_outputs(tmp):
     c = tmp / "t.c"
     c.write_text(render_c(plan))
     subprocess.run(["gcc", "-m64", "-c", str(c), "-o", str(tmp / "t.o")], check=True)
+    h = tmp / "t.h"
+    h.write_text(render_h(plan))
+    (tmp / "u.c").write_text('#include "t.h"\n_Static_assert(PVPASS_OP_MMU_PTE_VAL == 8, "enum");\n')
+    subprocess.run(["gcc", "-m64", "-c", str(tmp / "u.c"), "-o", str(tmp / "u.o")], check=True)
 
 
 def test_emit_cli_deterministic(tmp):
