@@ -31,6 +31,7 @@ class EmitPlan:
     patches: dict[tuple[int, str], Patch] = field(default_factory=dict)
     trampolines: list[Trampoline] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    ops: list = field(default_factory=list)          # the OpsStructs the sites use
 
 
 def site_label(i: int) -> str:
@@ -58,7 +59,7 @@ def make_plan(arch: Arch, inv: Inventory, nops: str = "p6", builtin: bool = True
     rows = [TableRow(site_label(i), s.type_number, s.length, s.mask, site_comment(s))
             for i, s in enumerate(inv.sites)]
     backends = all_backends(arch, inv, builtin)
-    plan = EmitPlan(arch, inv.source, list(inv.sites), rows, backends)
+    plan = EmitPlan(arch, inv.source, list(inv.sites), rows, backends, ops=list(inv.ops))
     tramps: dict[str, Trampoline] = {}
     for i, site in enumerate(inv.sites):
         ops = inv.ops_struct_for(site.ops_object)

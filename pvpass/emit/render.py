@@ -123,9 +123,7 @@ def render_h(plan: EmitPlan) -> str:
 
 def render_c(plan: EmitPlan, header_only: bool = False) -> str:
     arch = plan.arch
-    ops = {}
-    for s in plan.sites:
-        ops[s.op] = s.type_number
+    ops = {op.path: op.type_number for o in plan.ops for op in o.ops}
     enum = "\n".join(f"\tPVPASS_OP_{_sym(op).upper()} = {n}," for op, n in sorted(ops.items(), key=lambda x: (x[1], x[0])))
     pad = "\n\tunsigned char pad[4];" if arch.bits == 64 else ""
     ptr = "unsigned long long" if arch.bits == 64 else "unsigned int"
