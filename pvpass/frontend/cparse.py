@@ -39,6 +39,23 @@ _REWRITES = [
 _ATTR = re.compile(r'\b__attribute(?:__)?\s*\(\(')
 
 
+class CParser(GnuCParser):
+    """pycparserext's GNU C, with statement expressions as operands.
+
+    pycparser 3.0 takes an assignment expression that starts with `({` to be
+    the statement expression alone, so `({ ... }) + x` and
+    `PV_CALL0(...) * k` fail at the operator. pycparserext already parses
+    `({ ... })` as a primary expression, which is where gcc has it: leave it
+    there and parse the rest of the expression as usual."""
+
+    def _parse_assignment_expression(self):
+        expr = self._parse_conditional_expression()
+        if self._is_assignment_op():
+            op = self._advance().value
+            return c_ast.Assignment(op, expr, self._parse_assignment_expression(), expr.coord)
+        return expr
+
+
 @dataclass(frozen=True)
 class Attr:
     start: int            # chunk-relative span of the whole __attribute__((...))
@@ -197,7 +214,7 @@ class ChunkParser:
         self.tu = tu
         self._cache: dict[int, ParsedChunk] = {}
         self._asm: dict[int, list[AsmStmt]] = {}
-        self._parser = GnuCParser()
+        self._parser = CParser()
         self._typedefs = tu.typedef_names | BUILTIN_TYPEDEFS
 
     def parse(self, chunk: Chunk) -> ParsedChunk:

@@ -81,9 +81,9 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
     objects = {s.ops_object for s in inv.sites}
     ops_by_obj = {o.obj: o for o in inv.ops}
     spans = _object_spans(obj, objects)
-    by_op: dict[tuple[str, str], list[tuple[int, list[str], int]]] = {}
+    by_op: dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]] = {}
     for i, src in enumerate(sources):
-        shape = [_norm(st.name) for st in src.site_stmts if not st.is_directive]
+        shape = site_shape(src)
         if "call" in shape:
             by_op.setdefault((src.site.ops_object, src.site.op), []).append((i, shape, shape.index("call")))
     for idx, sec in enumerate(obj.sections):
@@ -97,6 +97,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
         for lo, hi in _ranges(obj, idx, len(data), relocs):
             ins += _disasm(obj.arch.bits, data, lo, hi)
         starts = [i[0] for i in ins]
+        funcs = _functions(obj, idx)
         for r in relocs:
             k = bisect.bisect_right(starts, r.offset) - 1
             if k < 0:
@@ -113,7 +114,8 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
                 continue            # a load or store of the ops object, not a call
             ops = ops_by_obj[name]
             op = next((o for o in ops.ops if o.offset == off), None)
-            found = _match(ins, k, by_op.get((name, op.path), []) if op else [], inv)
+            found = _match(ins, k, by_op.get((name, op.path), []) if op else [], inv,
+                           _function_names(funcs, addr))
             if found is None:
                 strays.append(Stray(sec.name, addr, op.path if op else f"+{off:#x}",
                                     f"{mnem} {ops_text}"))
@@ -174,15 +176,45 @@ def _names_ops(obj: ElfObject, r: Reloc, spans) -> tuple[str, int] | None:
     return None
 
 
-def _match(ins, k, candidates, inv: Inventory):
+def site_shape(src: SiteSource) -> tuple[str, ...]:
+    """The site's instructions as the disassembler names them (no operands)."""
+    return tuple(_norm(st.name) for st in src.site_stmts if not st.is_directive)
+
+
+# gcc names a clone or a split part of function f "f.isra.0", "f.constprop.1",
+# "f.part.0", "f.cold", ...: C names hold no dot, so f is what precedes the first.
+def c_function(symbol: str) -> str:
+    return symbol.split(".", 1)[0]
+
+
+def _functions(obj: ElfObject, idx: int) -> list[tuple[int, int, str]]:
+    """(start, end, C function) of every function symbol in section idx."""
+    return sorted((s.value, s.value + s.size, c_function(s.name)) for s in obj.symbols
+                  if s.kind == "STT_FUNC" and s.shndx == idx and s.size)
+
+
+def _function_names(funcs: list[tuple[int, int, str]], addr: int) -> set[str]:
+    """The C functions whose code holds addr (several when aliases share it)."""
+    i = bisect.bisect_right(funcs, (addr, 1 << 62, "")) - 1
+    if i < 0:
+        return set()
+    first = funcs[i][0]
+    return {name for lo, hi, name in funcs[bisect.bisect_left(funcs, (first,)):i + 1]
+            if lo <= addr < hi}
+
+
+def _match(ins, k, candidates, inv: Inventory, where: set[str]):
     """Match the candidate sites' instruction shapes around the call at
-    ins[k]. Returns (start, length, site index, clobber mask) or None."""
+    ins[k], in the code of the C functions `where`. Returns (start, length,
+    site index, clobber mask) or None. The copy is attributed to a matching
+    site of its own function; a copy in any other function was inlined
+    there, and every site of that shape is then as likely."""
     found = []
     for i, shape, j in candidates:
         lo, hi = k - j, k - j + len(shape)
         if lo < 0 or hi > len(ins):
             continue
-        if [_norm(x[2]) for x in ins[lo:hi]] != shape:
+        if tuple(_norm(x[2]) for x in ins[lo:hi]) != shape:
             continue
         found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), i, inv.sites[i].mask))
     if not found:
@@ -191,5 +223,5 @@ def _match(ins, k, candidates, inv: Inventory):
     mask = found[0][3]
     for f in found[1:]:
         mask &= f[3]
-    start, length, i, _ = found[0]
+    start, length, i, _ = next((f for f in found if inv.sites[f[2]].function in where), found[0])
     return start, length, i, mask

@@ -17,7 +17,7 @@ from ..emit.plan import all_backends
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
-from .copies import Copy, copy_patch, find_copies
+from .copies import Copy, c_function, copy_patch, find_copies, site_shape
 from .elfobj import ElfObject
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
                        NewSection, NewSymbol, SymRef, add_sections)
@@ -80,13 +80,27 @@ def _refuse_i386_pic(obj: ElfObject, inv) -> None:
 
 
 def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
-    """A site in a function the object defines must have a copy there."""
+    """A site in a function the object defines must have a copy, its own or
+    an equivalent site's: the object's code does not say which of the sites
+    with the same op and instructions a copy came from, and gcc may fold
+    identical functions into one (-fipa-icf)."""
+    sites = res.inventory.sites
+
+    def key(i: int):
+        s = sites[i]
+        return s.ops_object, s.op, site_shape(res.sources[i])
+
     have = {c.site for c in copies}
-    defined = {s.name for s in obj.symbols if s.kind == "STT_FUNC" and s.shndx not in ("SHN_UNDEF", 0)}
-    for i, s in enumerate(res.inventory.sites):
-        if i not in have and s.function in defined:
-            raise PvError(f"{obj.path}: function {s.function} holds no copy of the site at "
-                          f"{s.loc} ({s.op}): is the object built from this source with these flags?")
+    covered = {(key(i), sites[i].mask) for i in have} | {(key(i), sites[i].function) for i in have}
+    defined = {c_function(s.name) for s in obj.symbols
+               if s.kind == "STT_FUNC" and s.shndx not in ("SHN_UNDEF", 0)}
+    for i, s in enumerate(sites):
+        if i in have or s.function not in defined:
+            continue
+        if (key(i), s.mask) in covered or (key(i), s.function) in covered:
+            continue
+        raise PvError(f"{obj.path}: function {s.function} holds no copy of the site at "
+                      f"{s.loc} ({s.op}): is the object built from this source with these flags?")
 
 
 def _check_agrees(obj: ElfObject, existing, copies: list[Copy], res: ScanResult) -> None:

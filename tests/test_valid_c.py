@@ -1,0 +1,130 @@
+"""Valid C that gcc compiles must go through the pass: one op used in many
+functions, inlined and cloned copies, folded functions, expressions the
+front end cannot follow, deep nesting."""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from pvpass.link.elfobj import ElfObject
+from pvpass.link.tableread import read_entries
+
+from conftest import ARCH_FLAG, INCLUDE, TESTDATA, run_pvpass
+
+OPS_H = TESTDATA / "pvpass/ops.h"
+
+# The same op used directly in several functions, through a static inline
+# helper, in a noinline function called with constants (.constprop clones),
+# in a function gcc splits (.part / .cold), in two identical functions
+# (-fipa-icf folds them), and two sites of one op that differ only in their
+# clobber set, in one function.
+MANY = r'''#include "%s"
+void a(void) { PV_VCALL0(cpu.io_delay); }
+void b(void) { PV_VCALL0(cpu.io_delay); }
+static inline void helper(void) { PV_VCALL0(cpu.io_delay); }
+void c1(void) { helper(); }
+void c2(int n) { while (n--) helper(); }
+static __attribute__((noinline)) unsigned long scaled(unsigned long k, int twice)
+{ unsigned long r = PV_CALL0(unsigned long, cpu.read_tsc) * k; return twice ? r * 2 : r; }
+unsigned long d1(void) { return scaled(3, 1); }
+unsigned long d2(void) { return scaled(5, 1) + scaled(7, 1); }
+extern void slow_path(int) __attribute__((cold));
+int big[64];
+void e(int x) { if (__builtin_expect(x > 100, 0)) { slow_path(x); PV_VCALL0(cpu.io_delay); } big[x & 63]++; }
+unsigned long f1(void) { return PV_CALLEE0(unsigned long, irq.save_fl); }
+unsigned long f2(void) { return PV_CALLEE0(unsigned long, irq.save_fl); }
+#ifdef __x86_64__
+#define AX "rax"
+#else
+#define AX "eax"
+#endif
+void g(void)
+{
+	PV_VCALL0(cpu.io_delay);
+	asm volatile(PVPASS_SITE(cpu.io_delay, AX) PVPASS_CALL
+		     : : [pv_op] "m" (pv_ops.cpu.io_delay) : AX, "memory", "cc");
+}
+'''
+
+FLAGS = [["-O0"], ["-O1"], ["-O2"], ["-Os"], ["-O2", "-ffunction-sections"],
+         ["-O2", "-fipa-icf"], ["-O3"]]
+
+
+def pv_calls(obj) -> int:
+    """`call *` instructions relocated against pv_ops, counted by objdump."""
+    out = subprocess.run(["objdump", "-dr", str(obj)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    n = 0
+    for i, line in enumerate(out):
+        if re.search(r"\scall[lq]?\s+\*", line) and i + 1 < len(out) and re.search(r"R_\w+\s+pv_ops", out[i + 1]):
+            n += 1
+    return n
+
+
+def elflint(path) -> str:
+    r = subprocess.run(["eu-elflint", "--gnu-ld", str(path)], capture_output=True, text=True)
+    return r.stdout + r.stderr
+
+
+def compile_(src, obj, arch, flags):
+    subprocess.run(["gcc", ARCH_FLAG[arch], "-fno-pie", "-I", str(INCLUDE), *flags, "-c", str(src),
+                    "-o", str(obj)], check=True, capture_output=True)
+    return obj
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: " ".join(f))
+def test_one_op_in_many_functions(tmp, arch, flags):
+    src = tmp / "many.c"
+    src.write_text(MANY % OPS_H)
+    obj = compile_(src, tmp / "many.o", arch, flags)
+    out = tmp / "out.o"
+    r = run_pvpass("link", str(obj), "--source", str(src), "-o", str(out), "--builtin", "--",
+                   "-fno-pie", *flags)
+    assert r.returncode == 0, r.stderr
+    entries = read_entries(ElfObject.read(str(out)))
+    assert len(entries) == pv_calls(obj) > 0
+    assert len({(e.section, e.offset) for e in entries}) == len(entries)
+    assert elflint(out) == elflint(obj)
+    # and through the compiler wrapper
+    cc = tmp / "cc.o"
+    r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-I", str(INCLUDE), *flags,
+                   "-c", str(src), "-o", str(cc))
+    assert r.returncode == 0, r.stderr
+    assert read_entries(ElfObject.read(str(cc))) == entries
+
+
+def test_clones_are_exercised(tmp):
+    """The source above really makes gcc clone, split and fold."""
+    src = tmp / "many.c"
+    src.write_text(MANY % OPS_H)
+    names = set()
+    for flags in (["-O2"], ["-O2", "-fipa-icf"]):
+        obj = compile_(src, tmp / "m.o", "x86_64", flags)
+        names |= {s.name for s in ElfObject.read(str(obj)).symbols if s.kind == "STT_FUNC"}
+    assert any(".constprop." in n for n in names), names
+    assert any(n.endswith(".cold") for n in names), names
+    assert "helper" not in names          # only inlined copies
+
+
+def test_clobber_masks_by_function(tmp):
+    """Copies of sites of one op with the same instructions cannot be told
+    apart, so each gets what every such site allows (README Limits)."""
+    src = tmp / "many.c"
+    src.write_text(MANY % OPS_H)
+    obj = compile_(src, tmp / "many.o", "i386", ["-O2"])
+    out = tmp / "out.o"
+    r = run_pvpass("link", str(obj), "--source", str(src), "-o", str(out), "--", "-fno-pie", "-O2")
+    assert r.returncode == 0, r.stderr
+    lo = ElfObject.read(str(out))
+    funcs = sorted((s.value, s.value + s.size, s.name) for s in lo.symbols
+                   if s.kind == "STT_FUNC" and s.size and lo.section_name_of(s) == ".text")
+    by_func: dict[str, set[int]] = {}
+    for e in read_entries(lo):
+        if e.section == ".text":
+            name = next(n for lo_, hi, n in funcs if lo_ <= e.offset < hi)
+            by_func.setdefault(name, set()).add(e.clobbers)
+    assert by_func["g"] == by_func["a"] == {1}      # eax only: the intersection
+    assert by_func["f1"] == {1}                       # save_fl: callee-save, eax
