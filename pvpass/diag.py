@@ -87,11 +87,20 @@ def source_line(path: str, line: int) -> str | None:
     return lines[line - 1]
 
 
+_WIDE = 160          # longer source lines are shown around the column only
+
+
 def _caret(loc: Loc) -> list[str]:
     text = source_line(loc.file, loc.line) if loc.line > 0 else None
     if text is None:
         return []
-    pad = "".join(c if c == "\t" else " " for c in text[:max(loc.col - 1, 0)])
+    col = max(loc.col - 1, 0)
+    if len(text) > _WIDE:
+        lo = max(min(col, len(text)) - _WIDE // 2, 0)
+        head = "..." if lo else ""
+        tail = "..." if lo + _WIDE < len(text) else ""
+        text, col = head + text[lo:lo + _WIDE] + tail, col - lo + len(head)
+    pad = "".join(c if c == "\t" else " " for c in text[:col])
     return [f" {text}", f" {pad}^"]
 
 

@@ -128,3 +128,105 @@ def test_clobber_masks_by_function(tmp):
             by_func.setdefault(name, set()).add(e.clobbers)
     assert by_func["g"] == by_func["a"] == {1}      # eax only: the intersection
     assert by_func["f1"] == {1}                       # save_fl: callee-save, eax
+
+
+# GNU C and C11 expressions around sites, each in a function of its own.
+EXPRESSIONS = {
+    "binop": "n = PV_CALL0(unsigned long, cpu.read_tsc) + PV_CALLEE0(unsigned long, irq.save_fl);",
+    "mul": "n = PV_CALL0(unsigned long, cpu.read_tsc) * n - ({ n; }) * ({ n + 1; });",
+    "ternary": "n = n ? PV_CALL0(unsigned long, cpu.read_tsc) : PV_CALLEE0(unsigned long, irq.save_fl);",
+    "cast_shift": "n = (int)PV_CALL0(unsigned long, cpu.read_tsc) << 2;",
+    "condition": "if (PV_CALL0(unsigned long, cpu.read_tsc) > 3 && n) n++;",
+    "argument": "PV_VCALL1(irq.restore_fl, PV_CALLEE0(unsigned long, irq.save_fl) | 0x200);",
+    "comma": "n = (PV_VCALL0(cpu.io_delay), 3);",
+    "index": "int arr[2] = {0}; n = arr[PV_CALL0(unsigned long, cpu.read_tsc) & 1];",
+    "elvis": "n = PV_CALL0(unsigned long, cpu.read_tsc) ?: 3;",
+    "computed_goto": "static void *t[] = { &&l1 }; PV_VCALL0(cpu.io_delay); goto *t[0]; l1: ;",
+    "generic": "n = _Generic(n, int: 1, default: 2) + PV_CALL0(unsigned long, cpu.read_tsc);",
+    "extension": "n = __extension__ ({ PV_CALL0(unsigned long, cpu.read_tsc); }) + 1;",
+    "complex": "_Complex double c = n; n = (int)__real__ c + (int)__imag__ c + (1i ? 1 : 0); PV_VCALL0(cpu.io_delay);",
+    "thread": "static __thread int tl; n = tl + PV_CALL0(unsigned long, cpu.read_tsc);",
+    "case_range": "switch (PV_CALL0(unsigned long, cpu.read_tsc)) { case 1 ... 3: n++; break; }",
+}
+
+
+def expressions_source(bodies: dict[str, str]) -> str:
+    out = [f'#include "{OPS_H}"']
+    for name, body in bodies.items():
+        out.append(f"unsigned long f_{name}(int n)\n{{\n\t{body}\n\treturn n;\n}}")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_expressions_gcc_accepts_parse(tmp, arch):
+    src = tmp / "expr.c"
+    src.write_text(expressions_source(EXPRESSIONS))
+    r = run_pvpass("scan", str(src), "--arch", arch, "--", "-fno-pie")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    import json
+    funcs = {s["function"] for s in json.loads(r.stdout)["sites"]}
+    assert funcs == {f"f_{n}" for n in EXPRESSIONS}
+    obj = tmp / "expr.o"
+    r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-O2", "-I", str(INCLUDE), "-c", str(src),
+                   "-o", str(obj))
+    assert r.returncode == 0, r.stderr
+    assert len(read_entries(ElfObject.read(str(obj)))) == pv_calls(obj) > 0
+
+
+# gcc takes these; pvpass's C parser does not: a nested function and an
+# old-style designator.
+UNFOLLOWED = {
+    "nested": "int inner(int x) { return x + 1; } n = inner(n) + PV_CALL0(unsigned long, cpu.read_tsc);",
+    "old_designator": "struct { int a; } z = { a: 1 }; n = z.a; PV_VCALL0(cpu.io_delay);",
+}
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_c_pvpass_cannot_follow_is_a_warning(tmp, arch):
+    src = tmp / "gnu.c"
+    src.write_text(expressions_source({**UNFOLLOWED, "plain": "PV_VCALL0(cpu.io_delay);"}))
+    r = run_pvpass("scan", str(src), "--arch", arch, "--format", "text", "--", "-fno-pie")
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if ": warning: " in l]
+    assert len(warnings) == 2 and "Traceback" not in r.stderr, r.stderr
+    assert all("gcc accepts" in w and "read from their asm statements alone" in w for w in warnings)
+    assert re.match(rf"{re.escape(str(src))}:4:\d+: warning: ", warnings[0])
+    # the build goes on, and the sites of those functions are still linked
+    obj = tmp / "gnu.o"
+    r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-O2", "-I", str(INCLUDE), "-c", str(src),
+                   "-o", str(obj))
+    assert r.returncode == 0 and "warning" in r.stderr, r.stderr
+    entries = read_entries(ElfObject.read(str(obj)))
+    assert len(entries) == pv_calls(obj) == 3
+
+
+def test_broken_c_is_still_an_error(tmp):
+    src = tmp / "broken.c"
+    src.write_text(expressions_source({"bad": "n = PV_CALL0(unsigned long, cpu.read_tsc) +;"}))
+    r = run_pvpass("scan", str(src))
+    assert r.returncode == 2 and f"{src}:4:" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def deep_source(n: int) -> str:
+    return expressions_source({"deep": "n = " + "(" * n + "n + PV_CALL0(unsigned long, cpu.read_tsc)"
+                                       + ")" * n + ";"})
+
+
+@pytest.mark.parametrize("depth", [90, 1000, 10000])
+def test_deep_nesting(tmp, depth):
+    src = tmp / "deep.c"
+    src.write_text(deep_source(depth))
+    obj = tmp / "deep.o"
+    r = run_pvpass("cc", "--", "gcc", "-O2", "-I", str(INCLUDE), "-c", str(src), "-o", str(obj))
+    assert r.returncode == 0, r.stderr
+    assert len(read_entries(ElfObject.read(str(obj)))) == 1
+
+
+def test_too_deep_is_one_error(tmp):
+    src = tmp / "deep.c"
+    src.write_text(deep_source(60000))
+    r = run_pvpass("scan", str(src), env={"PVPASS_CACHE": "0"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    first = r.stderr.splitlines()[0]
+    assert re.match(rf"{re.escape(str(src))}:4:\d+: error: nesting too deep", first), first
+    assert len(r.stderr.splitlines()) == 3 and max(map(len, r.stderr.splitlines())) < 300

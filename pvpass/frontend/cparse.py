@@ -17,12 +17,14 @@ from pathlib import Path
 
 from pycparser import c_ast
 from pycparser.c_parser import ParseError
-from pycparserext.ext_c_parser import GnuCParser
+from pycparserext.ext_c_parser import Asm, GnuCParser
 
 from .. import __version__
 from ..diag import Loc, PvError
+
 from .asmstmt import AsmStmt, blank_spans, find_asm
 from .chunks import Chunk, ChunkedTU
+from .deep import deep_call, deepest, too_deep
 from .pptext import PPText
 
 BUILTIN_TYPEDEFS = frozenset({"__builtin_va_list", "__int128_t", "__uint128_t",
@@ -35,8 +37,14 @@ _REWRITES = [
     (re.compile(r'\b__builtin_offsetof\b'), "offsetof"),
     (re.compile(r'\b__auto_type\b'), "int"),
     (re.compile(r'\b__label__\b[^;]*;'), ""),
+    (re.compile(r'\b__thread\b'), ""),
+    # imaginary constants (1i, 2.0fj): the value does not matter here
+    (re.compile(r'\b(?<![.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?[fFlL]?)[ij]\b'), lambda m: m.group(1) + " "),
 ]
 _ATTR = re.compile(r'\b__attribute(?:__)?\s*\(\(')
+_DECLARATOR = re.compile(r'([A-Za-z_]\w*)\s*\(')
+_NOT_NAMES = frozenset({"__typeof__", "__typeof", "typeof", "__asm__", "__asm", "asm", "_Alignas",
+                        "__alignof__", "_Alignof", "sizeof", "__declspec"})
 
 
 class CParser(GnuCParser):
@@ -54,6 +62,63 @@ class CParser(GnuCParser):
             op = self._advance().value
             return c_ast.Assignment(op, expr, self._parse_assignment_expression(), expr.coord)
         return expr
+
+    # The GNU C that kernel code uses and pycparser 3.0 / pycparserext 2026.1
+    # do not parse: `x ?: y`, `&&label` and `goto *p`, `__extension__`,
+    # `__real__`/`__imag__` in expressions, and C11 `_Generic`.
+
+    def _parse_conditional_expression(self):
+        expr = self._parse_binary_expression()
+        if not self._accept("CONDOP"):
+            return expr
+        iftrue = None if self._peek_type() == "COLON" else self._parse_expression()
+        self._expect("COLON")
+        return c_ast.TernaryOp(expr, iftrue, self._parse_conditional_expression(), expr.coord)
+
+    def _parse_unary_expression(self):
+        tok = self._peek()
+        if tok is not None and tok.type == "__EXTENSION__":
+            self._advance()
+            return self._parse_cast_expression()
+        if tok is not None and tok.type in ("__REAL__", "__IMAG__"):
+            self._advance()
+            return c_ast.UnaryOp(tok.value, self._parse_cast_expression(), self._tok_coord(tok))
+        if tok is not None and tok.type == "LAND" and self._peek_type(2) == "ID":
+            self._advance()
+            label = self._advance()
+            return c_ast.UnaryOp("&&", c_ast.ID(label.value, self._tok_coord(label)), self._tok_coord(tok))
+        return super()._parse_unary_expression()
+
+    def _parse_primary_expression(self):
+        tok = self._peek()
+        if tok is not None and tok.type == "ID" and tok.value == "_Generic" and self._peek_type(2) == "LPAREN":
+            self._advance()
+            self._advance()
+            coord = self._tok_coord(tok)
+            exprs = [self._parse_assignment_expression()]
+            while self._accept("COMMA"):
+                if not self._accept("DEFAULT"):
+                    self._parse_type_name()
+                self._expect("COLON")
+                exprs.append(self._parse_assignment_expression())
+            self._expect("RPAREN")
+            return c_ast.FuncCall(c_ast.ID("_Generic", coord), c_ast.ExprList(exprs, coord), coord)
+        return super()._parse_primary_expression()
+
+    def _parse_jump_statement(self):
+        if self._peek_type() == "GOTO" and self._peek_type(2) == "TIMES":
+            tok = self._advance()
+            self._advance()
+            target = self._parse_expression()
+            self._expect("SEMI")
+            return c_ast.Compound([c_ast.UnaryOp("goto *", target, self._tok_coord(tok))],
+                                  self._tok_coord(tok))
+        return super()._parse_jump_statement()
+
+    def _parse_error(self, msg, coord):
+        # pycparser names only the file for some errors: point at the token.
+        tok = self._peek() if not hasattr(coord, "line") else None
+        super()._parse_error(msg, self._tok_coord(tok) if tok is not None else coord)
 
 
 @dataclass(frozen=True)
@@ -140,7 +205,7 @@ def _balanced_prefix(s: str) -> str:
 
 def _rewrite(text: str) -> str:
     for pat, rep in _REWRITES:
-        text = pat.sub(lambda m: _pad(rep, m.group()), text)
+        text = pat.sub(rep if callable(rep) else (lambda m, rep=rep: _pad(rep, m.group())), text)
     return text
 
 
@@ -248,16 +313,56 @@ class ChunkParser:
             return ParsedChunk(chunk, ast, asm, attrs, text, line_index)
         ptext = _rewrite(blank_spans(text, blanks))
         head = f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
+        ast = self._pycparse(head + ptext, loc, chunk.start, text)
+        pc = ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
         try:
-            ast = self._parser.parse(head + ptext, loc.file,
-                                     initial_type_symbols=self._typedefs)
+            cache.put(key, (ast, pc.line_index))
+        except RecursionError:
+            pass                # too deep to keep: parsed again next time
+        return pc
+
+    def _pycparse(self, text: str, loc: Loc, start: int, orig: str) -> c_ast.FileAST:
+        """pycparser on the text of the chunk at pp offset `start` (original
+        text `orig`); deep nesting is parsed again in a deep thread."""
+        try:
+            try:
+                return self._parser.parse(text, loc.file, initial_type_symbols=self._typedefs)
+            except RecursionError:
+                pass
+            try:
+                return deep_call(self._parser.parse, text, loc.file, 0, self._typedefs)
+            except RecursionError:
+                where, depth = deepest(orig)
+                raise too_deep(self.pp.loc(start + where), depth) from None
         except ParseError as e:
             raise PvError(_clean_parse_error(str(e)), _loc_of_parse_error(str(e), loc)) from None
         except (AssertionError, IndexError, AttributeError, TypeError) as e:
             raise PvError(f"cannot parse this declaration ({type(e).__name__})", loc) from None
-        pc = ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
-        cache.put(key, (ast, pc.line_index))
-        return pc
+
+    def parse_asm_alone(self, stmt: AsmStmt):
+        """The Asm node of one asm statement parsed apart from its function,
+        for a function pycparser cannot parse (None if this fails too)."""
+        text = self.pp.text[stmt.off:stmt.end]
+        body = _rewrite(blank_spans(text, [(a - stmt.off, b - stmt.off) for a, b in stmt.blanks]))
+        loc = self.pp.loc(stmt.off)
+        src = (f'void __pvpass_asm(void) {{\n# {loc.line} "{_esc(loc.file)}"\n'
+               + " " * (loc.col - 1) + body + ";\n}\n")
+        try:
+            ast = self._pycparse(src, loc, stmt.off, text)
+        except PvError:
+            return None
+        return next(walk(ast, Asm), None)
+
+    def function_name(self, chunk: Chunk) -> str | None:
+        """The name a function chunk defines, read from its text: the first
+        identifier before a '(' once attributes are blanked."""
+        text = chunk.text(self.pp.text)
+        text = blank_spans(text, [(a.start, a.end) for a in _attr_spans(text)])
+        body = text.find("{")
+        for m in _DECLARATOR.finditer(text, 0, body if body >= 0 else len(text)):
+            if m.group(1) not in _NOT_NAMES:
+                return m.group(1)
+        return None
 
 
 def _esc(s: str) -> str:

@@ -358,7 +358,10 @@ class TypeEnv:
             a, b = self.const(e.left, pc), self.const(e.right, pc)
             return _binop(e.op, a, b, loc)
         if isinstance(e, c_ast.TernaryOp):
-            return self.const(e.iftrue if self.const(e.cond, pc) else e.iffalse, pc)
+            c = self.const(e.cond, pc)
+            if not c:
+                return self.const(e.iffalse, pc)
+            return c if e.iftrue is None else self.const(e.iftrue, pc)      # GNU `c ?: y`
         if isinstance(e, c_ast.FuncCall) and isinstance(e.name, c_ast.ID) and e.name.name == "offsetof":
             t_node, desig = e.args.exprs
             return self.offsetof(self.from_decl_type(t_node.type, pc), desig, pc)[0]

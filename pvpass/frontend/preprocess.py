@@ -27,14 +27,22 @@ def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None)
             return PPText(path.read_text(errors="replace"), src)
         except OSError as e:
             raise PvError(f"{src}: {e.strerror}") from None
-    cc = cc or os.environ.get("PVPASS_CPP_CC", "gcc")
-    argv = [cc, "-E", arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(),
-            *cppflags, src]
-    r = tools.run(argv, check=False)
+    r = tools.run(_argv("-E", src, arch, cppflags, cc), check=False)
     if r.returncode != 0:
         first = _first_error(r.stderr.decode(errors="replace"))
         raise PvError(first or f"preprocessing {src} failed", None)
     return PPText(r.stdout.decode(errors="replace"), src)
+
+
+def _argv(mode: str, src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> list[str]:
+    cc = cc or os.environ.get("PVPASS_CPP_CC", "gcc")
+    return [cc, mode, arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(), *cppflags, src]
+
+
+def compiler_accepts(src: str, arch: Arch, cppflags: list[str]) -> bool:
+    """Does the compiler accept `src` as C (`-fsyntax-only`)? Asked only when
+    the front end cannot parse it, to tell broken C from C it cannot follow."""
+    return tools.run(_argv("-fsyntax-only", src, arch, cppflags), check=False).returncode == 0
 
 
 def _first_error(stderr: str) -> str:

@@ -1,12 +1,13 @@
 """The front end's pipeline: preprocess -> chunk -> parse what matters ->
-ops, sites, backends. Pure: returns a `ScanResult`, prints nothing."""
+ops, sites, backends. `scan_pp` is pure: it returns a `ScanResult` with its
+warnings in the inventory and prints nothing."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
 from ..arch import Arch
-from ..diag import Loc, PvError
+from ..diag import EXIT_BAD_INPUT, Diagnostic, Loc, PvError, emit
 from ..model import Inventory
 from . import chunks
 from .annotation import Annotation, AnnotationError, is_annotation, parse_annotation
@@ -20,7 +21,7 @@ from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
 from .pptext import PPText
-from .preprocess import preprocess
+from .preprocess import compiler_accepts, preprocess
 from .sites import SiteBuilder, SiteSource
 
 _MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
@@ -37,8 +38,14 @@ class ScanResult:
     annotations: list[tuple[Annotation, Loc]] = field(default_factory=list)
 
 
-def scan(src: str, arch: Arch, cppflags: list[str]) -> ScanResult:
-    return scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
+def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
+    """Scan a source. With `report`, the front end's warnings (C it cannot
+    follow) go to stderr here: the commands have nowhere else to show them."""
+    res = scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
+    if report:
+        for d in res.inventory.diagnostics:
+            emit(d)
+    return res
 
 
 def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
@@ -50,14 +57,22 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
     sources: list[SiteSource] = []
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted({c.index for off in _marks(pp.text) if (c := tu.chunk_at(off)) is not None})
+    warnings: list[Diagnostic] = []
+    accepts: list[bool] = []
+
+    def compiler_ok() -> bool:
+        if not accepts:
+            accepts.append(compiler_accepts(pp.main_file, arch, cppflags))
+        return accepts[0]
+
     for idx in marked:
         chunk = tu.chunks[idx]
         if chunk.is_func:
-            sources += _function_sites(pp, parser, chunk, builder)
+            sources += _function_sites(pp, parser, chunk, builder, compiler_ok, warnings)
             annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=True)
         else:
             annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=False)
-    inv = Inventory(pp.main_file, arch.name)
+    inv = Inventory(pp.main_file, arch.name, diagnostics=warnings)
     objs = sorted({s.site.ops_object for s in sources})
     for obj in objs:
         ops = ops_index.ops_struct(obj, None)
@@ -80,14 +95,27 @@ def _marks(text: str):
             i = text.find(needle, i + 1)
 
 
-def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder) -> list[SiteSource]:
+def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder,
+                    compiler_ok, warnings: list[Diagnostic]) -> list[SiteSource]:
     """Sites of one function. The whole function is parsed (so broken C
     around a site is reported), and each annotated asm statement is matched
-    to its node by coordinates to get its operand expressions."""
+    to its node by coordinates to get its operand expressions. C that gcc
+    accepts but pycparser cannot parse is a warning: each asm statement is
+    then parsed on its own, which is all a site needs."""
     stmts = [a for a in parser.asm(chunk) if _MARK.search(a.template)]
     if not stmts:
         return []
-    pc = parser.parse(chunk)
+    try:
+        pc = parser.parse(chunk)
+    except PvError as e:
+        if e.rule or e.code != EXIT_BAD_INPUT or not compiler_ok():
+            raise
+        fname = parser.function_name(chunk)
+        warnings.append(Diagnostic(e.loc or pp.loc(chunk.start), "warning",
+                                   f"pvpass cannot follow this C, which gcc accepts ({e.message.removeprefix('cannot parse C: ')}): "
+                                   f"the sites of {fname or 'this function'} are read from their "
+                                   f"asm statements alone"))
+        return [s for a in stmts for s in builder.sites_of(a, operand_exprs(parser.parse_asm_alone(a)), fname)]
     nodes = {(n.coord.file, n.coord.line, n.coord.column): n
              for n in walk(pc.ast, Asm) if n.coord is not None}
     fname = next((d.decl.name for d in pc.ast.ext if isinstance(d, c_ast.FuncDef)), None)

@@ -36,7 +36,7 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
         arch = get_arch(arch_name)
         res = FileResult(path)
         try:
-            scanned = scan(path, arch, list(cpp))
+            scanned = scan(path, arch, list(cpp), report=False)
         except PvError as e:
             d = e.diagnostic()
             if e.loc is None:
