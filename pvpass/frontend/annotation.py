@@ -77,6 +77,7 @@ def is_annotation(comment: str) -> bool:
     return bool(_LEAD.match(comment))
 
 
+@lru_cache(maxsize=4096)      # one text per op and clobber set: sites repeat it
 def parse_annotation(comment: str) -> Annotation:
     """Parse one comment ('# pvpass: ...' or '/* pvpass: ... */').
     AnnotationError.pos is the index inside `comment`."""

@@ -94,15 +94,23 @@ def decode_string(lit: str, off: int) -> tuple[str, list[int]]:
 
 
 class _Tokens:
+    """C tokens from `start`, read as far as the asm statement needs: a
+    function with n asm statements costs O(n) tokens, not O(n) each."""
+
     def __init__(self, text: str, start: int, end: int) -> None:
-        self.toks = [(m.lastgroup, m.group(), m.start())
-                     for m in _CTOK.finditer(text, start, end)
-                     if m.lastgroup not in ("ws", "dir")]
+        self._it = ((m.lastgroup, m.group(), m.start()) for m in _CTOK.finditer(text, start, end)
+                    if m.lastgroup not in ("ws", "dir"))
+        self.toks: list[tuple[str, str, int]] = []
         self.i = 0
 
     def peek(self, k: int = 0):
         j = self.i + k
-        return self.toks[j] if j < len(self.toks) else ("eof", "", -1)
+        while j >= len(self.toks):
+            t = next(self._it, None)
+            if t is None:
+                return ("eof", "", -1)
+            self.toks.append(t)
+        return self.toks[j]
 
     def next(self):
         t = self.peek()

@@ -115,6 +115,20 @@ class CParser(GnuCParser):
                                   self._tok_coord(tok))
         return super()._parse_jump_statement()
 
+    # pycparser 3.0 peeks about five times per token through two calls and
+    # a refill check; read its buffer directly when the token is there.
+    def _peek(self, k: int = 1):
+        ts = self._tokens
+        j = ts._index + k - 1
+        buf = ts._buffer
+        if k > 0 and j < len(buf):
+            return buf[j]
+        return ts.peek(k)
+
+    def _peek_type(self, k: int = 1):
+        tok = self._peek(k)
+        return tok.type if tok is not None else None
+
     def _parse_error(self, msg, coord):
         # pycparser names only the file for some errors: point at the token.
         tok = self._peek() if not hasattr(coord, "line") else None
@@ -333,11 +347,20 @@ class ChunkParser:
                 return deep_call(self._parser.parse, text, loc.file, 0, self._typedefs)
             except RecursionError:
                 where, depth = deepest(orig)
-                raise too_deep(self.pp.loc(start + where), depth) from None
+                raise too_deep(self.pp.source_loc(start + where), depth) from None
         except ParseError as e:
-            raise PvError(_clean_parse_error(str(e)), _loc_of_parse_error(str(e), loc)) from None
+            raise PvError(_clean_parse_error(str(e)),
+                          self._source_loc(_loc_of_parse_error(str(e), loc), loc, start, orig)) from None
         except (AssertionError, IndexError, AttributeError, TypeError) as e:
             raise PvError(f"cannot parse this declaration ({type(e).__name__})", loc) from None
+
+    def _source_loc(self, at: Loc, loc: Loc, start: int, orig: str) -> Loc:
+        """A pycparser coordinate in the chunk at pp offset `start` (which
+        begins at `loc`), as a place in the source the user wrote."""
+        base = _line_index(orig, loc).get((at.file, at.line)) if at.col > 0 else None
+        if base is None:
+            return at
+        return self.pp.source_loc(start + base + at.col - 1)
 
     def parse_asm_alone(self, stmt: AsmStmt):
         """The Asm node of one asm statement parsed apart from its function,

@@ -16,6 +16,10 @@ from ..diag import Loc, source_line
 _MARKER = re.compile(r'\n#(?:line)? *(\d+) +"((?:[^"\\\n]|\\.)*)"[^\n]*')
 
 
+_NL = re.compile(r'\n')
+_TOKEN = re.compile(r'[A-Za-z_]\w*|\d\w*|[^\s]')
+
+
 def _unescape_name(s: str) -> str:
     return s.replace('\\\\', '\\').replace('\\"', '"')
 
@@ -27,6 +31,7 @@ class PPText:
     _offsets: list[int] = field(default_factory=list)
     _files: list[str] = field(default_factory=list)
     _lines: list[int] = field(default_factory=list)
+    _nl: dict[int, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         text = "\n" + self.text[:4096] if self.text.startswith("#") else None
@@ -49,20 +54,34 @@ class PPText:
             base, file, line = 0, self.main_file, 1
         else:
             base, file, line = self._offsets[i], self._files[i], self._lines[i]
-        line += self.text.count("\n", base, off)
-        bol = self.text.rfind("\n", 0, off) + 1
-        return Loc(file, line, off - bol + 1)
+        nl = self._newlines(i, base)
+        k = bisect.bisect_left(nl, off)
+        bol = nl[k - 1] + 1 if k else self.text.rfind("\n", 0, off) + 1
+        return Loc(file, line + k, off - bol + 1)
+
+    def _newlines(self, i: int, base: int) -> list[int]:
+        """Offsets of the newlines between marker i and the next, found once:
+        a function of n lines with n sites costs O(n), not O(n) per site."""
+        got = self._nl.get(i)
+        if got is None:
+            end = self._offsets[i + 1] if i + 1 < len(self._offsets) else len(self.text)
+            got = self._nl[i] = [m.start() for m in _NL.finditer(self.text, base, end)]
+        return got
 
     def source_loc(self, off: int, token: str = "") -> Loc:
-        """Like loc(), with the column moved to where `token` stands in the
-        original source line (gcc -E does not keep every column; a token that
-        came from a macro keeps the preprocessed column)."""
+        """Like loc(), with the column moved to where `token` (default: the
+        token at `off`) stands in the original source line: gcc -E does not
+        keep every column, and a token that came from a macro is found at the
+        macro's use, not at its column in the expanded line."""
         loc = self.loc(off)
-        if not token:
-            return loc
         src = source_line(loc.file, loc.line)
         if src is None:
             return loc
+        if not token:
+            m = _TOKEN.match(self.text, off)
+            if m is None:
+                return loc if loc.col <= len(src) + 1 else Loc(loc.file, loc.line, len(src) + 1)
+            token = m.group()
         if src[loc.col - 1:loc.col - 1 + len(token)] == token:
             return loc
         hits = [m.start() for m in re.finditer(re.escape(token), src)]

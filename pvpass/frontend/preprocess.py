@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
 from ..arch import Arch
-from ..diag import PvError
+from ..diag import Loc, PvError
 from .. import tools
 from .pptext import PPText
 
 PREPROCESSED_SUFFIXES = (".i",)
+_GCC_DIAG = re.compile(r'^(.+?):(\d+):(?:(\d+):)? (fatal error|error): (.*)$')
 
 
 def include_dir() -> str:
@@ -20,6 +22,8 @@ def include_dir() -> str:
 def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> PPText:
     """Preprocess `src` (or read it if it is already preprocessed)."""
     path = Path(src)
+    if path.is_dir():
+        raise PvError(f"{src}: is a directory, not a C source")
     if not path.is_file():
         raise PvError(f"{src}: no such file")
     if path.suffix in PREPROCESSED_SUFFIXES:
@@ -30,6 +34,9 @@ def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None)
     r = tools.run(_argv("-E", src, arch, cppflags, cc), check=False)
     if r.returncode != 0:
         first = _first_error(r.stderr.decode(errors="replace"))
+        m = _GCC_DIAG.match(first)
+        if m:                    # one location, one message: not gcc's line inside ours
+            raise PvError(m.group(5), Loc(m.group(1), int(m.group(2)), int(m.group(3) or 0)))
         raise PvError(first or f"preprocessing {src} failed", None)
     return PPText(r.stdout.decode(errors="replace"), src)
 

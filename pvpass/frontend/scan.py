@@ -3,7 +3,9 @@ ops, sites, backends. `scan_pp` is pure: it returns a `ScanResult` with its
 warnings in the inventory and prints nothing."""
 from __future__ import annotations
 
+import gc
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..arch import Arch
@@ -41,11 +43,25 @@ class ScanResult:
 def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
     """Scan a source. With `report`, the front end's warnings (C it cannot
     follow) go to stderr here: the commands have nowhere else to show them."""
-    res = scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
+    with _fewer_collections():
+        res = scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
     if report:
         for d in res.inventory.diagnostics:
             emit(d)
     return res
+
+
+@contextmanager
+def _fewer_collections():
+    """The front end makes many small objects that live until it returns
+    (tokens, ASTs): with CPython's default gen-0 threshold of 700 the
+    collector took ~30% of a scan of 20,000 sites."""
+    old = gc.get_threshold()
+    gc.set_threshold(10_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
@@ -111,7 +127,7 @@ def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder
         if e.rule or e.code != EXIT_BAD_INPUT or not compiler_ok():
             raise
         fname = parser.function_name(chunk)
-        warnings.append(Diagnostic(e.loc or pp.loc(chunk.start), "warning",
+        warnings.append(Diagnostic(e.loc or pp.source_loc(chunk.start), "warning",
                                    f"pvpass cannot follow this C, which gcc accepts ({e.message.removeprefix('cannot parse C: ')}): "
                                    f"the sites of {fname or 'this function'} are read from their "
                                    f"asm statements alone"))
