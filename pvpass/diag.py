@@ -44,6 +44,8 @@ class Diagnostic:
     message: str
     rule: str = ""        # "PVnnn" or "" for input errors
     notes: tuple[Note, ...] = field(default=())
+    # lint: the translation units a finding in a header was found in
+    units: tuple[str, ...] = field(default=(), compare=False)
 
     def sort_key(self) -> tuple:
         return (self.loc, self.rule, self.message)
@@ -113,6 +115,10 @@ def render(d: Diagnostic, caret: bool = True) -> str:
         out.append(f"{n.loc}: note: {n.message}")
         if caret:
             out += _caret(n.loc)
+    if len(d.units) > 1:
+        more = f" and {len(d.units) - 3} more" if len(d.units) > 3 else ""
+        out.append(f"{d.units[0]}: note: found in {len(d.units)} translation units: "
+                   f"{', '.join(d.units[:3])}{more}")
     return "\n".join(out)
 
 

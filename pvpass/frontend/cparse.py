@@ -44,7 +44,8 @@ _REWRITES = [
 _ATTR = re.compile(r'\b__attribute(?:__)?\s*\(\(')
 _DECLARATOR = re.compile(r'([A-Za-z_]\w*)\s*\(')
 _NOT_NAMES = frozenset({"__typeof__", "__typeof", "typeof", "__asm__", "__asm", "asm", "_Alignas",
-                        "__alignof__", "_Alignof", "sizeof", "__declspec"})
+                        "__alignof__", "_Alignof", "sizeof", "__declspec", "__attribute__",
+                        "__attribute"})
 
 
 class CParser(GnuCParser):
@@ -377,15 +378,36 @@ class ChunkParser:
         return next(walk(ast, Asm), None)
 
     def function_name(self, chunk: Chunk) -> str | None:
-        """The name a function chunk defines, read from its text: the first
-        identifier before a '(' once attributes are blanked."""
-        text = chunk.text(self.pp.text)
-        text = blank_spans(text, [(a.start, a.end) for a in _attr_spans(text)])
-        body = text.find("{")
-        for m in _DECLARATOR.finditer(text, 0, body if body >= 0 else len(text)):
+        return self.declarator(chunk)[0]
+
+    def declarator(self, chunk: Chunk) -> tuple[str | None, int]:
+        """(name, chunk-relative offset) of what a function chunk defines,
+        read from its text: the first identifier before a '(' once
+        attributes are blanked."""
+        t = self.pp.text
+        body = t.find("{", chunk.start, chunk.end)
+        head = t[chunk.start:body if body >= 0 else chunk.end].rstrip()
+        if head.endswith(")"):
+            # usually the name stands right before the parameter list
+            depth, j = 0, len(head) - 1
+            while j >= 0:
+                depth += {")": 1, "(": -1}.get(head[j], 0)
+                if depth == 0:
+                    break
+                j -= 1
+            e = len(head[:max(j, 0)].rstrip())
+            k = e
+            while k > 0 and (head[k - 1].isalnum() or head[k - 1] == "_"):
+                k -= 1
+            name = head[k:e]
+            if name and not name[0].isdigit() and name not in _NOT_NAMES:
+                return name, k
+        if "__attribute" in head:
+            head = blank_spans(head, [(a.start, a.end) for a in _attr_spans(head)])
+        for m in _DECLARATOR.finditer(head):
             if m.group(1) not in _NOT_NAMES:
-                return m.group(1)
-        return None
+                return m.group(1), m.start()
+        return None, -1
 
 
 def _esc(s: str) -> str:

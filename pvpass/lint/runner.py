@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
     path, arch_name, cpp, extra_ops, cwd = job
     from ..frontend.scan import scan
     from .checks import check_all
+    from .reach import unreachable
     from .suppress import apply
     import os
     old = os.getcwd()
@@ -44,8 +46,10 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
             res.diagnostics = [d]
             res.input_error = not e.rule
             return res
-        diags = check_all(scanned, arch, extra_ops)
-        res.diagnostics = sorted(apply(diags, path), key=Diagnostic.sort_key)
+        diags = apply(check_all(scanned, arch, extra_ops), path)
+        hidden = unreachable(scanned, diags)
+        res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
+                                  for d in diags if d not in hidden), key=Diagnostic.sort_key)
         return res
     finally:
         os.chdir(old)
@@ -89,17 +93,39 @@ def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResu
         jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None) for f in collect(paths)]
     if jobs > 1 and len(jobsl) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
-            return list(ex.map(lint_file, jobsl, chunksize=1))
-    return [lint_file(j) for j in jobsl]
+            return _progress(ex.map(lint_file, jobsl, chunksize=1), len(jobsl))
+    return _progress(map(lint_file, jobsl), len(jobsl))
+
+
+def _progress(results, total: int, stream=None) -> list[FileResult]:
+    """Collect results, with a progress line when stderr is a terminal."""
+    stream = stream or sys.stderr
+    show = total > 1 and stream.isatty()
+    out = []
+    for r in results:
+        out.append(r)
+        if show:
+            stream.write(f"\r\033[Kpvpass lint: [{len(out)}/{total}] {r.path}")
+            stream.flush()
+    if show:
+        stream.write("\r\033[K")
+    return out
 
 
 def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], int]:
-    diags = []
+    """All results' diagnostics; a finding in a header that several
+    translation units include is one diagnostic naming them all."""
+    merged: dict[Diagnostic, Diagnostic] = {}
     for r in results:
         for d in r.diagnostics:
             if werror and d.level == "warning":
                 d = replace(d, level="error")
-            diags.append(d)
+            seen = merged.get(d)
+            if seen is None:
+                merged[d] = d
+            elif d.units:
+                merged[d] = replace(seen, units=seen.units + tuple(u for u in d.units if u not in seen.units))
+    diags = list(merged.values())
     if any(r.input_error for r in results):
         return diags, EXIT_BAD_INPUT
     if any(d.level == "error" for d in diags):
@@ -108,7 +134,20 @@ def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], i
 
 
 def render_text(diags: list[Diagnostic]) -> str:
-    return "".join(render(d) + "\n" for d in diags)
+    return "".join(render(d) + "\n" for d in diags) + summary(diags)
+
+
+def summary(diags: list[Diagnostic]) -> str:
+    """One line: counts by level, then by rule (nothing when clean)."""
+    if not diags:
+        return ""
+    levels = [f"{n} {lv}{'s' if n > 1 else ''}" for lv in ("error", "warning", "note")
+              if (n := sum(d.level == lv for d in diags))]
+    rules: dict[str, int] = {}
+    for d in diags:
+        rules[d.rule or "input"] = rules.get(d.rule or "input", 0) + 1
+    by_rule = ", ".join(f"{r} {n}" for r, n in sorted(rules.items()))
+    return f"pvpass lint: {', '.join(levels)} ({by_rule})\n"
 
 
 def _loc_json(loc: Loc) -> dict:
@@ -119,7 +158,8 @@ def render_json(diags: list[Diagnostic]) -> str:
     return json.dumps({"schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "lint",
                        "diagnostics": [{**_loc_json(d.loc), "level": d.level, "rule": d.rule or None,
                                         "message": d.message,
-                                        "notes": [{**_loc_json(n.loc), "message": n.message} for n in d.notes]}
+                                        "notes": [{**_loc_json(n.loc), "message": n.message} for n in d.notes],
+                                        **({"units": list(d.units)} if d.units else {})}
                                        for d in diags]}, indent=2) + "\n"
 
 
@@ -142,6 +182,8 @@ def render_sarif(diags: list[Diagnostic]) -> str:
                "message": {"text": d.message}, "locations": [_sarif_loc(d.loc)]}
         if d.rule in RULES:
             res["ruleIndex"] = ids.index(d.rule)
+        if d.units:
+            res["properties"] = {"translationUnits": list(d.units)}
         if d.notes:
             res["relatedLocations"] = [{"id": i, **_sarif_loc(n.loc), "message": {"text": n.message}}
                                        for i, n in enumerate(d.notes)]

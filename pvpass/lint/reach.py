@@ -1,0 +1,67 @@
+"""Which static functions a translation unit can reach.
+
+gcc emits a static (inline) function only when code it emits calls it or
+takes its address, so a site in a header's static inline function that the
+TU never uses is never compiled there: lint findings inside such functions
+are not the TU's findings (a kernel header holds hundreds of them, and PIC or
+-m32 TUs would report errors for sites gcc never makes). The reach is read
+from the text: every name a root mentions (a non-static function, or a
+declaration with an initializer) is used, and so is every name a used
+static function mentions.
+"""
+from __future__ import annotations
+
+import re
+
+from ..diag import Diagnostic
+from ..frontend.scan import ScanResult
+
+_IDENT = re.compile(r'[A-Za-z_]\w*')
+_STATIC = re.compile(r'\bstatic\b')
+
+
+def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
+    """The diagnostics that lie in static functions the TU cannot reach."""
+    if not diags:
+        return set()
+    text, tu, parser = res.pp.text, res.parser.tu, res.parser
+    static: dict[str, object] = {}
+    roots = []
+    for c in tu.chunks:
+        if not c.is_func:
+            if "=" in text[c.start:c.end]:
+                roots.append(c)
+            continue
+        name, at = parser.declarator(c)
+        if name and _STATIC.search(text, c.start, c.start + at):
+            static[name] = c
+        else:
+            roots.append(c)
+    if not static:
+        return set()
+    names = static.keys()
+    todo = set()
+    for c in roots:
+        todo |= names & set(_IDENT.findall(text, c.start, c.end))
+    reached: set[str] = set()
+    while todo:
+        n = todo.pop()
+        if n in reached:
+            continue
+        reached.add(n)
+        c = static[n]
+        todo |= (names & set(_IDENT.findall(text, c.start, c.end))) - reached
+    lines: dict[str, set[int]] = {}
+    for d in diags:
+        lines.setdefault(d.loc.file, set()).add(d.loc.line)
+    hidden: set[tuple[str, int]] = set()
+    for n, c in static.items():
+        if n in reached:
+            continue
+        first = res.pp.loc(c.start)
+        if first.file not in lines:
+            continue
+        last = res.pp.loc(c.end - 1)
+        end = last.line if last.file == first.file else first.line
+        hidden |= {(first.file, ln) for ln in lines[first.file] if first.line <= ln <= end}
+    return {d for d in diags if (d.loc.file, d.loc.line) in hidden}

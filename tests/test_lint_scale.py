@@ -1,0 +1,83 @@
+"""Lint over many translation units: findings only where a TU can reach
+them, a header's finding once with the TUs it came from, a progress line
+on a terminal only, a summary by rule."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import INCLUDE, ROOT, TESTDATA, run_pvpass
+
+X64 = ("--arch", "x86_64", "--", "-I", str(INCLUDE))
+
+HEADER = f'''#include "{TESTDATA / "lint/lintops.h"}"
+static inline unsigned long used_delay(void)
+{{
+	return PV_CALL0(unsigned long, io_delay);
+}}
+static inline unsigned long helper(void) {{ return used_delay() + 1; }}
+static inline unsigned long unused_delay(void)
+{{
+	pv_ops.io_delay();
+	return PV_CALL0(unsigned long, io_delay);
+}}
+'''
+
+
+def tree(tmp):
+    (tmp / "h.h").write_text(HEADER)
+    (tmp / "a.c").write_text('#include "h.h"\nunsigned long a(void) { return used_delay(); }\n')
+    (tmp / "b.c").write_text('#include "h.h"\nint b(void) { return 0; }\n')
+    (tmp / "c.c").write_text('#include "h.h"\nunsigned long c(void) { return helper(); }\n')
+    return [str(tmp / n) for n in ("a.c", "b.c", "c.c")]
+
+
+def test_only_reachable_findings_once_per_header(tmp):
+    files = tree(tmp)
+    r = run_pvpass("lint", "--format", "json", *files, *X64)
+    diags = json.loads(r.stdout)["diagnostics"]
+    # PV007 in used_delay (reached from a, and through helper from c); nothing
+    # from unused_delay, which no TU calls
+    assert [(d["line"], d["rule"]) for d in diags] == [(4, "PV007")], diags
+    assert diags[0]["file"] == str(tmp / "h.h") and diags[0]["units"] == [files[0], files[2]]
+    assert r.returncode == 1
+    r = run_pvpass("lint", *files, *X64)
+    assert r.stderr.count("[PV007]") == 1, r.stderr
+    assert f"{files[0]}: note: found in 2 translation units: {files[0]}, {files[2]}" in r.stderr
+    assert r.stderr.splitlines()[-1] == "pvpass lint: 1 error (PV007 1)"
+    r = run_pvpass("lint", "--format", "sarif", *files, *X64)
+    res = json.loads(r.stdout)["runs"][0]["results"]
+    assert len(res) == 1 and res[0]["properties"]["translationUnits"] == [files[0], files[2]]
+
+
+def test_an_unused_function_is_linted_where_it_is_used(tmp):
+    tree(tmp)
+    (tmp / "d.c").write_text('#include "h.h"\nunsigned long (*p)(void) = unused_delay;\n')
+    r = run_pvpass("lint", "--format", "json", str(tmp / "d.c"), *X64)
+    got = sorted((d["line"], d["rule"]) for d in json.loads(r.stdout)["diagnostics"])
+    assert got == [(9, "PV001"), (10, "PV007")], got
+
+
+def test_progress_only_on_a_terminal(tmp):
+    files = tree(tmp)
+    r = run_pvpass("lint", *files, *X64)
+    assert "\r" not in r.stderr and "[3/3]" not in r.stderr
+    master, slave = os.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "pvpass", "lint", *files, *X64], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    p.wait()
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "[3/3]" in text and "\x1b[K" in text and "[PV007]" in text
