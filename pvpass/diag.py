@@ -2,7 +2,8 @@
 
 Every stage reports problems as `Diagnostic`s; fatal input problems travel as
 `PvError` up to the command line, which prints them and exits with the code
-they carry. Nothing else in pvpass prints to stderr.
+they carry. Besides the commands, only `frontend.scan.scan` prints: the front
+end's warnings, which every command that scans must show.
 """
 from __future__ import annotations
 

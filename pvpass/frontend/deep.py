@@ -28,13 +28,18 @@ def deep_call(fn, *args):
         except BaseException as e:       # handed to the caller's thread
             out["error"] = e
 
-    old_stack = threading.stack_size(STACK_BYTES)
     old_limit = sys.getrecursionlimit()
+    try:
+        old_stack = threading.stack_size(STACK_BYTES)
+    except (ValueError, RuntimeError):
+        raise RecursionError("no deep stack here") from None
     sys.setrecursionlimit(max(old_limit, FRAMES))
     try:
         t = threading.Thread(target=run, name="pvpass-deep")
         t.start()
         t.join()
+    except (RuntimeError, MemoryError):          # no room for the stack (ulimit -v)
+        raise RecursionError("cannot start a thread with a deep stack") from None
     finally:
         threading.stack_size(old_stack)
         sys.setrecursionlimit(old_limit)
