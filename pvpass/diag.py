@@ -2,8 +2,9 @@
 
 Every stage reports problems as `Diagnostic`s; fatal input problems travel as
 `PvError` up to the command line, which prints them and exits with the code
-they carry. Besides the commands, only `frontend.scan.scan` prints: the front
-end's warnings, which every command that scans must show.
+they carry. Besides the commands, only warnings print where they arise
+(`frontend.scan.scan`, the link step's missing sites): every command that
+scans or links must show them, and none stops for them.
 """
 from __future__ import annotations
 

@@ -230,3 +230,18 @@ def test_too_deep_is_one_error(tmp):
     first = r.stderr.splitlines()[0]
     assert re.match(rf"{re.escape(str(src))}:4:\d+: error: nesting too deep", first), first
     assert len(r.stderr.splitlines()) == 3 and max(map(len, r.stderr.splitlines())) < 300
+
+
+@pytest.mark.parametrize("flags", [["-O0"], ["-O2"]], ids=lambda f: " ".join(f))
+def test_site_gcc_removed_as_unreachable(tmp, flags):
+    """`if (0)`-style code is valid C: a warning, the build goes on, and the
+    live sites are linked."""
+    src = tmp / "dead.c"
+    src.write_text(expressions_source({"dead": "if (n && 0) PV_VCALL0(cpu.io_delay);",
+                                       "live": "PV_VCALL0(irq.irq_disable);"}))
+    obj = tmp / "dead.o"
+    r = run_pvpass("cc", "--", "gcc", "-fno-pie", *flags, "-I", str(INCLUDE), "-c", str(src), "-o", str(obj))
+    assert r.returncode == 0, r.stderr
+    assert f"{src}:4:" in r.stderr and "holds no copy of this site" in r.stderr and "warning" in r.stderr
+    entries = read_entries(ElfObject.read(str(obj)))
+    assert len(entries) == pv_calls(obj) == 1

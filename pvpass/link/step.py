@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import table
 from ..arch import Arch
-from ..diag import PvError
+from ..diag import Diagnostic, PvError, emit
 from ..emit.patches import PatchError
 from ..emit.plan import all_backends
 from ..emit.stubs import Trampoline
@@ -80,8 +80,8 @@ def _refuse_i386_pic(obj: ElfObject, inv) -> None:
 
 
 def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
-    """A site in a function the object defines must have a copy, its own or
-    an equivalent site's: the object's code does not say which of the sites
+    """A site in a function the object defines should have a copy, its own
+    or an equivalent site's: the object's code does not say which of the sites
     with the same op and instructions a copy came from, and gcc may fold
     identical functions into one (-fipa-icf)."""
     sites = res.inventory.sites
@@ -99,8 +99,14 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
             continue
         if (key(i), s.mask) in covered or (key(i), s.function) in covered:
             continue
-        raise PvError(f"{obj.path}: function {s.function} holds no copy of the site at "
-                      f"{s.loc} ({s.op}): is the object built from this source with these flags?")
+        # gcc drops an asm statement it proves unreachable (`if (0)`, a
+        # constant IS_ENABLED()), which is valid C: say so, do not refuse it.
+        # The site gets no entry and an unlisted call stays a plain indirect
+        # call, which is always correct.
+        emit(Diagnostic(s.loc, "warning",
+                        f"{obj.path}: function {s.function} holds no copy of this site ({s.op}): "
+                        f"gcc removed it as unreachable, or the object is not built from this "
+                        f"source with these flags"))
 
 
 def _check_agrees(obj: ElfObject, existing, copies: list[Copy], res: ScanResult) -> None:
