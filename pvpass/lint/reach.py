@@ -16,7 +16,8 @@ import re
 from ..diag import Diagnostic
 from ..frontend.scan import ScanResult
 
-_IDENT = re.compile(r'[A-Za-z_]\w*')
+# names, not members: `.read_cr0 = ...` in an initializer calls nothing
+_IDENT = re.compile(r'(?<![.\w])(?<!->)[A-Za-z_]\w*')
 _STATIC = re.compile(r'\bstatic\b')
 
 
