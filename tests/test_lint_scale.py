@@ -81,3 +81,19 @@ def test_progress_only_on_a_terminal(tmp):
     os.close(master)
     text = out.decode(errors="replace")
     assert "[3/3]" in text and "\x1b[K" in text and "[PV007]" in text
+
+
+def test_a_member_name_is_not_a_call(tmp):
+    """`.read_cr2 = f` names a member, not the static function read_cr2."""
+    src = tmp / "m.c"
+    src.write_text(f'#include "{TESTDATA / "lint/lintops.h"}"\n'
+                   'static inline unsigned long read_cr2(void) { return PV_CALL0(unsigned long, io_delay); }\n'
+                   'unsigned long f(void);\n'
+                   'struct lint_ops my_ops = { .read_cr2 = f };\n'
+                   'unsigned long g(struct lint_ops *o) { return o->read_cr2(); }\n')
+    r = run_pvpass("lint", "--format", "json", str(src), *X64)
+    rules = [d["rule"] for d in json.loads(r.stdout)["diagnostics"]]
+    assert "PV007" not in rules and r.returncode == 0, r.stdout      # (my_ops: PV006 warnings)
+    src.write_text(src.read_text() + "unsigned long h(void) { return read_cr2(); }\n")
+    r = run_pvpass("lint", "--format", "json", str(src), *X64)
+    assert [d["rule"] for d in json.loads(r.stdout)["diagnostics"]].count("PV007") == 1
