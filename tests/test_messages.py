@@ -65,3 +65,19 @@ def test_directory_given_as_source(tmp):
         r = run_pvpass(*args)
         assert r.returncode == 2 and "is a directory" in r.stderr, r.stderr
         assert "no such file" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_layout_error_inside_a_kernel_macro(tmp):
+    """The offsetof of a kernel-dialect site names a member that does not
+    exist: the column is the member's in the source line, not in the
+    expanded PVOP_VCALL0."""
+    import shutil
+    shutil.copytree(TESTDATA / "kernel", tmp / "kernel")
+    src = tmp / "kernel/k61.c"
+    src.write_text(src.read_text().replace("PVOP_VCALL0(cpu.io_delay);", "PVOP_VCALL0(cpu.nosuch);", 1))
+    r = run_pvpass("scan", str(src), "--arch", "x86_64")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    first, line, caret = r.stderr.splitlines()[:3]
+    assert "has no member 'nosuch'" in first
+    col = int(first.split(":")[2])
+    assert line[1:][col - 1:].startswith("nosuch") and caret.index("^") == col

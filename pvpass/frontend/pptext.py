@@ -68,6 +68,23 @@ class PPText:
             got = self._nl[i] = [m.start() for m in _NL.finditer(self.text, base, end)]
         return got
 
+    def user_loc(self, loc: Loc) -> Loc:
+        """A location whose column was counted in a macro-expanded line (it
+        lies past the end of the source line), moved to the macro's use.
+        Any other location is returned as it is."""
+        src = source_line(loc.file, loc.line) if loc.line > 0 else None
+        if src is None or loc.col <= len(src) + 1:
+            return loc
+        for i in range(len(self._offsets) - 1, -1, -1):
+            if self._files[i] != loc.file or self._lines[i] > loc.line:
+                continue
+            k = loc.line - self._lines[i]
+            nl = self._newlines(i, self._offsets[i])
+            if k <= len(nl):
+                bol = nl[k - 1] + 1 if k else self._offsets[i]
+                return self.source_loc(bol + loc.col - 1)
+        return Loc(loc.file, loc.line, len(src) + 1)
+
     def source_loc(self, off: int, token: str = "") -> Loc:
         """Like loc(), with the column moved to where `token` (default: the
         token at `off`) stands in the original source line: gcc -E does not

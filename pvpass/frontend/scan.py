@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..arch import Arch
 from ..diag import EXIT_BAD_INPUT, Diagnostic, Loc, PvError, emit
@@ -43,8 +43,15 @@ class ScanResult:
 def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
     """Scan a source. With `report`, the front end's warnings (C it cannot
     follow) go to stderr here: the commands have nowhere else to show them."""
-    with _fewer_collections():
-        res = scan_pp(preprocess(src, arch, cppflags), arch, cppflags)
+    pp = preprocess(src, arch, cppflags)
+    try:
+        with _fewer_collections():
+            res = scan_pp(pp, arch, cppflags)
+    except PvError as e:
+        if e.loc is not None:
+            e.loc = pp.user_loc(e.loc)
+        raise
+    res.inventory.diagnostics = [replace(d, loc=pp.user_loc(d.loc)) for d in res.inventory.diagnostics]
     if report:
         for d in res.inventory.diagnostics:
             emit(d)

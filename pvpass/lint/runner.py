@@ -46,13 +46,19 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
             res.diagnostics = [d]
             res.input_error = not e.rule
             return res
-        diags = apply(check_all(scanned, arch, extra_ops), path)
+        diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops)], path)
         hidden = unreachable(scanned, diags)
         res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
                                   for d in diags if d not in hidden), key=Diagnostic.sort_key)
         return res
     finally:
         os.chdir(old)
+
+
+def _in_source(pp, d: Diagnostic) -> Diagnostic:
+    """Columns counted in macro-expanded text moved to the macro's use."""
+    return replace(d, loc=pp.user_loc(d.loc),
+                   notes=tuple(replace(n, loc=pp.user_loc(n.loc)) for n in d.notes))
 
 
 def collect(paths: list[str]) -> list[str]:
