@@ -134,10 +134,10 @@ def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder
         if e.rule or e.code != EXIT_BAD_INPUT or not compiler_ok():
             raise
         fname = parser.function_name(chunk)
+        why = e.message.removeprefix("cannot parse C: ")
         warnings.append(Diagnostic(e.loc or pp.source_loc(chunk.start), "warning",
-                                   f"pvpass cannot follow this C, which gcc accepts ({e.message.removeprefix('cannot parse C: ')}): "
-                                   f"the sites of {fname or 'this function'} are read from their "
-                                   f"asm statements alone"))
+                                   f"pvpass cannot follow this C, which gcc accepts ({why}): the sites "
+                                   f"of {fname or 'this function'} are read from their asm statements alone"))
         return [s for a in stmts for s in builder.sites_of(a, operand_exprs(parser.parse_asm_alone(a)), fname)]
     nodes = {(n.coord.file, n.coord.line, n.coord.column): n
              for n in walk(pc.ast, Asm) if n.coord is not None}

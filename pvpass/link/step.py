@@ -91,13 +91,14 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
         return s.ops_object, s.op, site_shape(res.sources[i])
 
     have = {c.site for c in copies}
-    covered = {(key(i), sites[i].mask) for i in have} | {(key(i), sites[i].function) for i in have}
+    by_clobbers = {(key(i), sites[i].mask) for i in have}
+    by_function = {(key(i), sites[i].function) for i in have}
     defined = {c_function(s.name) for s in obj.symbols
                if s.kind == "STT_FUNC" and s.shndx not in ("SHN_UNDEF", 0)}
     for i, s in enumerate(sites):
         if i in have or s.function not in defined:
             continue
-        if (key(i), s.mask) in covered or (key(i), s.function) in covered:
+        if (key(i), s.mask) in by_clobbers or (key(i), s.function) in by_function:
             continue
         # gcc drops an asm statement it proves unreachable (`if (0)`, a
         # constant IS_ENABLED()), which is valid C: say so, do not refuse it.
