@@ -17,9 +17,9 @@ OPS_H = TESTDATA / "pvpass/ops.h"
 
 # The same op used directly in several functions, through a static inline
 # helper, in a noinline function called with constants (.constprop clones),
-# in a function gcc splits (.part / .cold), in two identical functions
-# (-fipa-icf folds them), and two sites of one op that differ only in their
-# clobber set, in one function.
+# in one that takes a struct for one field (.isra), in functions gcc splits
+# (.part, .cold), in two identical functions (-fipa-icf folds them), and two
+# sites of one op that differ only in their clobber set, in one function.
 MANY = r'''#include "%s"
 void a(void) { PV_VCALL0(cpu.io_delay); }
 void b(void) { PV_VCALL0(cpu.io_delay); }
@@ -33,6 +33,23 @@ unsigned long d2(void) { return scaled(5, 1) + scaled(7, 1); }
 extern void slow_path(int) __attribute__((cold));
 int big[64];
 void e(int x) { if (__builtin_expect(x > 100, 0)) { slow_path(x); PV_VCALL0(cpu.io_delay); } big[x & 63]++; }
+struct big4 { long a, b, c, d; };
+static __attribute__((noinline)) unsigned long by_field(struct big4 *p)
+{ return p->a + PV_CALL0(unsigned long, cpu.read_tsc); }
+unsigned long h1(struct big4 *p) { return by_field(p); }
+unsigned long h2(struct big4 *p) { return by_field(p) + 1; }
+int arr[100];
+static void split(int x)
+{
+	if (__builtin_expect(x == 0, 1))
+		return;
+	PV_VCALL0(cpu.io_delay);
+	for (int i = 0; i < 100; i++) arr[i] += x * i;
+	for (int i = 0; i < 100; i++) arr[i] ^= arr[(i * 7) %% 100];
+}
+void s1(int x) { split(x); }
+void s2(int x) { split(x + 1); }
+void s3(int x) { split(x + 2); }
 unsigned long f1(void) { return PV_CALLEE0(unsigned long, irq.save_fl); }
 unsigned long f2(void) { return PV_CALLEE0(unsigned long, irq.save_fl); }
 #ifdef __x86_64__
@@ -104,7 +121,8 @@ def test_clones_are_exercised(tmp):
     for flags in (["-O2"], ["-O2", "-fipa-icf"]):
         obj = compile_(src, tmp / "m.o", "x86_64", flags)
         names |= {s.name for s in ElfObject.read(str(obj)).symbols if s.kind == "STT_FUNC"}
-    assert any(".constprop." in n for n in names), names
+    for clone in (".constprop.", ".isra.", ".part."):
+        assert any(clone in n for n in names), (clone, names)
     assert any(n.endswith(".cold") for n in names), names
     assert "helper" not in names          # only inlined copies
 
