@@ -1,0 +1,142 @@
+"""Renderings of a bench result: a text table, JSON and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+
+from .callers import CallerCode
+from .measure import CONVS, OPS, PATCHES, Row, Stats, convs_of
+
+
+@dataclass(frozen=True)
+class Result:
+    archs: tuple[str, ...]
+    runs: int
+    calls: int
+    cpu: str
+    gcc: str
+    cflags: dict[str, list[str]]
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    rows: tuple[Row, ...]
+    callers: tuple[CallerCode, ...]
+    ticks_per_cycle: dict[str, Stats]     # per arch: TSC ticks per core cycle
+
+    def row(self, arch: str, conv: str, op: str, patch: str) -> Row | None:
+        return next((r for r in self.rows if (r.arch, r.conv, r.op, r.patch) == (arch, conv, op, patch)), None)
+
+    def median(self, arch: str, conv: str, op: str, patch: str) -> float | None:
+        r = self.row(arch, conv, op, patch)
+        return r.stats.median if r and r.stats else None
+
+
+UNIT = "TSC ticks"
+
+_CALLER_COLS = ("bytes", "insns", "saved_regs", "loop_insns", "loop_stack_loads",
+                "loop_stack_stores", "loop_push", "loop_pop")
+
+
+def _load(t: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in t)
+
+
+def _cell(r: Row | None) -> str:
+    if r is None or r.stats is None:
+        return "-"
+    s = r.stats
+    return f"{s.median:.2f} [{s.q1:.2f}-{s.q3:.2f}]"
+
+
+def render_text(res: Result) -> str:
+    out = [f"pvpass bench: {UNIT} per call (caller: per iteration of save_fl, irq_disable, "
+           "a critical section, irq_restore)",
+           f"median of {res.runs} runs x {res.calls} calls [interquartile range]; "
+           f"{res.cpu}; gcc {res.gcc}; load average {_load(res.load_before)} before, "
+           f"{_load(res.load_after)} after", ""]
+    for arch in res.archs:
+        convs = ("bare", *convs_of(arch))
+        clk = res.ticks_per_cycle[arch]
+        out.append(f"{arch} ({' '.join(res.cflags[arch])}); one core cycle = {clk.median:.2f} "
+                   f"[{clk.q1:.2f}-{clk.q3:.2f}] {UNIT} (a chain of dependent adds)")
+        out.append(f"{'op':<9} {'patch':<13}" + "".join(f" {CONVS[c]:<20}" for c in convs))
+        for op in OPS:
+            for patch in PATCHES:
+                cells = [res.row(arch, c, op, patch) for c in convs]
+                if all(c is None or c.stats is None for c in cells):
+                    continue
+                out.append(f"{op:<9} {patch:<13}" + "".join(f" {_cell(c):<20}" for c in cells).rstrip())
+        out.append("")
+    out.append("caller-side code of each convention (the same C caller, gcc -O2; loop = one iteration)")
+    out.append(f"{'arch':<7} {'convention':<12} {'bytes':>5} {'insns':>5} {'saved':>5} | {'loop insns':>10} "
+               f"{'reloads':>7} {'spills':>6} {'push':>4} {'pop':>4} | {'ticks/iter':>10} (patch)")
+    for c in res.callers:
+        patch = "bare" if c.conv == "bare" else "direct-cs"
+        m = res.median(c.arch, c.conv, "caller", patch)
+        out.append(f"{c.arch:<7} {CONVS[c.conv]:<12} {c.bytes:>5} {c.insns:>5} {c.saved_regs:>5} | "
+                   f"{c.loop_insns:>10} {c.loop_stack_loads:>7} {c.loop_stack_stores:>6} {c.loop_push:>4} "
+                   f"{c.loop_pop:>4} | {m:>10.2f} ({patch})")
+    out += ["", *_cc_vs_eax(res)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _cc_vs_eax(res: Result) -> list[str]:
+    """The thread's question in numbers: what cc-only costs against the
+    eax-clobber site, per call and in the caller (i386)."""
+    if "i386" not in res.archs:
+        return []
+    cc = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "cc"))
+    eax = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "eax"))
+    lines = ["cc-only against eax-clobber (i386):"]
+    for op, patch in (("save_fl", "indirect-c"), ("save_fl", "direct-cs"), ("caller", "indirect-c"),
+                      ("caller", "direct-cs"), ("caller", "trampoline-c")):
+        a, b = res.median("i386", "cc", op, patch), res.median("i386", "eax", op, patch)
+        if patch == "trampoline-c":
+            a = res.median("i386", "cc", op, "direct-c")
+            patch = "C function (cc: direct call, eax-clobber: trampoline)"
+        if a is not None and b is not None:
+            lines.append(f"  {op} {patch}: cc {a:.2f}, eax-clobber {b:.2f} {UNIT} ({a - b:+.2f})")
+    lines.append(f"  caller loop: cc {cc.loop_stack_loads} reloads + {cc.loop_stack_stores} spills, "
+                 f"eax-clobber {eax.loop_stack_loads} + {eax.loop_stack_stores} and "
+                 f"{eax.loop_push} push + {eax.loop_pop} pop inside its sites; "
+                 f"function {cc.bytes} bytes against {eax.bytes}")
+    return lines
+
+
+def to_json(res: Result) -> dict:
+    return {
+        "schema": 1, "tool": "pvpass", "kind": "bench", "unit": UNIT,
+        "runs": res.runs, "calls": res.calls, "cpu": res.cpu, "gcc": res.gcc,
+        "cflags": res.cflags, "load_before": list(res.load_before), "load_after": list(res.load_after),
+        "patches": PATCHES, "conventions": CONVS,
+        "ticks_per_cycle": {a: _stats_json(s) for a, s in res.ticks_per_cycle.items()},
+        "rows": [_row_json(r) for r in res.rows],
+        "callers": [{**asdict(c), "convention": CONVS[c.conv]} for c in res.callers],
+    }
+
+
+_STATS = ("median", "q1", "q3", "min", "max")
+
+
+def _stats_json(s: Stats | None) -> dict:
+    return {**{k: getattr(s, k) if s else None for k in _STATS}, "runs": list(s.runs) if s else []}
+
+
+def _row_json(r: Row) -> dict:
+    return {"arch": r.arch, "convention": r.convention, "op": r.op, "patch": r.patch,
+            "site_len": r.site_len, **_stats_json(r.stats), "note": r.note}
+
+
+def render_csv(res: Result) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["arch", "convention", "op", "patch", "site_len", "median", "q1", "q3", "min", "max",
+                "note", *_CALLER_COLS])
+    code = {(c.arch, c.conv): c for c in res.callers}
+    for r in res.rows:
+        j = _row_json(r)
+        c = code.get((r.arch, r.conv)) if r.op == "caller" else None
+        w.writerow([r.arch, r.convention, r.op, r.patch, "" if r.site_len is None else r.site_len,
+                    *("" if j[k] is None else f"{j[k]:.4f}" for k in _STATS),
+                    r.note, *(getattr(c, k) if c else "" for k in _CALLER_COLS)])
+    return buf.getvalue()
