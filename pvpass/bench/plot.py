@@ -55,5 +55,6 @@ def render(res: Result) -> tuple[bytes, bytes]:
     png, svg = io.BytesIO(), io.BytesIO()
     # No dates or versions in the files: the same numbers give the same bytes.
     fig.savefig(png, format="png", dpi=90, metadata={"Software": None})
-    fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    with matplotlib.rc_context({"svg.fonttype": "none"}):     # text as text: a small file
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png.getvalue(), svg.getvalue()

@@ -87,19 +87,19 @@ def _cc_vs_eax(res: Result) -> list[str]:
         return []
     cc = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "cc"))
     eax = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "eax"))
-    lines = ["cc-only against eax-clobber (i386):"]
+    lines = [f"cc-only against eax-clobber (i386), {UNIT}: cc - eax-clobber = difference"]
     for op, patch in (("save_fl", "indirect-c"), ("save_fl", "direct-cs"), ("caller", "indirect-c"),
-                      ("caller", "direct-cs"), ("caller", "trampoline-c")):
+                      ("caller", "direct-cs"), ("caller", "inline"), ("caller", "C function")):
         a, b = res.median("i386", "cc", op, patch), res.median("i386", "eax", op, patch)
-        if patch == "trampoline-c":
-            a = res.median("i386", "cc", op, "direct-c")
-            patch = "C function (cc: direct call, eax-clobber: trampoline)"
+        if patch == "C function":       # cc: direct-c, eax-clobber: trampoline-c
+            a, b = res.median("i386", "cc", op, "direct-c"), res.median("i386", "eax", op, "trampoline-c")
+            patch = "C fn patched"
         if a is not None and b is not None:
-            lines.append(f"  {op} {patch}: cc {a:.2f}, eax-clobber {b:.2f} {UNIT} ({a - b:+.2f})")
-    lines.append(f"  caller loop: cc {cc.loop_stack_loads} reloads + {cc.loop_stack_stores} spills, "
-                 f"eax-clobber {eax.loop_stack_loads} + {eax.loop_stack_stores} and "
-                 f"{eax.loop_push} push + {eax.loop_pop} pop inside its sites; "
-                 f"function {cc.bytes} bytes against {eax.bytes}")
+            lines.append(f"  {op:<8} {patch:<13} {a:6.2f} - {b:6.2f} = {a - b:+.2f}")
+    lines.append(f"  caller loop, unpatched: cc {cc.loop_stack_loads} reloads + {cc.loop_stack_stores} "
+                 f"spills; eax-clobber {eax.loop_stack_loads} + {eax.loop_stack_stores}, and "
+                 f"{eax.loop_push} push + {eax.loop_pop} pop in its sites (a patch overwrites them); "
+                 f"caller {cc.bytes} bytes against {eax.bytes}")
     return lines
 
 
