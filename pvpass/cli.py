@@ -191,6 +191,9 @@ def cmd_bench(argv: list[str]) -> int:
     if a.runs < 1 or a.calls < 4:
         raise PvError("pvpass bench: --runs must be at least 1 and --calls at least 4")
     archs = (get_arch(a.arch).name,) if a.arch else ("x86_64", "i386")
+    if a.out:
+        from .bench.plot import require
+        require()
     res = bench(archs, a.runs, a.calls)
     if a.out:
         write_outputs(res, Path(a.out))

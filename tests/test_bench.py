@@ -157,3 +157,9 @@ def test_bad_usage(args, tmp):
     r = run_pvpass("bench", *args, "--out", str(tmp / "o"))
     assert r.returncode == 2 and r.stderr.startswith("pvpass: error:") and "Traceback" not in r.stderr
     assert not (tmp / "o").exists()
+
+
+def test_out_under_a_file(tmp):
+    (tmp / "f").write_text("")
+    r = run_pvpass("bench", "--arch", "i386", "--runs", "1", "--calls", "100", "--out", str(tmp / "f" / "o"))
+    assert r.returncode == 2 and r.stderr == f"pvpass: error: {tmp / 'f' / 'o'}: Not a directory\n"

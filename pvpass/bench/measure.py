@@ -151,16 +151,28 @@ def check_kinds(arch: str, mode: str, run: ModeRun) -> dict[tuple[str, str], int
     return lens
 
 
-def measure(arch: str, exe: Path, runs: int, calls: int) -> tuple[list[Row], Stats]:
-    """The rows of one arch, and TSC ticks per core cycle."""
+def collect(exes: dict[str, Path], runs: int, calls: int) -> dict[tuple[str, str], list[ModeRun]]:
+    """Each (arch, mode) `runs` times, one timed run per process, round-robin:
+    on a shared machine a burst of load then spoils one run of many rows
+    instead of every run of one row."""
+    got: dict[tuple[str, str], list[ModeRun]] = {}
+    for _ in range(runs):
+        for arch, exe in exes.items():
+            for mode in MODES:
+                got.setdefault((arch, mode), []).append(run_mode(exe, mode, 1, calls))
+    return got
+
+
+def rows_of(arch: str, runs: dict[str, list[ModeRun]]) -> tuple[list[Row], Stats]:
+    """The rows of one arch from its runs per mode, and TSC ticks per core cycle."""
     rows: list[Row] = []
     lens: dict[tuple[str, str], int] = {}
     got: dict[tuple[str, str, str], list[float]] = {}
     for mode in MODES:
-        run = run_mode(exe, mode, runs, calls)
-        lens.update(check_kinds(arch, mode, run))
-        for (conv, op), vals in run.rows.items():
-            got[(conv, op, patch_of(mode, conv, op))] = vals
+        for run in runs[mode]:
+            lens.update(check_kinds(arch, mode, run))
+            for (conv, op), vals in run.rows.items():
+                got.setdefault((conv, op, patch_of(mode, conv, op)), []).extend(vals)
     for op in OPS:
         rows.append(Row(arch, "bare", op, "bare", None, Stats.of(got[("bare", op, "bare")])))
     for conv in ("cc", "cs", "eax"):

@@ -11,15 +11,21 @@ from .report import UNIT, Result
 _COLORS = {"bare": "#444444", "cc": "#d62728", "cs": "#1f77b4", "eax": "#2ca02c"}
 
 
+def require():
+    """matplotlib, or exit 3 before anything is measured."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ToolMissing("matplotlib", "pip install 'pvpass[bench]'") from None
+    matplotlib.use("Agg")
+    return matplotlib
+
+
 def render(res: Result) -> tuple[bytes, bytes]:
     """(PNG, SVG): per arch, median ticks per call of each (op, patch) as
     bars per convention, the whiskers the interquartile range."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ToolMissing("matplotlib", "pip install 'pvpass[bench]'") from None
+    matplotlib = require()
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(6.5 * len(res.archs), 7.5), layout="constrained")
     axes = fig.subplots(1, len(res.archs), squeeze=False)[0]
     for ax, arch in zip(axes, res.archs):

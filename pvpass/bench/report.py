@@ -45,13 +45,13 @@ def _cell(r: Row | None) -> str:
     if r is None or r.stats is None:
         return "-"
     s = r.stats
-    return f"{s.median:.2f} [{s.q1:.2f}-{s.q3:.2f}]"
+    return f"{s.median:.2f} [{s.q1:.2f}-{s.q3:.2f}] {s.min:.2f}"
 
 
 def render_text(res: Result) -> str:
     out = [f"pvpass bench: {UNIT} per call (caller: per iteration of save_fl, irq_disable, "
            "a critical section, irq_restore)",
-           f"median of {res.runs} runs x {res.calls} calls [interquartile range]; "
+           f"median of {res.runs} runs x {res.calls} calls [interquartile range] and minimum; "
            f"{res.cpu}; gcc {res.gcc}; load average {_load(res.load_before)} before, "
            f"{_load(res.load_after)} after", ""]
     for arch in res.archs:
@@ -59,13 +59,13 @@ def render_text(res: Result) -> str:
         clk = res.ticks_per_cycle[arch]
         out.append(f"{arch} ({' '.join(res.cflags[arch])}); one core cycle = {clk.median:.2f} "
                    f"[{clk.q1:.2f}-{clk.q3:.2f}] {UNIT} (a chain of dependent adds)")
-        out.append(f"{'op':<9} {'patch':<13}" + "".join(f" {CONVS[c]:<20}" for c in convs))
+        out.append(f"{'op':<9} {'patch':<13}" + "".join(f" {CONVS[c]:<25}" for c in convs))
         for op in OPS:
             for patch in PATCHES:
                 cells = [res.row(arch, c, op, patch) for c in convs]
                 if all(c is None or c.stats is None for c in cells):
                     continue
-                out.append(f"{op:<9} {patch:<13}" + "".join(f" {_cell(c):<20}" for c in cells).rstrip())
+                out.append(f"{op:<9} {patch:<13}" + "".join(f" {_cell(c):<25}" for c in cells).rstrip())
         out.append("")
     out.append("caller-side code of each convention (the same C caller, gcc -O2; loop = one iteration)")
     out.append(f"{'arch':<7} {'convention':<12} {'bytes':>5} {'insns':>5} {'saved':>5} | {'loop insns':>10} "
@@ -87,19 +87,22 @@ def _cc_vs_eax(res: Result) -> list[str]:
         return []
     cc = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "cc"))
     eax = next(c for c in res.callers if (c.arch, c.conv) == ("i386", "eax"))
-    lines = [f"cc-only against eax-clobber (i386), {UNIT}: cc - eax-clobber = difference"]
+    lines = [f"cc-only against eax-clobber (i386), {UNIT}, cc - eax-clobber: medians, and minimums"]
     for op, patch in (("save_fl", "indirect-c"), ("save_fl", "direct-cs"), ("caller", "indirect-c"),
-                      ("caller", "direct-cs"), ("caller", "inline"), ("caller", "C function")):
-        a, b = res.median("i386", "cc", op, patch), res.median("i386", "eax", op, patch)
-        if patch == "C function":       # cc: direct-c, eax-clobber: trampoline-c
-            a, b = res.median("i386", "cc", op, "direct-c"), res.median("i386", "eax", op, "trampoline-c")
-            patch = "C fn patched"
-        if a is not None and b is not None:
-            lines.append(f"  {op:<8} {patch:<13} {a:6.2f} - {b:6.2f} = {a - b:+.2f}")
+                      ("caller", "direct-cs"), ("caller", "inline"), ("caller", "C fn patched")):
+        a, b = res.row("i386", "cc", op, patch), res.row("i386", "eax", op, patch)
+        if patch == "C fn patched":       # cc: direct-c, eax-clobber: trampoline-c
+            a, b = res.row("i386", "cc", op, "direct-c"), res.row("i386", "eax", op, "trampoline-c")
+        if a and a.stats and b and b.stats:
+            x, y = a.stats, b.stats
+            lines.append(f"  {op:<8} {patch:<13} {x.median:6.2f} - {y.median:6.2f} = {x.median - y.median:+6.2f}"
+                         f"   {x.min:6.2f} - {y.min:6.2f} = {x.min - y.min:+6.2f}")
     lines.append(f"  caller loop, unpatched: cc {cc.loop_stack_loads} reloads + {cc.loop_stack_stores} "
                  f"spills; eax-clobber {eax.loop_stack_loads} + {eax.loop_stack_stores}, and "
                  f"{eax.loop_push} push + {eax.loop_pop} pop in its sites (a patch overwrites them); "
                  f"caller {cc.bytes} bytes against {eax.bytes}")
+    lines.append("  (C fn patched: a C function after patching, a direct call at the cc site and a "
+                 "trampoline at the eax-clobber site)")
     return lines
 
 
