@@ -36,7 +36,8 @@ SCHEMA = {
                                                      "properties": {"median": _NUM}}},
         "rows": {"type": "array", "items": {
             "type": "object",
-            "required": ["arch", "convention", "op", "patch", "site_len", "runs", "note", *_STATS],
+            "required": ["arch", "convention", "op", "patch", "site_len", "runs", "note",
+                         "discarded", "dirty", *_STATS],
             "properties": {
                 "arch": {"enum": list(ARCHS)},
                 "convention": {"enum": ["none", "cc", "callee-save", "eax-clobber"]},
@@ -45,6 +46,8 @@ SCHEMA = {
                 "site_len": {"anyOf": [{"type": "integer", "minimum": 5}, {"type": "null"}]},
                 "runs": {"type": "array", "items": _NUM},
                 "note": {"type": "string"},
+                "discarded": {"type": "integer", "minimum": 0},
+                "dirty": {"type": "integer", "minimum": 0},
                 **_STATS}}},
         "callers": {"type": "array", "items": {
             "type": "object",

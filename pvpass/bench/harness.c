@@ -29,13 +29,15 @@
  *
  * Output, one line each: "op CONV OP TYPE" (type number of the op path),
  * "site TYPE LEN KIND" per table entry after patching (kind of the patch
- * record: 1 inline, 2 call, 3 trampoline, 4 nop), "row CONV OP t1 t2 ..."
- * (ticks per call of each run; for the caller, per iteration; "row bare
- * cycle" is TSC ticks per core cycle). */
+ * record: 1 inline, 2 call, 3 trampoline, 4 nop), "row CONV OP DISCARDED
+ * DIRTY t1 t2 ..." (runs repeated because the harness was preempted, runs
+ * kept although preempted, then ticks per call of each run; for the caller,
+ * per iteration; "row bare cycle" is TSC ticks per core cycle). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define PVPASS_OPS pv_ops
 #include <pvpass.h>
@@ -300,13 +302,41 @@ static int wanted(const char *mode, const struct bench *b)
 	return !(strcmp(mode, "indirect-c") == 0 && strcmp(b->conv, "cs") == 0);
 }
 
-static double measure(const struct bench *b, unsigned long calls)
+static long preemptions(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_nivcsw;
+}
+
+/* Counts per bench: runs discarded because the kernel preempted the
+ * harness during them, and runs kept although every try was preempted. */
+static unsigned long discarded[NBENCH], dirty[NBENCH];
+#define TRIES 20
+
+/* One run: calls calls, in ticks per call. On a shared machine a run that
+ * another process interrupts measures that process too (a time slice is
+ * about as long as a run), so such a run is repeated, up to TRIES times. */
+static double measure(const struct bench *b, unsigned long calls, size_t k)
 {
 	unsigned long long t0, t1;
+	int try;
 
-	t0 = tsc_start();
-	sink = b->loop ? b->loop(calls) : run_caller(b->caller, calls);
-	t1 = tsc_stop();
+	for (try = 0; ; try++) {
+		long p = preemptions();
+
+		t0 = tsc_start();
+		sink = b->loop ? b->loop(calls) : run_caller(b->caller, calls);
+		t1 = tsc_stop();
+		if (preemptions() == p)
+			break;
+		if (try == TRIES - 1) {
+			dirty[k]++;
+			break;
+		}
+		discarded[k]++;
+	}
 	return (double)(t1 - t0) / (double)calls;
 }
 
@@ -378,7 +408,9 @@ int main(int argc, char **argv)
 	print_types();
 	for (b = 0; b < NBENCH; b++)
 		if (wanted(mode, &benches[b]))
-			measure(&benches[b], calls);	/* warm up: caches, predictors */
+			measure(&benches[b], calls, b);	/* warm up: caches, predictors */
+	memset(discarded, 0, sizeof(discarded));
+	memset(dirty, 0, sizeof(dirty));
 	/* Round-robin over the benches, so a burst of load on the (shared)
 	 * machine spreads over all of them instead of spoiling one. */
 	t = calloc(runs * NBENCH, sizeof(*t));
@@ -389,11 +421,11 @@ int main(int argc, char **argv)
 	for (i = 0; i < runs; i++)
 		for (b = 0; b < NBENCH; b++)
 			if (wanted(mode, &benches[b]))
-				t[i * NBENCH + b] = measure(&benches[b], calls);
+				t[i * NBENCH + b] = measure(&benches[b], calls, b);
 	for (b = 0; b < NBENCH; b++) {
 		if (!wanted(mode, &benches[b]))
 			continue;
-		printf("row %s %s", benches[b].conv, benches[b].op);
+		printf("row %s %s %lu %lu", benches[b].conv, benches[b].op, discarded[b], dirty[b]);
 		for (i = 0; i < runs; i++)
 			printf(" %.4f", t[i * NBENCH + b]);
 		printf("\n");

@@ -101,6 +101,8 @@ class Row:
     site_len: int | None
     stats: Stats | None
     note: str = ""
+    discarded: int = 0     # runs repeated because the harness was preempted during them
+    dirty: int = 0         # runs kept although preempted on every try
 
     @property
     def convention(self) -> str:
@@ -112,10 +114,11 @@ class ModeRun:
     types: dict[tuple[str, str], int]             # (conv, op) -> type number
     sites: list[tuple[int, int, str]]             # (type, len, kind) per table entry
     rows: dict[tuple[str, str], list[float]]      # (conv, op) -> ticks per run
+    retries: dict[tuple[str, str], tuple[int, int]]   # (conv, op) -> (discarded, dirty)
 
 
 def parse(text: str) -> ModeRun:
-    types, sites, rows = {}, [], {}
+    types, sites, rows, retries = {}, [], {}, {}
     for line in text.splitlines():
         f = line.split()
         if f[0] == "op":
@@ -123,8 +126,9 @@ def parse(text: str) -> ModeRun:
         elif f[0] == "site":
             sites.append((int(f[1]), int(f[2]), KINDS.get(int(f[3]), "?")))
         elif f[0] == "row":
-            rows[(f[1], f[2])] = [float(x) for x in f[3:]]
-    return ModeRun(types, sites, rows)
+            retries[(f[1], f[2])] = (int(f[3]), int(f[4]))
+            rows[(f[1], f[2])] = [float(x) for x in f[5:]]
+    return ModeRun(types, sites, rows, retries)
 
 
 def run_mode(exe: Path, mode: str, runs: int, calls: int) -> ModeRun:
@@ -168,13 +172,19 @@ def rows_of(arch: str, runs: dict[str, list[ModeRun]]) -> tuple[list[Row], Stats
     rows: list[Row] = []
     lens: dict[tuple[str, str], int] = {}
     got: dict[tuple[str, str, str], list[float]] = {}
+    retries: dict[tuple[str, str, str], list[int]] = {}
     for mode in MODES:
         for run in runs[mode]:
             lens.update(check_kinds(arch, mode, run))
             for (conv, op), vals in run.rows.items():
-                got.setdefault((conv, op, patch_of(mode, conv, op)), []).extend(vals)
+                key = (conv, op, patch_of(mode, conv, op))
+                got.setdefault(key, []).extend(vals)
+                r = retries.setdefault(key, [0, 0])
+                r[0] += run.retries[(conv, op)][0]
+                r[1] += run.retries[(conv, op)][1]
     for op in OPS:
-        rows.append(Row(arch, "bare", op, "bare", None, Stats.of(got[("bare", op, "bare")])))
+        rows.append(Row(arch, "bare", op, "bare", None, Stats.of(got[("bare", op, "bare")]),
+                        "", *retries[("bare", op, "bare")]))
     for conv in ("cc", "cs", "eax"):
         for op in OPS:
             length = lens.get((conv, site_ops(op)[0]))
@@ -184,5 +194,6 @@ def rows_of(arch: str, runs: dict[str, list[ModeRun]]) -> tuple[list[Row], Stats
                 if why is None and vals is None:
                     raise PvError(f"pvpass bench: the harness printed no {arch} {conv} {op} {patch} row")
                 rows.append(Row(arch, conv, op, patch, length if why is None else None,
-                                Stats.of(vals) if why is None else None, why or ""))
+                                Stats.of(vals) if why is None else None, why or "",
+                                *retries.get((conv, op, patch), (0, 0))))
     return rows, Stats.of(got[("bare", "cycle", "bare")])

@@ -53,7 +53,10 @@ def render_text(res: Result) -> str:
            "a critical section, irq_restore)",
            f"median of {res.runs} runs x {res.calls} calls [interquartile range] and minimum; "
            f"{res.cpu}; gcc {res.gcc}; load average {_load(res.load_before)} before, "
-           f"{_load(res.load_after)} after", ""]
+           f"{_load(res.load_after)} after",
+           f"runs repeated because another process preempted the harness during them: "
+           f"{sum(r.discarded for r in res.rows)}; kept although preempted on every try: "
+           f"{sum(r.dirty for r in res.rows)}", ""]
     for arch in res.archs:
         convs = ("bare", *convs_of(arch))
         clk = res.ticks_per_cycle[arch]
@@ -127,19 +130,20 @@ def _stats_json(s: Stats | None) -> dict:
 
 def _row_json(r: Row) -> dict:
     return {"arch": r.arch, "convention": r.convention, "op": r.op, "patch": r.patch,
-            "site_len": r.site_len, **_stats_json(r.stats), "note": r.note}
+            "site_len": r.site_len, **_stats_json(r.stats), "note": r.note,
+            "discarded": r.discarded, "dirty": r.dirty}
 
 
 def render_csv(res: Result) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["arch", "convention", "op", "patch", "site_len", "median", "q1", "q3", "min", "max",
-                "note", *_CALLER_COLS])
+                "discarded", "dirty", "note", *_CALLER_COLS])
     code = {(c.arch, c.conv): c for c in res.callers}
     for r in res.rows:
         j = _row_json(r)
         c = code.get((r.arch, r.conv)) if r.op == "caller" else None
         w.writerow([r.arch, r.convention, r.op, r.patch, "" if r.site_len is None else r.site_len,
                     *("" if j[k] is None else f"{j[k]:.4f}" for k in _STATS),
-                    r.note, *(getattr(c, k) if c else "" for k in _CALLER_COLS)])
+                    r.discarded, r.dirty, r.note, *(getattr(c, k) if c else "" for k in _CALLER_COLS)])
     return buf.getvalue()
