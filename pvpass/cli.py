@@ -188,8 +188,8 @@ def cmd_bench(argv: list[str]) -> int:
     p.add_argument("--calls", type=int, default=1_000_000, help="calls per run (default: 10^6)")
     p.add_argument("--out", metavar="DIR", help="also write bench.{txt,json,csv,png,svg} here")
     a = p.parse_args(argv)
-    if a.runs < 1 or a.calls < 4:
-        raise PvError("pvpass bench: --runs must be at least 1 and --calls at least 4")
+    if a.runs < 1 or a.calls < 12:
+        raise PvError("pvpass bench: --runs must be at least 1 and --calls at least 12")
     archs = (get_arch(a.arch).name,) if a.arch else ("x86_64", "i386")
     if a.out:
         from .bench.plot import require

@@ -50,7 +50,7 @@ def _cell(r: Row | None) -> str:
 
 def render_text(res: Result) -> str:
     out = [f"pvpass bench: {UNIT} per call (caller: per iteration of save_fl, irq_disable, "
-           "a critical section, irq_restore)",
+           "a critical section, irq_restore; a run is calls/3 iterations)",
            f"median of {res.runs} runs x {res.calls} calls [interquartile range] and minimum; "
            f"{res.cpu}; gcc {res.gcc}; load average {_load(res.load_before)} before, "
            f"{_load(res.load_after)} after",
