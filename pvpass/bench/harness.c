@@ -1,7 +1,8 @@
 /* pvpass bench harness: the cost of one op through each site convention and
  * each patch, in TSC ticks per call. `pvpass bench` builds it with the pass
- * in the compiler (`pvpass cc -- gcc -O2`, -m32 -fno-pie on i386), links it
- * with the runtime and the linker-script fragment, and runs it once per mode:
+ * in the compiler (`pvpass cc -- gcc -O2`; -m32 -fno-pie on i386, the
+ * kernel's -mno-red-zone on x86-64), links it with the runtime and the
+ * linker-script fragment, and runs it per mode, round-robin:
  *
  *   ./harness MODE RUNS CALLS
  *
@@ -32,7 +33,9 @@
  * record: 1 inline, 2 call, 3 trampoline, 4 nop), "row CONV OP DISCARDED
  * DIRTY t1 t2 ..." (runs repeated because the harness was preempted, runs
  * kept although preempted, then ticks per call of each run; for the caller,
- * per iteration; "row bare cycle" is TSC ticks per core cycle). */
+ * per iteration; "row bare cycle" is TSC ticks per core cycle), and
+ * "result CONV VALUE IRQ_ENABLED" per caller: what it computed and the
+ * interrupt flag it left, equal in every mode and convention. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,5 +436,11 @@ int main(int argc, char **argv)
 		printf("\n");
 	}
 	free(t);
+	for (b = 0; b < NBENCH; b++)
+		if (wanted(mode, &benches[b]) && benches[b].caller) {
+			unsigned long v = benches[b].caller(data, 1000);
+
+			printf("result %s %lu %u\n", benches[b].conv, v, irq_enabled);
+		}
 	return 0;
 }

@@ -115,10 +115,11 @@ class ModeRun:
     sites: list[tuple[int, int, str]]             # (type, len, kind) per table entry
     rows: dict[tuple[str, str], list[float]]      # (conv, op) -> ticks per run
     retries: dict[tuple[str, str], tuple[int, int]]   # (conv, op) -> (discarded, dirty)
+    results: dict[str, tuple[int, int]]           # conv -> (caller's value, irq_enabled after it)
 
 
 def parse(text: str) -> ModeRun:
-    types, sites, rows, retries = {}, [], {}, {}
+    types, sites, rows, retries, results = {}, [], {}, {}, {}
     for line in text.splitlines():
         f = line.split()
         if f[0] == "op":
@@ -128,7 +129,9 @@ def parse(text: str) -> ModeRun:
         elif f[0] == "row":
             retries[(f[1], f[2])] = (int(f[3]), int(f[4]))
             rows[(f[1], f[2])] = [float(x) for x in f[5:]]
-    return ModeRun(types, sites, rows, retries)
+        elif f[0] == "result":
+            results[f[1]] = (int(f[2]), int(f[3]))
+    return ModeRun(types, sites, rows, retries, results)
 
 
 def run_mode(exe: Path, mode: str, runs: int, calls: int) -> ModeRun:
@@ -173,9 +176,14 @@ def rows_of(arch: str, runs: dict[str, list[ModeRun]]) -> tuple[list[Row], Stats
     lens: dict[tuple[str, str], int] = {}
     got: dict[tuple[str, str, str], list[float]] = {}
     retries: dict[tuple[str, str, str], list[int]] = {}
+    want = runs["bare"][0].results["bare"]
     for mode in MODES:
         for run in runs[mode]:
             lens.update(check_kinds(arch, mode, run))
+            for conv, res in run.results.items():
+                if res != want:     # a patch that broke the caller's registers or the flag
+                    raise PvError(f"pvpass bench: {arch} {mode}: caller_{conv} computed {res[0]:#x} "
+                                  f"leaving irq_enabled={res[1]}, the bare caller {want[0]:#x}, {want[1]}")
             for (conv, op), vals in run.rows.items():
                 key = (conv, op, patch_of(mode, conv, op))
                 got.setdefault(key, []).extend(vals)
