@@ -56,7 +56,7 @@ def render(res: Result) -> tuple[bytes, bytes]:
         handles, labels = ax.get_legend_handles_labels()
         order = sorted(range(len(labels)), key=lambda i: list(CONVS.values()).index(labels[i]))
         ax.legend([handles[i] for i in order], [labels[i] for i in order],
-                  title="site convention", fontsize=8, loc="lower right")
+                  title="site convention", fontsize=8, loc="upper right")
     fig.suptitle(f"pvpass bench: {res.cpu}", fontsize=10)
     png, svg = io.BytesIO(), io.BytesIO()
     # No dates or versions in the files: the same numbers give the same bytes.
