@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import jsonschema
@@ -166,3 +167,20 @@ def test_out_under_a_file(tmp):
     (tmp / "f").write_text("")
     r = run_pvpass("bench", "--arch", "i386", "--runs", "1", "--calls", "100", "--out", str(tmp / "f" / "o"))
     assert r.returncode == 2 and r.stderr == f"pvpass: error: {tmp / 'f' / 'o'}: Not a directory\n"
+
+
+def test_one_arch_as_json():
+    r = run_pvpass("bench", "--arch", "x86_64", "--runs", "1", "--calls", "120", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert {x["arch"] for x in doc["rows"]} == {"x86_64"} and list(doc["ticks_per_cycle"]) == ["x86_64"]
+
+
+def test_plot_needs_matplotlib(tmp):
+    """Without matplotlib, --out is exit 3 before anything is built or written."""
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "from pvpass.cli import main\n"
+            f"sys.exit(main(['bench', '--out', {str(tmp / 'o')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 3 and "matplotlib" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp / "o").exists()
