@@ -177,12 +177,14 @@ def cmd_link(argv: list[str]) -> int:
     return EXIT_OK
 
 
-@command("bench", "cycles per call of each site convention and patch, and each caller's cost")
+@command("bench", "TSC ticks per call of each site convention and patch, and each caller's cost")
 def cmd_bench(argv: list[str]) -> int:
     from pathlib import Path
     from .bench.run import bench, render, write_outputs
-    p = _base("bench", "build a harness with gcc on this CPU and measure each site convention "
-                       "and patch (TSC ticks per call) and the caller-side cost of each convention")
+    p = _Parser(prog="pvpass bench", description="build a harness with gcc on this CPU and measure "
+                "each site convention and patch (TSC ticks per call) and the caller-side cost of "
+                "each convention")
+    p.add_argument("--arch", default=None, help="i386 or x86_64 (default: both)")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
     p.add_argument("--runs", type=int, default=11, help="timed runs per row (default: 11)")
     p.add_argument("--calls", type=int, default=1_000_000, help="calls per run (default: 10^6)")
