@@ -58,7 +58,7 @@ def _check_target(arch: str, workdir: Path) -> None:
     r = tools.run(["gcc", *ARCH_FLAGS[arch], "-no-pie", "-o", str(workdir / "probe"), str(probe)],
                   check=False)
     if r.returncode != 0:
+        why = r.stderr.decode(errors="replace").strip().splitlines()
         raise PvError(f"gcc cannot build {arch} programs here"
                       + (" (install gcc-multilib)" if arch == "i386" else "")
-                      + ": " + r.stderr.decode(errors="replace").strip().splitlines()[-1],
-                      code=EXIT_NO_TOOL)
+                      + (f": {why[-1]}" if why else ""), code=EXIT_NO_TOOL)
