@@ -177,6 +177,32 @@ def cmd_link(argv: list[str]) -> int:
     return EXIT_OK
 
 
+@command("bench", "TSC ticks per call of each site convention and patch, and each caller's cost")
+def cmd_bench(argv: list[str]) -> int:
+    from pathlib import Path
+    from .bench.run import bench, render, write_outputs
+    p = _Parser(prog="pvpass bench", description="build a harness with gcc on this CPU and measure "
+                "each site convention and patch (TSC ticks per call) and the caller-side cost of "
+                "each convention")
+    p.add_argument("--arch", default=None, help="i386 or x86_64 (default: both)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.add_argument("--runs", type=int, default=11, help="timed runs per row (default: 11)")
+    p.add_argument("--calls", type=int, default=1_000_000, help="calls per run (default: 10^6)")
+    p.add_argument("--out", metavar="DIR", help="also write bench.{txt,json,csv,png,svg} here")
+    a = p.parse_args(argv)
+    if a.runs < 1 or a.calls < 12:
+        raise PvError("pvpass bench: --runs must be at least 1 and --calls at least 12")
+    archs = (get_arch(a.arch).name,) if a.arch else ("x86_64", "i386")
+    if a.out:
+        from .bench.plot import require
+        require()
+    res = bench(archs, a.runs, a.calls)
+    if a.out:
+        write_outputs(res, Path(a.out))
+    sys.stdout.write(render(res, a.format))
+    return EXIT_OK
+
+
 @command("table", "dump the patch-site table of an object")
 def cmd_table(argv: list[str]) -> int:
     from .link.dump import dump_json, dump_text
