@@ -25,11 +25,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .atomicio import write_atomic
 
 FORMAT = 1
 _MAX_ENTRY = 64 << 20
@@ -153,14 +153,7 @@ class ResultCache:
         try:
             d = self._path(key).parent
             d.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=d)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(entry, f, separators=(",", ":"))
-                os.replace(tmp, self._path(key))
-            except BaseException:
-                _unlink(tmp)
-                raise
+            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), fsync=False)
         except OSError:
             return                            # a cache that cannot be written is no cache
         if int(key[2:4], 16) == 0:            # one store in 256 checks the size
