@@ -9,7 +9,7 @@ A cache directory is not trusted. Entries are pickles, read by an
 unpickler that resolves only pycparser's and pycparserext's AST node classes
 and their Coord (so loading an entry cannot run code), carry a format tag and
 their own key, and are checked node by node against the shape pycparser
-gives its nodes (attributes hold plain values, children hold nodes). Any
+gives its nodes (attributes hold strings, children hold nodes). Any
 entry that fails to load or to check, for whatever reason, is a miss and is
 parsed again; an AST too deep to pickle is not cached.
 """
@@ -33,7 +33,6 @@ _PYCPARSER = "pycparser3.0"
 _MAX_ENTRY = 32 << 20
 _IDENTS = re.compile(r'[A-Za-z_]\w*')
 _MODULES = frozenset({"pycparser.c_ast", "pycparser.c_parser", "pycparserext.ext_c_parser"})
-_PLAIN = (str, int, float, bool, type(None))
 
 
 class _Unpickler(pickle.Unpickler):
@@ -73,6 +72,12 @@ def _index_ok(index) -> bool:
         and type(v) is int for k, v in index.items())
 
 
+# pycparser's attributes that hold lists, and children that are always lists
+_LIST_ATTRS = frozenset({"quals", "storage", "funcspec", "align", "names", "dim_quals"})
+_LIST_CHILD = frozenset({"ext", "params", "exprs"})
+_ONE_CHILD = frozenset({"type", "init", "bitsize", "cond", "iftrue", "iffalse", "expr",
+                        "left", "right", "lvalue", "rvalue", "body", "decl", "args", "subscript",
+                        "to_type", "field", "dim", "stmt", "value"})
 _SHAPES: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
@@ -84,10 +89,6 @@ def _slots(cls) -> tuple[str, ...]:
     return got
 
 
-def _plain(v) -> bool:
-    if isinstance(v, (list, tuple)):
-        return all(_plain(x) for x in v)
-    return isinstance(v, _PLAIN)
 
 
 def _coord_ok(v) -> bool:
@@ -97,8 +98,8 @@ def _coord_ok(v) -> bool:
 
 
 def _tree_ok(root) -> bool:
-    """Every node's attributes hold plain values, its coord a Coord, its
-    children nodes (or lists of nodes). Iterative: no depth limit."""
+    """Every node's attributes hold strings (or lists of them), its coord a
+    Coord, its children nodes (or lists of nodes). Iterative: no depth limit."""
     stack = [root]
     Node = c_ast.Node
     while stack:
@@ -116,16 +117,22 @@ def _tree_ok(root) -> bool:
             elif name == "coord":
                 if not _coord_ok(v):
                     return False
-            elif name in attrs:
-                if not _plain(v):
+            elif name in attrs:       # a name, an operator, qualifiers (or _Alignas nodes)
+                if type(v) is list and name in _LIST_ATTRS:
+                    for x in v:
+                        if isinstance(x, Node):
+                            stack.append(x)
+                        elif type(x) is not str:
+                            return False
+                elif v is not None and type(v) is not str:
                     return False
-            elif type(v) is list:
+            elif type(v) is list and name not in _ONE_CHILD:
                 for x in v:
                     if isinstance(x, Node):
                         stack.append(x)
                     elif x is not None:
                         return False
-            elif v is not None:
+            elif v is not None or name in _LIST_CHILD:
                 return False
     return True
 
