@@ -272,7 +272,8 @@ def _apply(path: str, data: bytes, value, obj=None) -> None:
     from .link.elfobj import ElfObject
     from .link.elfwrite import add_sections
     secs, syms = _plan_from_json(value)
-    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms))
+    # no fsync: the compiler does not sync the objects of a build either
+    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms), fsync=False)
 
 
 def _remove(path: str) -> None:
