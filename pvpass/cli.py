@@ -223,8 +223,10 @@ def cmd_ldscript(argv: list[str]) -> int:
     from importlib import resources
     p = _base("ldscript", "print the linker-script fragment for the final link")
     p.add_argument("--path", action="store_true", help="print its path instead")
+    p.add_argument("--records", action="store_true",
+                   help="only the patch records (the program's script places .parainstructions)")
     a = p.parse_args(argv)
-    f = resources.files("pvpass") / "runtime" / "pvpass.ld"
+    f = resources.files("pvpass") / "runtime" / ("pvpass-records.ld" if a.records else "pvpass.ld")
     sys.stdout.write(f"{f}\n" if a.path else f.read_text())
     return EXIT_OK
 

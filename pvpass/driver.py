@@ -208,11 +208,13 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
         return None
     if not kernel and not may_hold_sites(obj):
         return None              # no relocated `call *`: no site can be here
+    pp = _preprocess(c)
+    headers = _line_marker_files(pp.text)
+    if not kernel and "pvpass" not in pp.text:
+        return None, headers     # no annotation: the relocated `call *` is no site
     from .arch import get_arch
     from .frontend.scan import scan_pp
-    pp = _preprocess(c)
     res = scan_pp(pp, get_arch(c.arch_name()), c.cache_args())
-    headers = _line_marker_files(pp.text)
     if not res.inventory.sites:
         return None, headers
     from .link.step import plan_link

@@ -225,3 +225,38 @@ def test_kernel_tus_object_check(tmp):
         res = scan(str(tu), get_arch("x86_64"), flags)
         copies, _ = find_copies(o, res.inventory, res.sources)
         assert {(c.entry.section, c.entry.offset) for c in checked} == {(c.section, c.offset) for c in copies}
+
+
+def test_records_fragment_places_the_records(tmp):
+    """`pvpass ldscript --records`: a program whose own rules place
+    .parainstructions gets the records bracketed by __pvpass_patches."""
+    src = str(TESTDATA / "kernel/k61.c")
+    r = run_pvpass("cc", "--records", "native", "--", "gcc", "-O2", "-fno-pie", "-c", src, "-o", str(tmp / "k.o"),
+                   env={"PVPASS_CACHE_DIR": str(tmp / "cache")})
+    assert r.returncode == 0, r.stderr
+    ld = run_pvpass("ldscript", "--records", "--path").stdout.strip()
+    assert ".parainstructions" not in open(ld).read().split("*/", 1)[1]
+    g = gcc("-nostdlib", "-no-pie", "-Wl,-e,0", "-Wl,--unresolved-symbols=ignore-all", str(tmp / "k.o"),
+            f"-Wl,-T,{ld}", "-o", str(tmp / "prog"))
+    assert g.returncode == 0, g.stderr
+    nm = subprocess.run(["nm", str(tmp / "prog")], capture_output=True, text=True, check=True).stdout
+    syms = {l.split()[2]: int(l.split()[0], 16) for l in nm.splitlines() if len(l.split()) == 3}
+    size = len(ElfObject.read(str(tmp / "k.o")).section_data(
+        ElfObject.read(str(tmp / "k.o")).section(table.PATCH_SECTION)))
+    assert size and syms["__pvpass_patches_end"] - syms["__pvpass_patches"] == size
+
+
+def test_indirect_calls_without_annotations_leave_the_object_alone(tmp, monkeypatch):
+    """A relocated `call *` makes the build path look at the source; with no
+    annotation there, the object stays gcc's, and the next compile is a hit."""
+    src = tmp / "calls.c"
+    src.write_text("struct o { void (*f)(void); } ops;\nvoid h(void) { ops.f(); ops.f(); }\n")
+    flags = ["-O2", "-fno-pie", "-c", str(src)]
+    assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+    assert may_hold_sites(ElfObject.read(str(tmp / "g.o")))
+    for name in ("a.o", "b.o"):
+        r = cc(tmp, *flags, "-o", str(tmp / name))
+        assert r.returncode == 0, r.stderr
+        assert (tmp / name).read_bytes() == (tmp / "g.o").read_bytes()
+    st = run_pvpass("cache", "--stats", env={"PVPASS_CACHE_DIR": str(tmp / "cache")}).stdout
+    assert "hits            1" in st
