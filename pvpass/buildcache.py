@@ -11,7 +11,8 @@ are stat'ed (hashed only when size or mtime changed), the compiler's fresh
 object is compared with the recorded one, and the recorded sections are
 added to it.
 
-Entries are JSON (data only: loading one cannot run code), written to a
+Entries are JSON (data only: loading one cannot run code) with a checksum
+over their contents (a flipped byte is a miss, not a wrong object), written to a
 temporary file and renamed (safe under `make -j`; no fsync: a torn entry
 after a crash is a miss). Anything unreadable or of the wrong shape is a
 miss. The cache is bounded (PVPASS_CACHE_SIZE, default 2 GB over this and
@@ -150,6 +151,7 @@ class ResultCache:
             return
         entry = {"format": FORMAT, "key": key, "object": object_sha,
                  "headers": [[h.path, h.size, h.mtime, h.sha] for h in headers], "value": value}
+        entry["sum"] = _checksum(entry)
         try:
             d = self._path(key).parent
             d.mkdir(parents=True, exist_ok=True)
@@ -173,8 +175,17 @@ class ResultCache:
             pass
 
 
+def _checksum(e: dict) -> str:
+    """Over everything but itself: a flipped byte in a valid JSON string (the
+    recorded section bytes) is caught here."""
+    body = {k: v for k, v in e.items() if k != "sum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _valid(e, key: str) -> bool:
     if not isinstance(e, dict) or e.get("format") != FORMAT or e.get("key") != key:
+        return False
+    if e.get("sum") != _checksum(e):
         return False
     if not isinstance(e.get("object"), str) or not isinstance(e.get("headers"), list):
         return False

@@ -5,10 +5,10 @@ names in scope) parses to the same AST in every translation unit of a build,
 so after the first TU the headers cost a file read. PVPASS_CACHE=0 turns it
 off; PVPASS_CACHE_DIR moves it (default: $XDG_CACHE_HOME/pvpass).
 
-A cache directory is not trusted. Entries are pickles, read by an
-unpickler that resolves only pycparser's and pycparserext's AST node classes
-and their Coord (so loading an entry cannot run code), carry a format tag and
-their own key, and are checked node by node against the shape pycparser
+A cache directory is not trusted. An entry is a header (format tag, its own
+key, the SHA-256 of the rest) and a pickle, read by an unpickler that
+resolves only pycparser's and pycparserext's AST node classes and their
+Coord (so loading an entry cannot run code), and checked node by node against the shape pycparser
 gives its nodes (attributes hold strings, children hold nodes). Any
 entry that fails to load or to check, for whatever reason, is a miss and is
 parsed again; an AST too deep to pickle is not cached.
@@ -28,7 +28,7 @@ from pycparser.c_parser import Coord
 from . import __version__
 from .atomicio import write_atomic
 
-FORMAT = "pvpass-chunk-1"
+FORMAT = "pvpass-chunk-2"
 _PYCPARSER = "pycparser3.0"
 _MAX_ENTRY = 32 << 20
 _IDENTS = re.compile(r'[A-Za-z_]\w*')
@@ -47,11 +47,15 @@ class _Unpickler(pickle.Unpickler):
 
 def loads(data: bytes, key: str):
     """(ast, line_index) from an entry's bytes, or None if anything is wrong."""
+    head = _head(key)
+    body = data[len(head) + 32:]
+    if data[:len(head)] != head or data[len(head):len(head) + 32] != hashlib.sha256(body).digest():
+        return None                # another entry's, or corrupted (a flip in a name too)
     try:
-        v = _Unpickler(io.BytesIO(data)).load()
-        if not (isinstance(v, tuple) and len(v) == 4 and v[0] == FORMAT and v[1] == key):
+        v = _Unpickler(io.BytesIO(body)).load()
+        if not (isinstance(v, tuple) and len(v) == 2):
             return None
-        ast, index = v[2], v[3]
+        ast, index = v
         if not isinstance(ast, c_ast.FileAST) or not _index_ok(index) or not _tree_ok(ast):
             return None
     except Exception:              # any way a pickle can be broken is a miss
@@ -61,9 +65,14 @@ def loads(data: bytes, key: str):
 
 def dumps(key: str, ast, index) -> bytes | None:
     try:
-        return pickle.dumps((FORMAT, key, ast, index), protocol=pickle.HIGHEST_PROTOCOL)
+        body = pickle.dumps((ast, index), protocol=pickle.HIGHEST_PROTOCOL)
     except RecursionError:
         return None                # too deep to keep: parsed again next time
+    return _head(key) + hashlib.sha256(body).digest() + body
+
+
+def _head(key: str) -> bytes:
+    return f"{FORMAT} {key}\n".encode()
 
 
 def _index_ok(index) -> bool:

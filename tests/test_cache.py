@@ -80,23 +80,33 @@ def test_headers_decide(tmp, logcc):
     assert cc(tmp, logcc, "-DMORE", src=src).returncode == 0 and cpp_runs(tmp) == 3
 
 
+def _signed(e) -> bytes:
+    """A crafted entry with a checksum that fits: only shape checks can tell."""
+    if isinstance(e, dict):
+        e = dict(e, sum=buildcache._checksum(e))
+    return json.dumps(e).encode()
+
+
 def _corruptions(entry: dict) -> list:
-    bad_value = json.loads(json.dumps(entry))
-    bad_value["value"]["sections"][0]["data"] = "zz"
-    bad_reloc = json.loads(json.dumps(entry))
-    bad_reloc["value"]["sections"][0]["relocs"] = [[1, 2]]
-    bad_section = json.loads(json.dumps(entry))
-    bad_section["value"]["sections"][0]["relocs"][0][2] = ".no.such.section"
-    bad_object = dict(entry, object="0" * 64)
-    wrong_key = dict(entry, key="f" * 64)
-    return [b"", b"\xff\xfe garbage", json.dumps(entry).encode()[:-7], b"[]", b"42", b"null",
-            json.dumps({"format": 1}).encode(), json.dumps(dict(entry, headers="x")).encode(),
-            json.dumps(dict(entry, headers=[[1, 2, 3, 4]])).encode(),
-            json.dumps(dict(entry, value={"sections": 5})).encode(),
-            json.dumps(dict(entry, value=[])).encode(),
-            json.dumps(bad_value).encode(), json.dumps(bad_reloc).encode(),
-            json.dumps(bad_section).encode(), json.dumps(bad_object).encode(),
-            json.dumps(wrong_key).encode(), b"[" * 100000 + b"]" * 100000]
+    def variant(edit):
+        e = json.loads(json.dumps(entry))
+        edit(e)
+        return e
+    sec0 = lambda e: e["value"]["sections"][0]
+    return [b"", b"\xff\xfe garbage", json.dumps(entry).encode()[:-7], b"[" * 100000 + b"]" * 100000,
+            # a flipped byte inside the recorded section bytes: valid JSON, caught by the checksum
+            json.dumps(variant(lambda e: sec0(e).update(data="0" + sec0(e)["data"][1:]
+                                                        if sec0(e)["data"][0] != "0" else "1" + sec0(e)["data"][1:]))).encode(),
+            _signed([]), _signed(42), _signed(None), _signed({"format": 1}),
+            _signed(variant(lambda e: e.update(headers="x"))),
+            _signed(variant(lambda e: e.update(headers=[[1, 2, 3, 4]]))),
+            _signed(variant(lambda e: e.update(value={"sections": 5}))),
+            _signed(variant(lambda e: e.update(value=[]))),
+            _signed(variant(lambda e: sec0(e).update(data="zz"))),
+            _signed(variant(lambda e: sec0(e).update(relocs=[[1, 2]]))),
+            _signed(variant(lambda e: sec0(e)["relocs"][0].__setitem__(2, ".no.such.section"))),
+            _signed(variant(lambda e: e.update(object="0" * 64))),
+            _signed(variant(lambda e: e.update(key="f" * 64)))]
 
 
 def test_corrupt_result_entries_are_misses(tmp):
@@ -181,6 +191,13 @@ def chunk_entries(tmp) -> list[Path]:
     return sorted(p for p in (tmp / "cache").glob("chunks-*/??/*") if not p.name.startswith("."))
 
 
+def signed(key: str, value) -> bytes:
+    """A crafted parse-cache entry with a header and digest that fit."""
+    import hashlib
+    body = pickle.dumps(value)
+    return parsecache._head(key) + hashlib.sha256(body).digest() + body
+
+
 class _Evil:
     def __init__(self, path):
         self.path = path
@@ -200,24 +217,23 @@ def test_parse_cache_entries_are_checked(tmp):
     for p in entries:
         key = p.name
         ast, index = parsecache.loads(good[p], key)
-        wrong = [b"", good[p][:len(good[p]) // 2], pickle.dumps(42), pickle.dumps((1, 2)),
-                 pickle.dumps((parsecache.FORMAT, key, "ast", {})),
-                 pickle.dumps((parsecache.FORMAT, "0" * 64, ast, index)),
-                 pickle.dumps((parsecache.FORMAT, key, c_ast.FileAST(["x"]), index)),
-                 pickle.dumps((parsecache.FORMAT, key, c_ast.FileAST([c_ast.ID(5)]), index)),
-                 pickle.dumps((parsecache.FORMAT, key, ast, {("f", "1"): 2})),
-                 pickle.dumps((parsecache.FORMAT, key, _Evil(pwned), index)),
-                 pickle.dumps(_Evil(pwned))]
+        wrong = [b"", good[p][:len(good[p]) // 2], pickle.dumps(42), pickle.dumps(_Evil(pwned)),
+                 signed(key, 42), signed(key, (1, 2)), signed(key, ("ast", {})),
+                 parsecache.dumps("0" * 64, ast, index),
+                 parsecache.dumps(key, c_ast.FileAST(["x"]), index),
+                 parsecache.dumps(key, c_ast.FileAST([c_ast.ID(5)]), index),
+                 parsecache.dumps(key, ast, {("f", "1"): 2}),
+                 signed(key, (_Evil(pwned), index)), signed(key, _Evil(pwned))]
         for data in wrong:
             assert parsecache.loads(data, key) is None
         for i in range(0, len(good[p]), max(1, len(good[p]) // 40)):
             flipped = bytearray(good[p])
             flipped[i] ^= 0xFF
-            v = parsecache.loads(bytes(flipped), key)     # never raises
-            assert v is None or parsecache._tree_ok(v[0])
-    for data in (pickle.dumps(_Evil(pwned)), pickle.dumps((parsecache.FORMAT, "k", _Evil(pwned), {}))):
+            assert parsecache.loads(bytes(flipped), key) is None
+    for make in (lambda k: pickle.dumps(_Evil(pwned)), lambda k: signed(k, _Evil(pwned)),
+                 lambda k: signed(k, (_Evil(pwned), {}))):
         for p in entries:
-            p.write_bytes(data)
+            p.write_bytes(make(p.name))
         assert scan_json(tmp) == want
     assert not pwned.exists()
     for p in entries:        # each entry replaced by another chunk's: its key says no
@@ -233,11 +249,11 @@ def test_wrong_shaped_entries_never_change_the_result(tmp):
     scan_json(tmp)
     entries = chunk_entries(tmp)
     from pycparser import c_ast
-    for make in (lambda k: pickle.dumps((parsecache.FORMAT, k, c_ast.FileAST([c_ast.ID(5)]), {})),
-                 lambda k: pickle.dumps((parsecache.FORMAT, k, c_ast.FileAST([c_ast.Constant("int", ["1"])]), {})),
-                 lambda k: pickle.dumps((parsecache.FORMAT, k, c_ast.FileAST(None), {})),
-                 lambda k: pickle.dumps((parsecache.FORMAT, k, c_ast.FileAST([]), {(1, 2): 3})),
-                 lambda k: pickle.dumps((parsecache.FORMAT, k, [], {})),
+    for make in (lambda k: parsecache.dumps(k, c_ast.FileAST([c_ast.ID(5)]), {}),
+                 lambda k: parsecache.dumps(k, c_ast.FileAST([c_ast.Constant("int", ["1"])]), {}),
+                 lambda k: parsecache.dumps(k, c_ast.FileAST(None), {}),
+                 lambda k: parsecache.dumps(k, c_ast.FileAST([]), {(1, 2): 3}),
+                 lambda k: signed(k, ([], {})),
                  lambda k: pickle.dumps({"x": 1}),
                  lambda k: b"\x80\x05\x95" + os.urandom(64)):
         for p in entries:
