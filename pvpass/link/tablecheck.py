@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from .. import table
 from ..diag import PvError
-from .copies import _PCREL, _ABS, _disasm, _norm
 from .elfobj import ElfObject
 from .tableread import read_entries
 
@@ -35,6 +34,7 @@ class CheckedEntry:
 def check_table(obj: ElfObject) -> list[CheckedEntry]:
     """Check every entry of the object's compiler-made table (PvError on the
     first bad one, naming the object and the entry's place)."""
+    from .copies import _ABS, _PCREL, _disasm, _norm      # capstone: only here
     out = []
     bits = obj.arch.bits
     ptr = obj.arch.ptr_size
