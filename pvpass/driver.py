@@ -85,14 +85,36 @@ class Compile:
             i += 1
         return out
 
+    def dep_file(self) -> str | None:
+        """The dependency file the compile writes, if it lists every file the
+        compile read (-MD; -MMD leaves out system headers, so only with
+        -nostdinc and no -isystem, as in the kernel)."""
+        path, full = None, False
+        for i, x in enumerate(self.args):
+            if x.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+                path, full = x.split(",", 2)[2], x.startswith("-Wp,-MD,")
+            elif x in ("-MD", "-MMD"):
+                full = x == "-MD"
+                path = path or str(Path(self.object).with_suffix(".d"))
+            elif x == "-MF" and i + 1 < len(self.args):
+                path = self.args[i + 1]
+        if path is None:
+            return None
+        if not full and ("-nostdinc" not in self.args
+                         or any(a.startswith("-isystem") for a in self.args)):
+            return None
+        return path
+
     def cache_args(self) -> list[str]:
-        """The flags that decide the result: all but the object's name."""
+        """The flags that decide the result: all but the names of the object
+        and of the dependency file."""
         out, i = [], 0
         while i < len(self.args):
-            if self.args[i] == "-o":
+            if self.args[i] in ("-o", "-MF", "-MT", "-MQ"):
                 i += 2
                 continue
-            out.append(self.args[i])
+            if not self.args[i].startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+                out.append(self.args[i])
             i += 1
         return out
 
@@ -204,8 +226,9 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
     obj = ElfObject(c.object, data)
     kernel = obj.section(table.SECTION) is not None
     if kernel and not records:
-        check_table(obj)         # object-only: needs neither the source nor a cache
-        return None
+        check_table(obj)         # object-only: needs neither the source nor the preprocessor
+        deps = _dep_files(c)
+        return (None, deps) if deps else None
     if not kernel and not may_hold_sites(obj):
         return None              # no relocated `call *`: no site can be here
     pp = _preprocess(c)
@@ -234,6 +257,24 @@ def _preprocess(c: Compile):
         raise PvError(f"{src}: preprocessing for pvpass failed though the compile succeeded:\n"
                       + r.stderr.decode(errors="replace").strip())
     return PPText(r.stdout.decode(errors="replace"), src)
+
+
+def _dep_files(c: Compile) -> list[str] | None:
+    """The files the compile's own dependency file lists (make syntax: the
+    first rule; backslash-newline continues, backslash-space escapes)."""
+    path = c.dep_file()
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(errors="surrogateescape")
+    except OSError:
+        return None
+    rule = text.replace("\\\n", " ").split("\n", 1)[0]
+    _, sep, deps = rule.partition(": ")
+    if not sep:
+        return None
+    names = [n.replace("\\ ", " ").replace("$$", "$") for n in re.split(r"(?<!\\)\s+", deps) if n]
+    return names or None
 
 
 _MARKER = re.compile(r'^# \d+ "((?:[^"\\\n]|\\.)*)"', re.M)

@@ -45,6 +45,11 @@ def test_kernel_dialect_object_is_gccs(tmp, src, arch):
     assert (tmp / "g.o").read_bytes() == (tmp / "p.o").read_bytes()
     assert g.stderr == p.stderr
     assert (tmp / "g.d").read_text().replace("g.o", "p.o") == (tmp / "p.d").read_text()
+    # the dependency file lists what the compile read: the next one is a hit
+    p = cc(tmp, *flags, "-o", str(tmp / "q.o"), "-MD", "-MF", str(tmp / "q.d"))
+    assert p.returncode == 0 and (tmp / "q.o").read_bytes() == (tmp / "g.o").read_bytes()
+    st = run_pvpass("cache", "--stats", env={"PVPASS_CACHE_DIR": str(tmp / "cache")}).stdout
+    assert "hits            1" in st, st
 
 
 @pytest.mark.parametrize("src,arch", KERNEL)
@@ -193,13 +198,19 @@ def test_why_the_source_is_compiled_as_written(tmp):
 def test_parse_takes_the_compile_apart():
     c = parse(["ccache", "gcc", "-O2", "-c", "-x", "c", "foo.in", "-o", "o/foo.o", "-MF", "x.d"])
     assert c.compiler == ["ccache", "gcc"] and c.sources == ["foo.in"] and c.object == "o/foo.o"
-    assert c.cache_args() == ["-O2", "-c", "-x", "c", "foo.in", "-MF", "x.d"]
+    assert c.cache_args() == ["-O2", "-c", "-x", "c", "foo.in"]
     assert c.cpp_argv() == ["gcc", "-E", "-O2", "-x", "c", "foo.in"]
     assert not parse(["gcc", "-c", "a.S"]).compile_only
     assert not parse(["gcc", "-c", "a.c", "b.c"]).compile_only
     assert not parse(["gcc", "-E", "a.c"]).compile_only
     assert parse(["gcc", "-c", "a.c"]).object == "a.o"
     assert parse(["gcc", "-m32", "-c", "a.c"]).arch_name() == "i386"
+    assert parse(["gcc", "-c", "a.c", "-o", "o/a.o", "-MD"]).dep_file() == "o/a.d"
+    assert parse(["gcc", "-c", "a.c", "-MD", "-MF", "x.d"]).dep_file() == "x.d"
+    assert parse(["gcc", "-c", "a.c", "-Wp,-MD,k/.a.o.d"]).dep_file() == "k/.a.o.d"
+    assert parse(["gcc", "-c", "a.c", "-Wp,-MMD,k/.a.o.d"]).dep_file() is None     # no system headers
+    assert parse(["gcc", "-nostdinc", "-c", "a.c", "-Wp,-MMD,k/.a.o.d"]).dep_file() == "k/.a.o.d"
+    assert parse(["gcc", "-c", "a.c"]).dep_file() is None
 
 
 def test_warnings_and_errors_pass_through(tmp):
