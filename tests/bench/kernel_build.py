@@ -23,6 +23,7 @@ tests/bench/timecc (GNU time around the compiler command).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("targets", nargs="*", default=["vmlinux"])
     ap.add_argument("-j", type=int, default=os.cpu_count())
+    ap.add_argument("--keep-plain", action="store_true",
+                    help="reuse the plain build of an earlier run (same targets)")
     a = ap.parse_args()
     work = a.work.resolve()
     src = work / "linux-source-6.1"
@@ -96,12 +99,19 @@ def main() -> None:
                             ("warm", f"{PVPASS} cc -- gcc", False)):
         out = work / ("bench-plain" if name == "plain" else "bench-pvpass")
         log = work / f"bench-{name}.times"
+        saved = work / f"bench-{name}.json"
+        if name == "plain" and a.keep_plain and saved.exists():
+            cpu, wall, text = json.loads(saved.read_text())
+            runs[name] = (cpu, wall, text, per_tu(log))
+            print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  (kept)", flush=True)
+            continue
         log.unlink(missing_ok=True)
         e = dict(env, PVPASS_TU_LOG=str(log))
         if name == "warm":
             subprocess.run(["make", "-C", str(src), f"O={out}", "clean"], env=e, check=True, capture_output=True)
         cpu, wall, text = build(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean)
         runs[name] = (cpu, wall, text, per_tu(log))
+        saved.write_text(json.dumps([cpu, wall, text]))
         print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
               f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
     pc, pw = runs["plain"][:2]
