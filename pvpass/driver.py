@@ -192,8 +192,8 @@ def run_cc(argv: list[str]) -> int:
             try:
                 _apply(c.object, data, hit["value"])
                 return 0
-            except (PvError, ValueError, TypeError, KeyError, AttributeError):
-                pass             # a wrong-shaped entry is a miss
+            except Exception:    # the entry is untrusted data: failing to apply it is a miss
+                pass
         found = _analyse(c, data, records)
         if found is not None and key:
             value, headers = found
@@ -239,6 +239,8 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
     from .frontend.scan import scan_pp
     res = scan_pp(pp, get_arch(c.arch_name()), c.cache_args())
     if not res.inventory.sites:
+        if kernel:
+            check_table(obj)     # the source shows no site: the object's table still holds
         return None, headers
     from .link.step import plan_link
     plan = plan_link(obj, res, records=records if records is not None or kernel else None)
