@@ -119,7 +119,29 @@ class Compile:
         return out
 
 
-def parse(argv: list[str]) -> Compile:
+_CPP_WITH_ARG = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter"}
+_CPP_PREFIX = ("-I", "-D", "-U", "-std=", "-m", "-f", "-O", "--sysroot", "-nostdinc", "-iprefix")
+
+
+def parse(args: list[str]) -> tuple[list[str], list[str], str | None, bool]:
+    """For lint's compile database: (C sources, the flags that matter to the
+    preprocessor, -o output, is a compile-only run) of a command's arguments."""
+    c = parse_compile(["cc", *args])
+    cpp, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a in _WITH_ARG and i + 1 < len(args):
+            if a in _CPP_WITH_ARG:
+                cpp += [a, args[i + 1]]
+            i += 2
+            continue
+        if a.startswith(_CPP_PREFIX) and not a.startswith(("-MF", "-MT", "-MQ")):
+            cpp.append(a)
+        i += 1
+    return c.sources, cpp, c.out, c.compile_only
+
+
+def parse_compile(argv: list[str]) -> Compile:
     n = 1
     while n < len(argv) and os.path.basename(argv[n - 1]) in _WRAPPERS and not argv[n].startswith("-"):
         n += 1
@@ -173,7 +195,7 @@ def run_cc(argv: list[str]) -> int:
         argv = argv[1:]
     if not argv:
         raise PvError("pvpass cc: expected a compiler command after '--'")
-    c = parse(argv)
+    c = parse_compile(argv)
     for w in c.compiler:
         tools.which(w)
     if not c.compile_only:

@@ -11,7 +11,7 @@ import pytest
 from pvpass import table
 from pvpass.arch import get_arch
 from pvpass.diag import PvError
-from pvpass.driver import parse
+from pvpass.driver import parse_compile as parse
 from pvpass.frontend.scan import scan
 from pvpass.link.copies import find_copies
 from pvpass.link.elfobj import ElfObject
