@@ -168,7 +168,7 @@ def parse_compile(argv: list[str]) -> Compile:
                 skip = True          # assembler, C++, objects: not for the pass
         i += 1
     c.compile_only = ("-c" in a and not (_NO_LINK_STEP & set(a)) and len(c.sources) == 1
-                      and not skip and c.sources[0] != "-")
+                      and not skip and c.sources[0] != "-" and c.out != "-")
     return c
 
 

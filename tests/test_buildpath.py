@@ -203,6 +203,7 @@ def test_parse_takes_the_compile_apart():
     assert not parse(["gcc", "-c", "a.S"]).compile_only
     assert not parse(["gcc", "-c", "a.c", "b.c"]).compile_only
     assert not parse(["gcc", "-E", "a.c"]).compile_only
+    assert not parse(["gcc", "-c", "a.c", "-o", "-"]).compile_only
     assert parse(["gcc", "-c", "a.c"]).object == "a.o"
     assert parse(["gcc", "-m32", "-c", "a.c"]).arch_name() == "i386"
     assert parse(["gcc", "-c", "a.c", "-o", "o/a.o", "-MD"]).dep_file() == "o/a.d"
