@@ -32,7 +32,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diag import PvError
+from .diag import PvError, ToolMissing
 from . import tools
 
 # Options that take a separate argument.
@@ -199,7 +199,10 @@ def run_cc(argv: list[str]) -> int:
     for w in c.compiler:
         tools.which(w)
     if not c.compile_only:
-        return subprocess.call(argv)
+        try:
+            os.execvp(argv[0], argv)      # nothing for the pass: become the compiler
+        except OSError as e:
+            raise ToolMissing(argv[0], str(e)) from None
     from .buildcache import ResultCache
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
