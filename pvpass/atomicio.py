@@ -15,7 +15,9 @@ def _test_delay() -> None:
         time.sleep(float(delay))
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None,
+                 fsync: bool = True) -> None:
+    """`fsync=False` for cache entries: after a crash a torn one is a miss."""
     path = Path(path)
     if isinstance(data, str):
         data = data.encode()
@@ -29,7 +31,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
             _test_delay()
             f.write(data[half:])
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         elif path.exists():

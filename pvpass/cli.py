@@ -218,12 +218,30 @@ def cmd_table(argv: list[str]) -> int:
     return EXIT_OK
 
 
-@command("cc", "drop-in compiler: compile, then scan and link each object")
+@command("cc", "drop-in compiler: compile, then check or link each object")
 def cmd_cc(argv: list[str]) -> int:
     from .driver import run_cc
-    if argv and argv[0] == "--":
-        argv = argv[1:]
     return run_cc(argv)
+
+
+@command("cache", "the build path's caches: statistics, or clear them")
+def cmd_cache(argv: list[str]) -> int:
+    from .buildcache import cache_root, clear, stats
+    p = _Parser(prog="pvpass cache", description="the build path's caches (PVPASS_CACHE_DIR)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--stats", action="store_true", help="entries, size, hits and misses")
+    g.add_argument("--clear", action="store_true", help="remove every entry")
+    a = p.parse_args(argv)
+    root = cache_root()
+    if root is None:
+        print("pvpass cache: off (PVPASS_CACHE=0)")
+        return EXIT_OK
+    if a.clear:
+        clear(root)
+        return EXIT_OK
+    for k, v in stats(root).items():
+        print(f"{k:<15} {v}")
+    return EXIT_OK
 
 
 @command("ldscript", "print the linker-script fragment for the final link")
@@ -231,8 +249,10 @@ def cmd_ldscript(argv: list[str]) -> int:
     from importlib import resources
     p = _base("ldscript", "print the linker-script fragment for the final link")
     p.add_argument("--path", action="store_true", help="print its path instead")
+    p.add_argument("--records", action="store_true",
+                   help="only the patch records (the program's script places .parainstructions)")
     a = p.parse_args(argv)
-    f = resources.files("pvpass") / "runtime" / "pvpass.ld"
+    f = resources.files("pvpass") / "runtime" / ("pvpass-records.ld" if a.records else "pvpass.ld")
     sys.stdout.write(f"{f}\n" if a.path else f.read_text())
     return EXIT_OK
 

@@ -1,94 +1,349 @@
-"""`pvpass cc -- gcc ARGS...`: a drop-in compiler. Runs the compiler as asked;
-for each `-c` compile of a C source it runs the front end with the same
-preprocessor flags and the link step on the object, in place. Anything else
-(linking, -E, -S, -M/-MM) passes through untouched."""
+"""`pvpass cc -- gcc ARGS...`: a drop-in compiler.
+
+The compiler runs exactly as asked (its object, warnings, debug info and
+dependency files are its own), then each `-c` compile of one C source gets
+only the work it needs:
+
+- a hit in the result cache (pvpass/buildcache.py): the recorded sections
+  are added to the fresh object; no preprocessing, no analysis;
+- an object with a compiler-made table (kernel dialect): an object-only
+  check of each entry (pvpass/link/tablecheck.py); nothing is added unless
+  `--records` / PVPASS_RECORDS names backends whose patch records to add;
+- an object with no relocated `call *` (no site can be there): nothing;
+- otherwise the source is preprocessed with the user's own flags (no extra
+  defines or include paths; dependency outputs stripped so the compiler's
+  are not overwritten), analysed, and the link step merges the table and
+  stubs in; the result is cached.
+
+Why not preprocess once and compile the `.i` (`-fpreprocessed`): gcc then
+loses -Wmisleading-indentation and the "in expansion of macro" notes, moves
+some warning columns, and with -g writes other DW_AT_decl_column values
+(tests/test_buildpath.py shows both), so the object and the diagnostics
+would no longer be those of the build as written.
+
+Anything else (linking, -E, -S, -M/-MM, several sources, assembler input)
+passes through untouched."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arch import get_arch, host_arch_name
-from .diag import PvError
+from .diag import PvError, ToolMissing
 from . import tools
 
-# Options that take a separate argument, and which of them matter to cpp.
+# Options that take a separate argument.
 _WITH_ARG = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote",
              "-idirafter", "-MF", "-MT", "-MQ", "-x", "-Xlinker", "-Xassembler",
-             "-Xpreprocessor", "-L", "-l", "-T", "--param", "-aux-info"}
+             "-Xpreprocessor", "-L", "-l", "-T", "--param", "-aux-info", "-iprefix",
+             "-iwithprefix", "-iwithprefixbefore", "-isysroot", "-imultilib", "-dumpdir",
+             "-dumpbase", "-dumpbase-ext"}
+_NO_LINK_STEP = {"-E", "-S", "-M", "-MM", "-fsyntax-only"}
+# Dropped from the preprocessor run: what names or writes the output and
+# dependency files (the compiler run writes those).
+_DROP_WITH_ARG = {"-o", "-MF", "-MT", "-MQ", "-dumpdir", "-dumpbase", "-dumpbase-ext", "-aux-info"}
+_DROP = {"-c", "-MD", "-MMD", "-MP", "-MG", "-pipe"}
+_WRAPPERS = {"ccache", "distcc", "icecc", "sccache", "buildcache"}
+_LANG_C = ("c", "cpp-output")
+
+
+@dataclass
+class Compile:
+    """One compiler command, taken apart."""
+    compiler: list[str]          # e.g. ["ccache", "gcc"]
+    args: list[str]
+    sources: list[str] = field(default_factory=list)
+    out: str | None = None
+    compile_only: bool = False
+
+    @property
+    def object(self) -> str:
+        return self.out or Path(self.sources[0]).with_suffix(".o").name
+
+    @property
+    def real_compiler(self) -> str:
+        return self.compiler[-1]
+
+    def arch_name(self) -> str:
+        from .arch import host_arch_name
+        m = [a for a in self.args if a in ("-m32", "-m64", "-mx32")]
+        return {"-m32": "i386", "-m64": "x86_64"}.get(m[-1] if m else "", host_arch_name())
+
+    def cpp_argv(self) -> list[str]:
+        """The preprocessor run: the user's flags, minus outputs and dependency files."""
+        out, i, a = [self.real_compiler, "-E"], 0, self.args
+        while i < len(a):
+            x = a[i]
+            if x in _DROP_WITH_ARG:
+                i += 2
+                continue
+            if not (x in _DROP or x.startswith(("-Wp,-M", "-MF", "-MT", "-MQ", "-save-temps"))):
+                out.append(x)
+            i += 1
+        return out
+
+    def dep_file(self) -> str | None:
+        """The dependency file the compile writes, if it lists every file the
+        compile read (-MD; -MMD leaves out system headers, so only with
+        -nostdinc and no -isystem, as in the kernel)."""
+        path, full = None, False
+        for i, x in enumerate(self.args):
+            if x.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+                path, full = x.split(",", 2)[2], x.startswith("-Wp,-MD,")
+            elif x in ("-MD", "-MMD"):
+                full = x == "-MD"
+                path = path or str(Path(self.object).with_suffix(".d"))
+            elif x == "-MF" and i + 1 < len(self.args):
+                path = self.args[i + 1]
+        if path is None:
+            return None
+        if not full and ("-nostdinc" not in self.args
+                         or any(a.startswith("-isystem") for a in self.args)):
+            return None
+        return path
+
+    def cache_args(self) -> list[str]:
+        """The flags that decide the result: all but the names of the object
+        and of the dependency file."""
+        out, i = [], 0
+        while i < len(self.args):
+            if self.args[i] in ("-o", "-MF", "-MT", "-MQ"):
+                i += 2
+                continue
+            if not self.args[i].startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+                out.append(self.args[i])
+            i += 1
+        return out
+
+
 _CPP_WITH_ARG = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter"}
 _CPP_PREFIX = ("-I", "-D", "-U", "-std=", "-m", "-f", "-O", "--sysroot", "-nostdinc", "-iprefix")
-_NO_LINK_STEP = {"-E", "-S", "-M", "-MM"}
 
 
 def parse(args: list[str]) -> tuple[list[str], list[str], str | None, bool]:
-    """(C sources, cpp flags, -o output, is a compile-only run)."""
-    sources, cpp, out = [], [], None
-    compile_only = "-c" in args and not (_NO_LINK_STEP & set(args))
-    i = 0
+    """For lint's compile database: (C sources, the flags that matter to the
+    preprocessor, -o output, is a compile-only run) of a command's arguments."""
+    c = parse_compile(["cc", *args])
+    cpp, i = [], 0
     while i < len(args):
         a = args[i]
         if a in _WITH_ARG and i + 1 < len(args):
-            if a == "-o":
-                out = args[i + 1]
-            elif a in _CPP_WITH_ARG:
+            if a in _CPP_WITH_ARG:
                 cpp += [a, args[i + 1]]
             i += 2
             continue
         if a.startswith(_CPP_PREFIX) and not a.startswith(("-MF", "-MT", "-MQ")):
             cpp.append(a)
-        elif not a.startswith("-") and a.endswith((".c", ".i")):
-            sources.append(a)
         i += 1
-    return sources, cpp, out, compile_only
+    return c.sources, cpp, c.out, c.compile_only
+
+
+def parse_compile(argv: list[str]) -> Compile:
+    n = 1
+    while n < len(argv) and os.path.basename(argv[n - 1]) in _WRAPPERS and not argv[n].startswith("-"):
+        n += 1
+    c = Compile(argv[:n], argv[n:])
+    lang = None
+    skip = False
+    i = 0
+    a = c.args
+    while i < len(a):
+        x = a[i]
+        if x in _WITH_ARG and i + 1 < len(a):
+            if x == "-o":
+                c.out = a[i + 1]
+            elif x == "-x":
+                lang = a[i + 1]
+            i += 2
+            continue
+        if x.startswith("-x") and len(x) > 2:
+            lang = x[2:]
+        elif not x.startswith("-") or x == "-":
+            if lang in _LANG_C or (lang is None and x.endswith((".c", ".i"))):
+                c.sources.append(x)
+            else:
+                skip = True          # assembler, C++, objects: not for the pass
+        i += 1
+    c.compile_only = ("-c" in a and not (_NO_LINK_STEP & set(a)) and len(c.sources) == 1
+                      and not skip and c.sources[0] != "-" and c.out != "-")
+    return c
+
+
+def _records_option(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]:
+    """`--records B,C` (or PVPASS_RECORDS): the backends whose patch records
+    to add to kernel-dialect objects; pvpass-dialect objects get native and
+    their own backends unless it is given."""
+    records = os.environ.get("PVPASS_RECORDS")
+    while argv and argv[0].startswith("--records"):
+        if argv[0] == "--records" and len(argv) > 1:
+            records, argv = argv[1], argv[2:]
+        elif argv[0].startswith("--records="):
+            records, argv = argv[0].split("=", 1)[1], argv[1:]
+        else:
+            raise PvError("pvpass cc: --records takes a comma-separated list of backends")
+    if records is None:
+        return None, argv
+    return tuple(sorted({r.strip() for r in records.split(",") if r.strip() and r.strip() != "none"})), argv
 
 
 def run_cc(argv: list[str]) -> int:
+    records, argv = _records_option(argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
     if not argv:
         raise PvError("pvpass cc: expected a compiler command after '--'")
-    compiler, args = argv[0], argv[1:]
-    tools.which(compiler)
-    sources, cpp, out, compile_only = parse(args)
-    # The compiler and the front end do not depend on each other: scan while
-    # gcc compiles, so a build waits only for the link step.
-    proc = subprocess.Popen([compiler, *args])
-    scans = {}
-    if compile_only:
-        arch = get_arch("i386" if "-m32" in args else ("x86_64" if "-m64" in args else host_arch_name()))
-        for src in sources:
-            try:
-                scans[src] = _scan(src, arch, cpp)
-            except PvError as e:
-                scans[src] = e
-    rc = proc.wait()
-    if rc != 0:
-        return rc            # the compiler's diagnostics were the ones that mattered
-    for src, res in scans.items():
-        obj = out if (out and len(sources) == 1) else Path(src).with_suffix(".o").name
+    c = parse_compile(argv)
+    for w in c.compiler:
+        tools.which(w)
+    if not c.compile_only:
         try:
-            if isinstance(res, PvError):
-                raise res
-            _link_one(res, obj)
-        except PvError:
-            _remove(obj)            # like a failed compile: no object
-            raise
+            os.execvp(argv[0], argv)      # nothing for the pass: become the compiler
+        except OSError as e:
+            raise ToolMissing(argv[0], str(e)) from None
+    from .buildcache import ResultCache
+    cache = ResultCache()
+    key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
+                    f"records={records}") if cache.dir else None
+    hit = cache.get(key) if key else None
+    rc = subprocess.call(argv)
+    if rc != 0:
+        return rc                # the compiler's diagnostics were the ones that mattered
+    try:
+        data = _read(c.object)
+        if hit is not None and hit["object"] == _sha(data):
+            try:
+                _apply(c.object, data, hit["value"])
+                return 0
+            except Exception:    # the entry is untrusted data: failing to apply it is a miss
+                pass
+        found = _analyse(c, data, records)
+        if found is not None and key:
+            value, headers = found
+            from .buildcache import headers_of
+            cache.put(key, headers_of(headers), _sha(data), value)
+    except PvError:
+        _remove(c.object)        # like a failed compile: no object
+        raise
     return 0
 
 
-def _scan(src: str, arch, cpp: list[str]):
-    from .frontend.scan import scan
-    return scan(src, arch, cpp)
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise PvError(f"{path}: {e.strerror}") from None
 
 
-def _link_one(res, obj: str) -> None:
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | None:
+    """Do what this object needs. Returns (what was added, the headers the
+    analysis read) when worth caching, else None."""
+    from .link.elfobj import ElfObject
+    from .link.tablecheck import check_table, may_hold_sites
+    from . import table
+    obj = ElfObject(c.object, data)
+    kernel = obj.section(table.SECTION) is not None
+    if kernel and not records:
+        check_table(obj)         # object-only: needs neither the source nor the preprocessor
+        deps = _dep_files(c)
+        return (None, deps) if deps else None
+    if not kernel and not may_hold_sites(obj):
+        return None              # no relocated `call *`: no site can be here
+    pp = _preprocess(c)
+    headers = _line_marker_files(pp.text)
+    if not kernel and "pvpass" not in pp.text:
+        return None, headers     # no annotation: the relocated `call *` is no site
+    from .arch import get_arch
+    from .frontend.scan import scan_pp
+    res = scan_pp(pp, get_arch(c.arch_name()), c.cache_args())
+    if not res.inventory.sites:
+        if kernel:
+            check_table(obj)     # the source shows no site: the object's table still holds
+        return None, headers
+    from .link.step import plan_link
+    plan = plan_link(obj, res, records=records if records is not None or kernel else None)
+    value = _plan_json(plan) if plan.sections else None
+    _apply(c.object, data, value, obj)
+    return value, headers
+
+
+def _preprocess(c: Compile):
+    from .frontend.pptext import PPText
+    src = c.sources[0]
+    if src.endswith(".i") and "-x" not in c.args:
+        return PPText(_read(src).decode(errors="replace"), src)
+    r = tools.run(c.cpp_argv(), check=False)
+    if r.returncode != 0:
+        raise PvError(f"{src}: preprocessing for pvpass failed though the compile succeeded:\n"
+                      + r.stderr.decode(errors="replace").strip())
+    return PPText(r.stdout.decode(errors="replace"), src)
+
+
+def _dep_files(c: Compile) -> list[str] | None:
+    """The files the compile's own dependency file lists (make syntax: the
+    first rule; backslash-newline continues, backslash-space escapes)."""
+    path = c.dep_file()
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(errors="surrogateescape")
+    except OSError:
+        return None
+    rule = text.replace("\\\n", " ").split("\n", 1)[0]
+    _, sep, deps = rule.partition(": ")
+    if not sep:
+        return None
+    names = [n.replace("\\ ", " ").replace("$$", "$") for n in re.split(r"(?<!\\)\s+", deps) if n]
+    return names or None
+
+
+_MARKER = re.compile(r'^# \d+ "((?:[^"\\\n]|\\.)*)"', re.M)
+
+
+def _line_marker_files(text: str) -> list[str]:
+    """Every file the preprocessed text came from (its line markers)."""
+    names = set(_MARKER.findall(text))
+    return sorted(n.replace('\\"', '"').replace("\\\\", "\\") for n in names)
+
+
+def _plan_json(plan) -> dict:
+    def sec(s):
+        return {"name": s.name, "flags": s.flags, "align": s.align, "data": s.data.hex(),
+                "type": s.type, "entsize": s.entsize,
+                "relocs": [[r.offset, r.type, r.target.section, r.target.symbol, r.addend]
+                           for r in s.relocs]}
+    return {"sections": [sec(s) for s in plan.sections],
+            "symbols": [[s.name, s.section, s.value, s.size, s.kind] for s in plan.symbols]}
+
+
+def _plan_from_json(v: dict):
+    """The recorded sections and symbols; ValueError/TypeError/KeyError on a
+    wrong shape (the caller treats it as a miss)."""
+    from .link.elfwrite import NewReloc, NewSection, NewSymbol, SymRef
+    secs = [NewSection(str(s["name"]), int(s["flags"]), int(s["align"]), bytes.fromhex(s["data"]),
+                       [NewReloc(int(o), int(t), SymRef(sn, sy), int(ad)) for o, t, sn, sy, ad in s["relocs"]],
+                       int(s["type"]), int(s["entsize"])) for s in v["sections"]]
+    syms = [NewSymbol(str(n), str(s), int(val), int(sz), int(k)) for n, s, val, sz, k in v["symbols"]]
+    return secs, syms
+
+
+def _apply(path: str, data: bytes, value, obj=None) -> None:
+    """Add the recorded sections to the compiler's object (None: nothing)."""
+    if value is None:
+        return
     from .atomicio import write_atomic
     from .link.elfobj import ElfObject
-    from .link.step import link_object
-    if not res.inventory.sites:
-        return
-    result = link_object(ElfObject.read(obj), res)
-    if result.changed:
-        write_atomic(obj, result.data)
+    from .link.elfwrite import add_sections
+    secs, syms = _plan_from_json(value)
+    # no fsync: the compiler does not sync the objects of a build either
+    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms), fsync=False)
 
 
 def _remove(path: str) -> None:

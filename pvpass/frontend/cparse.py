@@ -8,18 +8,14 @@ pycparser's coordinates and our own text offsets agree.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pycparser import c_ast
 from pycparser.c_parser import ParseError
 from pycparserext.ext_c_parser import Asm
 
-from .. import __version__
+from ..parsecache import parse_cache
 from ..diag import Loc, PvError
 
 from .asmstmt import AsmStmt, blank_spans, find_asm
@@ -144,61 +140,6 @@ def _pad(rep: str, orig: str) -> str:
     return body + "\n" * nl
 
 
-class ParseCache:
-    """Parsed chunks kept on disk across runs. The same header chunk (same
-    text, same place in the same file, same typedef names in scope) parses
-    to the same AST in every translation unit of a build, so after the first
-    TU the headers cost a file read. PVPASS_CACHE=0 turns it off;
-    PVPASS_CACHE_DIR moves it (default: $XDG_CACHE_HOME/pvpass)."""
-
-    def __init__(self) -> None:
-        self.dir: Path | None = None
-        if os.environ.get("PVPASS_CACHE", "1") != "0":
-            base = os.environ.get("PVPASS_CACHE_DIR") or os.path.join(
-                os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pvpass")
-            self.dir = Path(base) / f"chunks-{__version__}-{_PYCPARSER}"
-
-    def key(self, text: str, loc: Loc, typedefs: frozenset[str]) -> str:
-        used = sorted(set(_IDENTS.findall(text)) & typedefs)
-        h = hashlib.sha256()
-        for part in (text, loc.file, str(loc.line), str(loc.col), " ".join(used)):
-            h.update(part.encode(errors="surrogateescape"))
-            h.update(b"\0")
-        return h.hexdigest()
-
-    def get(self, key: str):
-        if self.dir is None:
-            return None
-        try:
-            with open(self.dir / key[:2] / key, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError):
-            return None
-
-    def put(self, key: str, value) -> None:
-        if self.dir is None:
-            return
-        try:
-            d = self.dir / key[:2]
-            d.mkdir(parents=True, exist_ok=True)
-            from ..atomicio import write_atomic
-            write_atomic(d / key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass            # a cache that cannot be written is no cache
-
-
-_IDENTS = re.compile(r'[A-Za-z_]\w*')
-_PYCPARSER = "pycparser3.0"
-_cache = None
-
-
-def parse_cache() -> ParseCache:
-    global _cache
-    if _cache is None:
-        _cache = ParseCache()
-    return _cache
-
-
 class ChunkParser:
     """Parses chunks of one TU on demand, each once."""
 
@@ -234,7 +175,7 @@ class ChunkParser:
         blanks += [(a.start, a.end) for a in attrs]
         loc = self.pp.loc(chunk.start)
         cache = parse_cache()
-        key = cache.key(text, loc, self._typedefs)
+        key = cache.key(text, loc.file, loc.line, loc.col, self._typedefs)
         hit = cache.get(key)
         if hit is not None:
             ast, line_index = hit
@@ -243,10 +184,7 @@ class ChunkParser:
         head = f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
         ast = self._pycparse(head + ptext, loc, chunk.start, text)
         pc = ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
-        try:
-            cache.put(key, (ast, pc.line_index))
-        except RecursionError:
-            pass                # too deep to keep: parsed again next time
+        cache.put(key, ast, pc.line_index)     # too deep to keep: not kept
         return pc
 
     def _pycparse(self, text: str, loc: Loc, start: int, orig: str) -> c_ast.FileAST:

@@ -13,12 +13,16 @@ import bisect
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import capstone
 
-from ..frontend.sites import SiteSource
-from ..emit.patches import Patch, decide
-from ..model import Inventory, Site
 from .elfobj import ElfObject, Reloc
+
+if TYPE_CHECKING:        # the build path's object-only check needs neither
+    from ..emit.patches import Patch
+    from ..frontend.sites import SiteSource
+    from ..model import Inventory, Site
 
 SHF_EXECINSTR = 4
 _PCREL = {"R_X86_64_PC32", "R_X86_64_PLT32", "R_386_PC32"}
@@ -134,6 +138,7 @@ def copy_site(arch, inv: Inventory, c: Copy) -> Site:
 
 def copy_patch(arch, inv: Inventory, c: Copy, backend) -> Patch:
     """What one copy becomes for one backend (raises PatchError)."""
+    from ..emit.patches import decide
     site = copy_site(arch, inv, c)
     ops = inv.ops_struct_for(site.ops_object)
     return decide(arch, site, ops.op(site.op) if ops else None, backend)

@@ -33,10 +33,32 @@ class LinkResult:
     data: bytes
     copies: list[Copy]
     changed: bool
-    table_from: str        # "pvpass" | "compiler" | "existing"
+    table_from: str        # "pvpass" | "compiler" | "existing" | "none"
 
 
-def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkResult:
+@dataclass
+class LinkPlan:
+    """What the link step adds to one object: new sections and symbols (empty:
+    the object stays as the compiler wrote it)."""
+    copies: list[Copy]
+    sections: list[NewSection]
+    symbols: list[NewSymbol]
+    table_from: str
+
+
+def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False,
+                records: tuple[str, ...] | None = None) -> LinkResult:
+    plan = plan_link(obj, res, builtin, records)
+    if not plan.sections:
+        return LinkResult(obj.data, plan.copies, False, plan.table_from)
+    return LinkResult(add_sections(obj, plan.sections, plan.symbols), plan.copies, True, plan.table_from)
+
+
+def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
+              records: tuple[str, ...] | None = None) -> LinkPlan:
+    """`records` names the backends whose patch records to add (None: native,
+    the source's own, and c-calls with `builtin`; (): none, so a compiler-made
+    table leaves the object untouched)."""
     arch = obj.arch
     inv = res.inventory
     if not inv.sites:
@@ -54,13 +76,16 @@ def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkR
     if existing:
         _check_agrees(obj, existing, copies, res)
     if obj.section(table.PATCH_SECTION) is not None:
-        return LinkResult(obj.data, copies, False, "existing")     # already linked
+        return LinkPlan(copies, [], [], "existing")     # already linked
+    if not copies and not existing:
+        return LinkPlan(copies, [], [], "none")         # no site copy: nothing to add
     sections = []
     if not existing:
         sections.append(_table_section(arch, copies))
-    stubs, syms = _stub_sections(arch, res, copies, builtin)
-    return LinkResult(add_sections(obj, sections + stubs, syms), copies, True,
-                      "compiler" if existing else "pvpass")
+    elif records == ():
+        return LinkPlan(copies, [], [], "compiler")
+    stubs, syms = _stub_sections(arch, res, copies, builtin, records)
+    return LinkPlan(copies, sections + stubs, syms, "compiler" if existing else "pvpass")
 
 
 def _refuse_i386_pic(obj: ElfObject, inv) -> None:
@@ -129,16 +154,19 @@ def _table_section(arch: Arch, copies: list[Copy]) -> NewSection:
     return NewSection(table.SECTION, SHF_ALLOC, arch.ptr_size, data, relocs)
 
 
-def link_backends(arch: Arch, inv, builtin: bool) -> list[Backend]:
+def link_backends(arch: Arch, inv, builtin: bool, records: tuple[str, ...] | None = None) -> list[Backend]:
     """The native inline set needs no symbols, so it is always recorded;
-    c-calls only on request (its c_calls_* functions are the user's)."""
+    c-calls only on request (its c_calls_* functions are the user's).
+    `records`, when given, names exactly the backends to record."""
+    if records is not None:
+        return [b for b in all_backends(arch, inv, True) if b.name in records]
     return all_backends(arch, inv, True if builtin else ("native",))
 
 
-def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy],
-                   builtin: bool) -> tuple[list[NewSection], list[NewSymbol]]:
+def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: bool,
+                   records: tuple[str, ...] | None) -> tuple[list[NewSection], list[NewSymbol]]:
     inv = res.inventory
-    backends = link_backends(arch, inv, builtin)
+    backends = link_backends(arch, inv, builtin, records)
     strings = bytearray()
     name_off: dict[str, int] = {}
     code = bytearray()
@@ -185,6 +213,8 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy],
                                            SymRef(section=TRAMP_SECTION), tramps[t.name][0]))
             elif p.call_target is not None:
                 rec_relocs.append(NewReloc(base + 2 * P, R_ABS[arch.name], SymRef(symbol=p.call_target), 0))
+    if not recs:
+        return [], []          # no backend needs a record: add nothing
     out = [NewSection(table.PATCH_SECTION, SHF_ALLOC, P, bytes(recs), rec_relocs),
            NewSection(table.CODE_SECTION, SHF_ALLOC, 1, bytes(code)),
            NewSection(table.STRINGS_SECTION, SHF_ALLOC | SHF_MERGE | SHF_STRINGS, 1, bytes(strings),

@@ -1,47 +1,55 @@
 #!/usr/bin/env bash
-# Prepare real preprocessed Linux 6.1 x86-64 translation units that contain
-# paravirt sites (x86_64 defconfig + PARAVIRT_XXL + XEN_PV), for
-# tests/bench/scan_vs_gcc.py and the opt-in kernel tests. Heavy: run by hand.
+# Prepare real Linux 6.1 x86-64 translation units that contain paravirt
+# sites (x86_64 defconfig + PARAVIRT_XXL + XEN_PV), for tests/bench/*.py and
+# the opt-in kernel tests. Heavy: run by hand.
 #
 #   tests/bench/kernel_tus.sh [WORKDIR]      (default: out/kernel)
 #
-# Leaves WORKDIR/tus/*.i, plus WORKDIR/tus/*.flags with the gcc flags that
-# compile each .i as the kernel build would.
+# The source tree WORKDIR/linux-source-6.1 stays clean: the build is out of
+# tree (make O=WORKDIR/build-x86_64), so other configs can share the source.
+# Leaves WORKDIR/tus/NAME.i and NAME.flags (gcc flags that compile the .i as
+# the kernel build would), and NAME.cmd: the kernel's own compile command of
+# the .c, run from WORKDIR/build-x86_64 (first line: that directory).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$here/out/kernel}
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 cd "$work"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if [ ! -f /usr/src/linux-source-6.1.tar.xz ]; then
-  $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q linux-source-6.1 >/dev/null
-fi
+missing=""
+dpkg -s linux-source-6.1 >/dev/null 2>&1 || missing="linux-source-6.1"
 for pkg in flex bison bc libelf-dev libssl-dev cpio; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="${missing:-} $pkg"
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
-if [ -n "${missing:-}" ]; then
+if [ -n "$missing" ]; then
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
 fi
 [ -d linux-source-6.1 ] || tar xJf /usr/src/linux-source-6.1.tar.xz
-cd linux-source-6.1
-if [ ! -f .config ]; then
-  make -s x86_64_defconfig
-  ./scripts/config -e HYPERVISOR_GUEST -e PARAVIRT -e PARAVIRT_XXL -e XEN -e XEN_PV \
-    -d PARAVIRT_SPINLOCKS -d DEBUG_INFO -d DEBUG_INFO_BTF
-  make -s olddefconfig
+src=$work/linux-source-6.1
+build=$work/build-x86_64
+mkdir -p "$build"
+if [ ! -f "$build/.config" ]; then
+  make -s -C "$src" O="$build" x86_64_defconfig >/dev/null
+  "$src/scripts/config" --file "$build/.config" -e HYPERVISOR_GUEST -e PARAVIRT -e PARAVIRT_XXL \
+    -e XEN -e XEN_PV -d PARAVIRT_SPINLOCKS -d DEBUG_INFO -d DEBUG_INFO_BTF
+  make -s -C "$src" O="$build" olddefconfig >/dev/null
 fi
-make -s -j"$(nproc)" prepare >/dev/null
+make -s -C "$src" O="$build" -j"$(nproc)" prepare >/dev/null
 mkdir -p "$work/tus"
 for tu in arch/x86/kernel/paravirt arch/x86/kernel/process_64 arch/x86/mm/fault \
           kernel/sched/core mm/memory arch/x86/xen/enlighten_pv; do
-  make -s "$tu.i" >/dev/null 2>&1 || { echo "skip $tu" >&2; continue; }
+  make -s -C "$src" O="$build" "$tu.i" "$tu.o" >/dev/null 2>&1 || { echo "skip $tu" >&2; continue; }
   name=$(echo "$tu" | tr / _)
-  cp "$tu.i" "$work/tus/$name.i"
+  cp "$build/$tu.i" "$work/tus/$name.i"
+  d=$(dirname "$tu"); b=$(basename "$tu")
   # the flags kbuild used, minus preprocessing ones, to compile the .i
-  flags=$(sed -n 's/^cmd_.*:= //p' "$(dirname "$tu")/.$(basename "$tu").i.cmd" 2>/dev/null | head -1)
+  flags=$(sed -n 's/^cmd_.*:= //p' "$build/$d/.$b.i.cmd" 2>/dev/null | head -1)
   echo "$flags" | tr ' ' '\n' | grep -E '^-(m|f|O|W|std|g|D__KERNEL__|nostdinc|pipe)' | grep -v '^-Wp,' \
     | tr '\n' ' ' > "$work/tus/$name.flags" || true
+  # the compile command of the .o, without the objtool run kbuild chains to it
+  { echo "$build"; sed -n 's/^cmd_.*:= //p' "$build/$d/.$b.o.cmd" | head -1 | sed 's/ *;.*$//'; } \
+    > "$work/tus/$name.cmd"
 done
 ls -la "$work/tus"

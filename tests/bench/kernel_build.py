@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The whole kernel as the benchmark (run by hand; hours for vmlinux on 2 cores).
+
+    tests/bench/kernel_tus.sh /work/wt/kernel          # source + x86-64 config
+    .venv/bin/python tests/bench/kernel_build.py /work/wt/kernel [TARGET...] [-j N]
+
+TARGETs default to `vmlinux`; give directories (`arch/x86/kernel/ mm/`) for
+a subset. Three out-of-tree builds from clean with reproducible-build
+settings (KBUILD_BUILD_TIMESTAMP/USER/HOST fixed), the config of
+WORKDIR/build-x86_64/.config:
+
+  plain    make -jN CC=gcc
+  cold     make -jN CC="pvpass cc -- gcc"     (empty pvpass cache)
+  warm     make clean, then cold's build again  (the pvpass cache kept)
+
+Prints CPU (user+sys, children included) and wall of each build and the
+ratios, the per-TU CPU ratio distribution (median, 90th percentile, worst
+five; over all TUs and over those whose object holds .parainstructions),
+whether the outputs are byte-identical (vmlinux, else every object), and
+the warning lines of each build log. Each compile is timed by
+tests/bench/timecc (GNU time around the compiler command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PVPASS = Path(sys.executable).with_name("pvpass")
+
+
+def build(src: Path, out: Path, config: Path, targets: list[str], cc: str, jobs: int, env: dict,
+          clean: bool = True) -> tuple[float, float, str]:
+    if clean and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / ".config").exists():
+        shutil.copy(config, out / ".config")
+    make = ["make", "-C", str(src), f"O={out}"]
+    subprocess.run([*make, "olddefconfig"], env=env, check=True, capture_output=True)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run([*make, f"-j{jobs}", f"CC={cc}", *targets], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    log = p.stdout + p.stderr
+    (out.parent / f"{out.name}.log").write_text(log)
+    if p.returncode:
+        sys.exit(f"build in {out} failed:\n{log[-3000:]}")
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall, log
+
+
+def per_tu(log: Path) -> dict[str, float]:
+    """Object -> CPU seconds of its compile (the last one logged)."""
+    out = {}
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].endswith(".o"):
+            out[parts[3]] = float(parts[0]) + float(parts[1])
+    return out
+
+
+def has_table(obj: Path) -> bool:
+    r = subprocess.run(["readelf", "-S", "-W", str(obj)], capture_output=True, text=True)
+    return ".parainstructions" in r.stdout
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("work", type=Path)
+    ap.add_argument("targets", nargs="*", default=["vmlinux"])
+    ap.add_argument("-j", type=int, default=os.cpu_count())
+    ap.add_argument("--keep-plain", action="store_true",
+                    help="reuse the plain build of an earlier run (same targets)")
+    a = ap.parse_args()
+    work = a.work.resolve()
+    src = work / "linux-source-6.1"
+    config = work / "build-x86_64" / ".config"
+    env = dict(os.environ, KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026",
+               KBUILD_BUILD_USER="pvpass", KBUILD_BUILD_HOST="pvpass", KBUILD_BUILD_VERSION="1",
+               PVPASS_CACHE_DIR=str(work / "bench-cache"))
+    shutil.rmtree(work / "bench-cache", ignore_errors=True)
+    timecc = str(HERE / "timecc")
+    runs = {}
+    for name, cc, clean in (("plain", "gcc", True), ("cold", f"{PVPASS} cc -- gcc", True),
+                            ("warm", f"{PVPASS} cc -- gcc", False)):
+        out = work / ("bench-plain" if name == "plain" else "bench-pvpass")
+        log = work / f"bench-{name}.times"
+        saved = work / f"bench-{name}.json"
+        if name == "plain" and a.keep_plain and saved.exists():
+            cpu, wall, text = json.loads(saved.read_text())
+            runs[name] = (cpu, wall, text, per_tu(log))
+            print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  (kept)", flush=True)
+            continue
+        log.unlink(missing_ok=True)
+        e = dict(env, PVPASS_TU_LOG=str(log))
+        if name == "warm":
+            subprocess.run(["make", "-C", str(src), f"O={out}", "clean"], env=e, check=True, capture_output=True)
+        cpu, wall, text = build(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean)
+        runs[name] = (cpu, wall, text, per_tu(log))
+        saved.write_text(json.dumps([cpu, wall, text]))
+        print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
+              f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
+    pc, pw = runs["plain"][:2]
+    for name in ("cold", "warm"):
+        c, w = runs[name][:2]
+        print(f"{name}/plain: CPU {c / pc:.3f}x  wall {w / pw:.3f}x")
+    plain_tus = runs["plain"][3]
+    pvout = work / "bench-pvpass"
+    for name in ("cold", "warm"):
+        tus = runs[name][3]
+        common = [o for o in tus if o in plain_tus and plain_tus[o] > 0]
+        sites = [o for o in common if has_table(pvout / o)]
+        for label, objs in (("all TUs", common), ("TUs with sites", sites)):
+            if not objs:
+                continue
+            ratios = sorted(((tus[o] / plain_tus[o], o) for o in objs), reverse=True)
+            rs = [r for r, _ in ratios]
+            print(f"{name} per-TU CPU ratio, {label} ({len(objs)}): median {statistics.median(rs):.2f}x "
+                  f"p90 {pct(rs, 0.9):.2f}x  worst: " + ", ".join(f"{o} {r:.2f}x" for r, o in ratios[:5]))
+    plain_out = work / "bench-plain"
+    if (plain_out / "vmlinux").exists() and (pvout / "vmlinux").exists():
+        same = (plain_out / "vmlinux").read_bytes() == (pvout / "vmlinux").read_bytes()
+        print(f"vmlinux byte-identical: {same}")
+    else:
+        objs = [p.relative_to(plain_out) for p in plain_out.rglob("*.o")]
+        diff = [str(o) for o in objs if not (pvout / o).exists()
+                or (pvout / o).read_bytes() != (plain_out / o).read_bytes()]
+        print(f"objects byte-identical: {len(objs) - len(diff)} of {len(objs)}"
+              + (f" (differ: {', '.join(diff[:5])})" if diff else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The build path (`pvpass cc`) does only what an object needs, and what it
+produces equals the full analysis (scan + link). gcc is the oracle for what
+a compile writes: objects, warnings and dependency files."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from pvpass import table
+from pvpass.arch import get_arch
+from pvpass.diag import PvError
+from pvpass.driver import parse_compile as parse
+from pvpass.frontend.scan import scan
+from pvpass.link.copies import find_copies
+from pvpass.link.elfobj import ElfObject
+from pvpass.link.tablecheck import check_table, may_hold_sites
+from pvpass.link.tableread import read_entries
+
+from conftest import INCLUDE, TESTDATA, run_pvpass
+
+M = {"i386": "-m32", "x86_64": "-m64"}
+KERNEL = [("kernel/k61.c", "x86_64"), ("kernel/k61.c", "i386"), ("kernel/k2621.c", "i386")]
+
+
+def gcc(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(["gcc", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def cc(tmp, *args, env=None) -> subprocess.CompletedProcess:
+    e = {"PVPASS_CACHE_DIR": str(tmp / "cache")}
+    e.update(env or {})
+    return run_pvpass("cc", "--", "gcc", *args, env=e)
+
+
+@pytest.mark.parametrize("src,arch", KERNEL)
+def test_kernel_dialect_object_is_gccs(tmp, src, arch):
+    """A compiler-made table is checked and nothing is added: the object,
+    the warnings and the dependency file are byte for byte gcc's."""
+    flags = [M[arch], "-O2", "-g", "-Wall", "-Wextra", "-fno-pie", "-c", str(TESTDATA / src)]
+    g = gcc(*flags, "-o", str(tmp / "g.o"), "-MD", "-MF", str(tmp / "g.d"))
+    p = cc(tmp, *flags, "-o", str(tmp / "p.o"), "-MD", "-MF", str(tmp / "p.d"))
+    assert g.returncode == p.returncode == 0, p.stderr
+    assert (tmp / "g.o").read_bytes() == (tmp / "p.o").read_bytes()
+    assert g.stderr == p.stderr
+    assert (tmp / "g.d").read_text().replace("g.o", "p.o") == (tmp / "p.d").read_text()
+    # the dependency file lists what the compile read: the next one is a hit
+    p = cc(tmp, *flags, "-o", str(tmp / "q.o"), "-MD", "-MF", str(tmp / "q.d"))
+    assert p.returncode == 0 and (tmp / "q.o").read_bytes() == (tmp / "g.o").read_bytes()
+    st = run_pvpass("cache", "--stats", env={"PVPASS_CACHE_DIR": str(tmp / "cache")}).stdout
+    assert "hits            1" in st, st
+
+
+@pytest.mark.parametrize("src,arch", KERNEL)
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_object_check_equals_full_analysis(tmp, src, arch, opt):
+    """What the object-only check accepts is what the full analysis finds:
+    every copy of every site, with the type, length and clobbers the source
+    says."""
+    obj = tmp / "k.o"
+    flags = [opt, "-fno-pie"]
+    assert gcc(M[arch], *flags, "-c", str(TESTDATA / src), "-o", str(obj)).returncode == 0
+    o = ElfObject.read(str(obj))
+    checked = check_table(o)
+    res = scan(str(TESTDATA / src), get_arch(arch), flags)
+    copies, strays = find_copies(o, res.inventory, res.sources)
+    assert not strays and checked
+    assert sorted((c.entry.section, c.entry.offset, c.entry.type, c.entry.length, c.entry.clobbers)
+                  for c in checked) == \
+        sorted((c.section, c.offset, c.type, c.length, c.clobbers) for c in copies)
+    for c in checked:   # the op the object calls is the op the source names
+        site = next(s for s in res.inventory.sites if s.type_number == c.entry.type)
+        ops = res.inventory.ops_struct_for(site.ops_object)
+        assert ops.op(site.op).offset == c.offset
+
+
+def _edit_entry(o: ElfObject, i: int, field: int, value: int) -> ElfObject:
+    """A copy of the object with one byte of table entry i changed
+    (field 0: type, 1: length)."""
+    sec = o.section(table.SECTION)
+    data = bytearray(o.data)
+    data[sec["sh_offset"] + i * o.arch.entry_size + o.arch.ptr_size + field] = value
+    return ElfObject(o.path, bytes(data))
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_object_check_refuses_a_wrong_table(tmp, arch):
+    obj = tmp / "k.o"
+    assert gcc(M[arch], "-O2", "-fno-pie", "-c", str(TESTDATA / "kernel/k61.c"), "-o", str(obj)).returncode == 0
+    o = ElfObject.read(str(obj))
+    e = read_entries(o)[0]
+    with pytest.raises(PvError, match=r"entry 0 .*type"):
+        check_table(_edit_entry(o, 0, 0, e.type + 1))
+    with pytest.raises(PvError, match=r"entry 0 .*(boundary|past|no call)"):
+        check_table(_edit_entry(o, 0, 1, e.length - 1))
+    with pytest.raises(PvError, match=r"entry 0 .*(boundary|past|no call)"):
+        check_table(_edit_entry(o, 0, 1, 0))
+
+
+def test_records_on_request_equal_the_link_step(tmp):
+    """--records adds a kernel object the records `pvpass link` writes."""
+    src = str(TESTDATA / "kernel/k61.c")
+    flags = ["-O2", "-fno-pie", "-c", src]
+    assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+    r = run_pvpass("link", str(tmp / "g.o"), "--source", src, "-o", str(tmp / "l.o"), "--", "-O2", "-fno-pie")
+    assert r.returncode == 0, r.stderr
+    r = run_pvpass("cc", "--records", "native", "--", "gcc", *flags, "-o", str(tmp / "p.o"),
+                   env={"PVPASS_CACHE_DIR": str(tmp / "cache")})
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "p.o").read_bytes() == (tmp / "l.o").read_bytes()
+    assert ElfObject.read(str(tmp / "p.o")).section(table.PATCH_SECTION) is not None
+    r = run_pvpass("cc", "--", "gcc", *flags, "-o", str(tmp / "e.o"), env={"PVPASS_RECORDS": "native"})
+    assert r.returncode == 0 and (tmp / "e.o").read_bytes() == (tmp / "l.o").read_bytes()
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_pvpass_dialect_equals_full_analysis(tmp, arch, opt):
+    """Table, patch records and stubs from `pvpass cc` (cold and from the
+    cache) are byte for byte those of gcc + `pvpass link`."""
+    src = str(TESTDATA / "pvpass/sites.c")
+    flags = [M[arch], opt, "-fno-pie", "-I", str(INCLUDE), "-c", src]
+    assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+    r = run_pvpass("link", str(tmp / "g.o"), "--source", src, "-o", str(tmp / "l.o"),
+                   "--", M[arch], opt, "-fno-pie", "-I", str(INCLUDE))
+    assert r.returncode == 0, r.stderr
+    want = (tmp / "l.o").read_bytes()
+    for name in ("cold.o", "warm.o"):
+        r = cc(tmp, *flags, "-o", str(tmp / name))
+        assert r.returncode == 0, r.stderr
+        assert (tmp / name).read_bytes() == want, name
+
+
+def test_no_site_copy_leaves_the_object_alone(tmp):
+    """Sites only in static inline functions nobody calls: gcc emits no copy,
+    so the object stays gcc's (as init/version.o in a kernel build)."""
+    src = tmp / "unused.c"
+    src.write_text(f'#include "{TESTDATA / "pvpass/ops.h"}"\n'
+                   "static inline void io_delay(void) { PV_VCALL0(cpu.io_delay); }\n"
+                   "int plain(int x) { return x * 3; }\n")
+    flags = ["-O2", "-I", str(INCLUDE), "-c", str(src)]
+    assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+    r = cc(tmp, *flags, "-o", str(tmp / "p.o"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "g.o").read_bytes() == (tmp / "p.o").read_bytes()
+
+
+def test_which_objects_may_hold_sites(tmp):
+    src = tmp / "a.c"
+    src.write_text("struct o { void (*f)(void); } ops;\nint g(int x) { return x + 1; }\n"
+                   "void h(void) { ops.f(); ops.f(); }\n")
+    for body, want in (("int g(int x) { return x + 1; }\n", False),
+                       (src.read_text(), True)):
+        src.write_text(body)
+        for arch in M:
+            assert gcc(M[arch], "-O2", "-fno-pie", "-c", str(src), "-o", str(tmp / "a.o")).returncode == 0
+            assert may_hold_sites(ElfObject.read(str(tmp / "a.o"))) is want, (arch, body)
+
+
+def test_analysed_text_is_what_gcc_compiled(tmp):
+    """The preprocessor run has the user's flags and nothing else: its text
+    is the .i gcc itself compiles (-save-temps), and the compile's own
+    dependency file is left alone."""
+    src = str(TESTDATA / "pvpass/sites.c")
+    args = ["-O2", "-DEXTRA=1", "-I", str(INCLUDE), "-Wp,-MMD," + str(tmp / "dep.d"), "-c", src,
+            "-o", str(tmp / "s.o"), "-MD", "-MF", str(tmp / "s.d")]
+    c = parse(["gcc", *args])
+    assert c.compile_only and c.sources == [src]
+    argv = c.cpp_argv()
+    assert "-D__PVPASS__=1" not in argv and str(tmp / "s.o") not in argv
+    mine = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    (tmp / "st").mkdir()
+    assert gcc("-O2", "-DEXTRA=1", "-I", str(INCLUDE), "-save-temps", "-c", src, "-o", "s.o",
+               cwd=tmp / "st").returncode == 0
+    assert (tmp / "st" / "s.i").read_text() == mine
+    before = {p.name for p in tmp.iterdir()}
+    subprocess.run(argv, capture_output=True, check=True)
+    assert {p.name for p in tmp.iterdir()} == before      # no dependency file written
+
+
+def test_why_the_source_is_compiled_as_written(tmp):
+    """gcc on the .i (-fpreprocessed) loses warnings and moves debug info;
+    `pvpass cc` keeps gcc's own diagnostics."""
+    src = tmp / "w.c"
+    src.write_text("#define DECL int unused_in_macro = 3\n"
+                   "int f(int a) {\n  DECL;\n  if (a)\n    a++;\n    a--;\n  return a;\n}\n")
+    flags = ["-O2", "-Wall", "-c"]
+    g = gcc(*flags, str(src), "-o", str(tmp / "g.o"))
+    assert "misleading-indentation" in g.stderr and "in expansion of macro" in g.stderr
+    assert gcc("-E", str(src), "-o", str(tmp / "w.i")).returncode == 0
+    f = gcc(*flags, "-fpreprocessed", str(tmp / "w.i"), "-o", str(tmp / "f.o"))
+    assert "misleading-indentation" not in f.stderr
+    p = cc(tmp, *flags, str(src), "-o", str(tmp / "p.o"))
+    assert p.returncode == 0 and p.stderr == g.stderr
+
+
+def test_parse_takes_the_compile_apart():
+    c = parse(["ccache", "gcc", "-O2", "-c", "-x", "c", "foo.in", "-o", "o/foo.o", "-MF", "x.d"])
+    assert c.compiler == ["ccache", "gcc"] and c.sources == ["foo.in"] and c.object == "o/foo.o"
+    assert c.cache_args() == ["-O2", "-c", "-x", "c", "foo.in"]
+    assert c.cpp_argv() == ["gcc", "-E", "-O2", "-x", "c", "foo.in"]
+    assert not parse(["gcc", "-c", "a.S"]).compile_only
+    assert not parse(["gcc", "-c", "a.c", "b.c"]).compile_only
+    assert not parse(["gcc", "-E", "a.c"]).compile_only
+    assert not parse(["gcc", "-c", "a.c", "-o", "-"]).compile_only
+    assert parse(["gcc", "-c", "a.c"]).object == "a.o"
+    assert parse(["gcc", "-m32", "-c", "a.c"]).arch_name() == "i386"
+    assert parse(["gcc", "-c", "a.c", "-o", "o/a.o", "-MD"]).dep_file() == "o/a.d"
+    assert parse(["gcc", "-c", "a.c", "-MD", "-MF", "x.d"]).dep_file() == "x.d"
+    assert parse(["gcc", "-c", "a.c", "-Wp,-MD,k/.a.o.d"]).dep_file() == "k/.a.o.d"
+    assert parse(["gcc", "-c", "a.c", "-Wp,-MMD,k/.a.o.d"]).dep_file() is None     # no system headers
+    assert parse(["gcc", "-nostdinc", "-c", "a.c", "-Wp,-MMD,k/.a.o.d"]).dep_file() == "k/.a.o.d"
+    assert parse(["gcc", "-c", "a.c"]).dep_file() is None
+
+
+def test_warnings_and_errors_pass_through(tmp):
+    bad = tmp / "bad.c"
+    bad.write_text("int f(void) { return undefined_name; }\n")
+    g = gcc("-c", str(bad), "-o", str(tmp / "g.o"))
+    p = cc(tmp, "-c", str(bad), "-o", str(tmp / "p.o"))
+    assert p.returncode == g.returncode == 1 and p.stderr == g.stderr
+    assert not (tmp / "p.o").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("PVPASS_KERNEL_TUS"), reason="set PVPASS_KERNEL_TUS (tests/bench/kernel_tus.sh)")
+def test_kernel_tus_object_check(tmp):
+    """Opt-in: each real kernel TU's table passes the object-only check and
+    agrees with the full analysis."""
+    from pathlib import Path
+    for tu in sorted(Path(os.environ["PVPASS_KERNEL_TUS"]).glob("*.i")):
+        flags = tu.with_suffix(".flags").read_text().split()
+        obj = tmp / "k.o"
+        assert gcc(*flags, "-c", str(tu), "-o", str(obj)).returncode == 0
+        o = ElfObject.read(str(obj))
+        checked = check_table(o)
+        res = scan(str(tu), get_arch("x86_64"), flags)
+        copies, _ = find_copies(o, res.inventory, res.sources)
+        assert {(c.entry.section, c.entry.offset) for c in checked} == {(c.section, c.offset) for c in copies}
+
+
+def test_records_fragment_places_the_records(tmp):
+    """`pvpass ldscript --records`: a program whose own rules place
+    .parainstructions gets the records bracketed by __pvpass_patches."""
+    src = str(TESTDATA / "kernel/k61.c")
+    r = run_pvpass("cc", "--records", "native", "--", "gcc", "-O2", "-fno-pie", "-c", src, "-o", str(tmp / "k.o"),
+                   env={"PVPASS_CACHE_DIR": str(tmp / "cache")})
+    assert r.returncode == 0, r.stderr
+    ld = run_pvpass("ldscript", "--records", "--path").stdout.strip()
+    assert ".parainstructions" not in open(ld).read().split("*/", 1)[1]
+    g = gcc("-nostdlib", "-no-pie", "-Wl,-e,0", "-Wl,--unresolved-symbols=ignore-all", str(tmp / "k.o"),
+            f"-Wl,-T,{ld}", "-o", str(tmp / "prog"))
+    assert g.returncode == 0, g.stderr
+    nm = subprocess.run(["nm", str(tmp / "prog")], capture_output=True, text=True, check=True).stdout
+    syms = {l.split()[2]: int(l.split()[0], 16) for l in nm.splitlines() if len(l.split()) == 3}
+    size = len(ElfObject.read(str(tmp / "k.o")).section_data(
+        ElfObject.read(str(tmp / "k.o")).section(table.PATCH_SECTION)))
+    assert size and syms["__pvpass_patches_end"] - syms["__pvpass_patches"] == size
+
+
+def test_indirect_calls_without_annotations_leave_the_object_alone(tmp, monkeypatch):
+    """A relocated `call *` makes the build path look at the source; with no
+    annotation there, the object stays gcc's, and the next compile is a hit."""
+    src = tmp / "calls.c"
+    src.write_text("struct o { void (*f)(void); } ops;\nvoid h(void) { ops.f(); ops.f(); }\n")
+    flags = ["-O2", "-fno-pie", "-c", str(src)]
+    assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+    assert may_hold_sites(ElfObject.read(str(tmp / "g.o")))
+    for name in ("a.o", "b.o"):
+        r = cc(tmp, *flags, "-o", str(tmp / name))
+        assert r.returncode == 0, r.stderr
+        assert (tmp / name).read_bytes() == (tmp / "g.o").read_bytes()
+    st = run_pvpass("cache", "--stats", env={"PVPASS_CACHE_DIR": str(tmp / "cache")}).stdout
+    assert "hits            1" in st
