@@ -149,7 +149,13 @@ def _ranges(obj: ElfObject, idx: int, size: int, relocs: list[Reloc]) -> list[tu
         if i < 0 or not funcs[i][0] <= r.offset < funcs[i][1]:
             return [(0, size)]
         out.add(funcs[i])
-    return sorted(out)
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(out):          # overlapping symbols: sweep each byte once
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def _object_spans(obj: ElfObject, names: set[str]) -> dict[str, tuple[str | None, int, int]]:

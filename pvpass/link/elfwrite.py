@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 
 from ..diag import PvError
-from .elfobj import ElfObject
+from .elfobj import ElfObject, SYM_SIZE, _cstr
+
+# Padding the writer may add for section alignment beyond the input's size:
+# an alignment is a power of two (checked on read), and this bounds the rest.
+MAX_PADDING = 16 << 20
 
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP = 1, 2, 3, 4, 8, 9, 17
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, SHF_INFO_LINK = 1, 2, 4, 0x10, 0x20, 0x40
@@ -91,26 +95,30 @@ def _unpack_sym(bits, data, off):
 def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = (),
                  edits: dict[str, Edit] | None = None) -> bytes:
     if not obj.is_relocatable:
-        raise PvError(f"{obj.path}: not a relocatable object (ET_REL)")
+        raise PvError(f"{obj.path}: not a relocatable object (ET_REL): link, patch and show "
+                      f"take the object the compiler wrote, before the final link")
     bits = obj.arch.bits
     rela = bits == 64
-    ehdr = obj.elf.header
+    ehdr = obj.header
+    if ehdr["e_phnum"] or ehdr["e_phoff"]:
+        raise obj.bad(0x2C if bits == 64 else 0x1C, "a relocatable object with program headers")
     old = obj.sections
     nold = len(old)
-    symtab_i = next((i for i, s in enumerate(old) if s["sh_type"] == "SHT_SYMTAB"), None)
-    if symtab_i is None:
+    if obj.symtab is None:
         raise PvError(f"{obj.path}: no symbol table")
     if any(s["sh_type"] == "SHT_SYMTAB_SHNDX" for s in old):
         raise PvError(f"{obj.path}: objects with more than 65280 sections are not supported")
-    symtab = old[symtab_i]
+    symtab = obj.symtab
+    symtab_i = symtab.index
+    obj.symbols                          # checks every symbol
     strtab_i = symtab["sh_link"]
     shstr_i = ehdr["e_shstrndx"]
-    sym_size = 16 if bits == 32 else 24
     sym_data = bytearray(obj.section_data(symtab))
-    syms = [_unpack_sym(bits, sym_data, i) for i in range(0, len(sym_data), sym_size)]
+    syms = [_unpack_sym(bits, sym_data, i) for i in range(0, len(sym_data), SYM_SIZE[bits])]
     first_global = symtab["sh_info"]
     strtab = bytearray(obj.section_data(old[strtab_i]))
-    shstrtab = bytearray(obj.section_data(old[shstr_i]))
+    # one table for symbol and section names (some tools share them): one buffer
+    shstrtab = strtab if shstr_i == strtab_i else bytearray(obj.section_data(old[shstr_i]))
 
     def add_str(tab: bytearray, s: str) -> int:
         b = s.encode() + b"\0"
@@ -210,20 +218,22 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             d[off:off + len(b)] = b
     for i, s in enumerate(old):
         t = s["sh_type"]
-        target_name = old[s["sh_info"]].name if t in ("SHT_REL", "SHT_RELA") and s["sh_info"] < nold else None
-        edit = edits.get(target_name) if target_name else None
-        if (shift or edit) and t in ("SHT_REL", "SHT_RELA") and s["sh_link"] == symtab_i:
-            d = bytearray(obj.section_data(s))
-            ent = s["sh_entsize"] or ((8 if t == "SHT_REL" else 12) if bits == 32 else (16 if t == "SHT_REL" else 24))
+        if t not in ("SHT_REL", "SHT_RELA"):
+            continue
+        if s["sh_link"] != symtab_i:
+            raise obj.bad(s.header_offset, f"{s.name}: relocations against section {s['sh_link']}, "
+                                           f"not the symbol table")
+        edit = edits.get(old[s["sh_info"]].name)
+        if shift or edit:
+            d = obj.section_data(s)
+            ent = s["sh_entsize"]
             keep = bytearray()
-            for off in range(0, len(d), ent):
-                e = bytearray(d[off:off + ent])
+            for k, (r_off, si, rtype, _) in enumerate(obj.rel_entries(s)):
+                e = bytearray(d[k * ent:(k + 1) * ent])
                 if bits == 64:
-                    r_off, info = struct.unpack_from("<QQ", e, 0)
-                    struct.pack_into("<Q", e, 8, (renum(info >> 32) << 32) | (info & 0xFFFFFFFF))
+                    struct.pack_into("<Q", e, 8, (renum(si) << 32) | rtype)
                 else:
-                    r_off, info = struct.unpack_from("<II", e, 0)
-                    struct.pack_into("<I", e, 4, (renum(info >> 8) << 8) | (info & 0xFF))
+                    struct.pack_into("<I", e, 4, (renum(si) << 8) | rtype)
                 if edit and any(a <= r_off < b for a, b in edit.drop):
                     continue
                 keep += e
@@ -275,12 +285,17 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         headers[i][5] = len(d) if d is not None else headers[i][5]
         blobs.append((headers[i], d))
     blobs += new_hdrs
+    padding = 0
     for h, d in blobs[1:]:
         align = max(h[8], 1)
         if d is None:
             h[4] = _align(len(out), align)
             continue
         pad = _align(len(out), align) - len(out)
+        padding += pad
+        if padding > MAX_PADDING + len(obj.data):
+            raise PvError(f"{obj.path}: section alignment {align:#x} would pad the output "
+                          f"past {padding:#x} bytes: refused")
         out += b"\0" * pad
         h[4] = len(out)
         out += d
@@ -301,7 +316,3 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
 def _align(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
-
-def _cstr(tab: bytes, off: int) -> str:
-    end = tab.find(b"\0", off)
-    return tab[off:end if end >= 0 else len(tab)].decode(errors="replace")
