@@ -170,7 +170,7 @@ class ElfObject:
         end = shoff + shnum * SHDR_SIZE[bits]
         if end > len(d):
             raise self.bad(shoff, f"section header table ({shnum} headers) ends at {end:#x}, "
-                                  f"past the end of the file ({len(d):#x})")
+                                  f"past the end of the file ({len(d):#x} bytes): truncated or corrupt")
         if not 0 < h["e_shstrndx"] < shnum:
             raise self.bad(eh_off + 10, f"e_shstrndx {h['e_shstrndx']} is not a section index "
                                         f"(the object has {shnum} sections)")

@@ -13,7 +13,7 @@ from .. import table
 from ..arch import Arch
 from ..diag import PvError
 from ..emit.patches import PatchError
-from ..emit.plan import all_backends
+from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
@@ -50,6 +50,7 @@ def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False) -> LinkR
                       f"through the ops object but matches no annotated site in "
                       f"{res.pp.main_file}{more}")
     _check_missing(obj, res, copies)
+    _check_fits(obj, inv, copies)
     existing = read_entries(obj)
     if existing:
         _check_agrees(obj, existing, copies, res)
@@ -87,6 +88,15 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
         if i not in have and s.function in defined:
             raise PvError(f"{obj.path}: function {s.function} holds no copy of the site at "
                           f"{s.loc} ({s.op}): is the object built from this source with these flags?")
+
+
+def _check_fits(obj: ElfObject, inv, copies: list[Copy]) -> None:
+    """Each copy's type and length must fit the table's one-byte fields."""
+    for c in copies:
+        site = inv.sites[c.site]
+        why = type_unfit(site.op, c.type) or length_unfit(site.op, c.length)
+        if why:
+            raise PvError(f"{obj.path}: {c.section}+{c.offset:#x}: {why} (site {site.loc})")
 
 
 def _check_agrees(obj: ElfObject, existing, copies: list[Copy], res: ScanResult) -> None:
