@@ -189,7 +189,7 @@ class ElfObject:
                 if f["sh_offset"] > len(d) or f["sh_offset"] + f["sh_size"] > len(d):
                     raise self.bad(off, f"{where}: contents [{f['sh_offset']:#x}, "
                                         f"{f['sh_offset'] + f['sh_size']:#x}) past the end of the "
-                                        f"file ({len(d):#x})")
+                                        f"file ({len(d):#x} bytes): truncated or corrupt")
             a = f["sh_addralign"]
             if a & (a - 1) or a > MAX_ALIGN:
                 raise self.bad(off, f"{where}: sh_addralign {a:#x} is not a power of two "
