@@ -309,8 +309,9 @@ def load(meta_path: Path) -> Case:
 
 
 def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | None, seed: int,
-             timeout: float, save_to: Path | None, log=print) -> dict[str, Stats]:
+             timeout: float, save_to: Path | None, log=None) -> dict[str, Stats]:
     """Fuzz each target for `seconds_each` or `inputs_each` inputs."""
+    log = log or (lambda s: print(s, flush=True))
     stats: dict[str, Stats] = {}
     with tempfile.TemporaryDirectory(prefix="pvfuzz-corpus.") as w:
         corpus = Corpus(Path(w))
