@@ -60,6 +60,8 @@ def _rel_sym(data: bytes, value: int) -> bytes:
 CASES = [
     ("addralign-2GB", 0, lambda d: _shdr(d, ".rela.text", "sh_addralign", 0x7FFFFFFF),
      ("link", "table"), "sh_addralign 0x7fffffff is not a power of two"),
+    ("addralign-1GB", 0, lambda d: _shdr(d, ".rela.text", "sh_addralign", 0x40000000),
+     ("link",), "sh_addralign 0x40000000 is over 0x100000"),
     ("nobits-table", 1, lambda d: _shdr(_shdr(d, ".parainstructions", "sh_type", 8),
                                         ".parainstructions", "sh_size", 0x7FFFFFFF0000),
      ("table",), ".parainstructions is SHT_NOBITS"),

@@ -108,9 +108,13 @@ class ElfObject:
         self.arch: Arch = ARCHES[_MACHINES[self.header["e_machine"]]]
         self.bits = self.arch.bits
         self.sections: list[Section] = self._read_sections()
-        self._by_name = {}
+        self._by_name: dict[str, Section] = {}
         for s in self.sections:
-            self._by_name.setdefault(s.name, s)
+            first = self._by_name.setdefault(s.name, s)
+            if first is not s and self.is_relocatable and (s["sh_flags"] & 4 or first["sh_flags"] & 4):
+                # sites, copies and the table name code sections by name
+                raise self.bad(s.header_offset, f"sections {first.index} and {s.index} are both "
+                                                f"named {s.name}, one of them code")
         self._relocs: dict[int, list[Reloc]] = {}
 
     @classmethod
@@ -179,8 +183,8 @@ class ElfObject:
     def _read_sections(self) -> list[Section]:
         h, d, bits = self.header, self.data, self.bits
         shnum, shoff = h["e_shnum"], h["e_shoff"]
-        raw = [(shoff + i * SHDR_SIZE[bits], dict(zip(_SH_KEYS, struct.unpack_from(_SHDR[bits], d, shoff + i * SHDR_SIZE[bits]))))
-               for i in range(shnum)]
+        offs = [shoff + i * SHDR_SIZE[bits] for i in range(shnum)]
+        raw = [(o, dict(zip(_SH_KEYS, struct.unpack_from(_SHDR[bits], d, o)))) for o in offs]
         for i, (off, f) in enumerate(raw):
             if i == 0:
                 continue

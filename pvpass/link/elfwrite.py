@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from ..diag import PvError
 from .elfobj import ElfObject, SYM_SIZE, _cstr
 
-# Padding the writer may add for section alignment beyond the input's size:
-# an alignment is a power of two (checked on read), and this bounds the rest.
+# The file offset of a section with contents is aligned as its sh_addralign
+# says: an alignment over MAX_ALIGN is refused, and the padding in all is
+# bounded by the input's size plus MAX_PADDING (no input makes a huge output).
+MAX_ALIGN = 1 << 20
 MAX_PADDING = 16 << 20
 
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP = 1, 2, 3, 4, 8, 9, 17
@@ -108,6 +110,11 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         raise PvError(f"{obj.path}: no symbol table")
     if any(s["sh_type"] == "SHT_SYMTAB_SHNDX" for s in old):
         raise PvError(f"{obj.path}: objects with more than 65280 sections are not supported")
+    for s in old:
+        if s["sh_type"] not in ("SHT_NOBITS", "SHT_NULL") and s["sh_addralign"] > MAX_ALIGN:
+            raise obj.bad(s.header_offset, f"section {s.index} ({s.name}): sh_addralign "
+                                           f"{s['sh_addralign']:#x} is over {MAX_ALIGN:#x}, the most "
+                                           f"the link step writes")
     symtab = obj.symtab
     symtab_i = symtab.index
     obj.symbols                          # checks every symbol
@@ -137,7 +144,10 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         if s.relocs:
             all_new.append((s, True))
     new_index = {s.name: nold + i for i, (s, is_rel) in enumerate(all_new) if not is_rel}
-    sec_index = {s.name: i for i, s in enumerate(old)}
+    sec_index = {s.name: s.index for s in reversed(old)}       # the first of a name, as obj.section
+    for name in new_index:
+        if name in sec_index:
+            raise PvError(f"{obj.path}: already has a section {name}")
     sec_index.update(new_index)
 
     # local section symbols for every section a new relocation names

@@ -155,8 +155,32 @@ def mutate_c(rng: random.Random, text: str) -> tuple[str, str]:
 def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, str]:
     hows = []
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(["field", "field", "field", "bytes", "truncate"])
-        if kind == "field" and fields:
+        kind = rng.choice(["field", "field", "field", "bytes", "truncate", "shdr", "shdr", "symbol"])
+        shdrs = [f for f in fields if f.name.startswith("shdr[")]
+        if kind == "shdr" and shdrs:
+            # structured: another section's name, a meaningful type, another index
+            f = rng.choice([f for f in shdrs if f.name.rsplit(".", 1)[1] in
+                            ("sh_name", "sh_type", "sh_link", "sh_info", "sh_flags", "sh_size")])
+            nsec = sum(1 for g in shdrs if g.name.endswith(".sh_type"))
+            what = f.name.rsplit(".", 1)[1]
+            v = {"sh_name": lambda: rng.choice([g.value for g in shdrs if g.name.endswith(".sh_name")]),
+                 "sh_type": lambda: rng.choice([1, 2, 3, 4, 8, 9, 17, 18]),
+                 "sh_link": lambda: rng.randrange(nsec + 1),
+                 "sh_info": lambda: rng.randrange(nsec + 1),
+                 "sh_flags": lambda: f.value ^ rng.choice([1, 2, 4, 0x10, 0x20, 0x40, 0x200, 0x400]),
+                 "sh_size": lambda: f.value + rng.choice([-16, -8, -1, 1, 8, 16, 24])}[what]()
+            data = elfmut.set_field(data, f, v)
+            hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "symbol":
+            syms = [f for f in fields if f.name.startswith("sym[") and
+                    f.name.rsplit(".", 1)[1] in ("st_value", "st_size", "st_shndx", "st_info")]
+            if syms:
+                f = rng.choice(syms)
+                v = rng.choice([0, 1, f.value + 1, f.value + 0x40, f.value * 16, 0xFFF1, 0xFFFF, 0x12,
+                                0xA9000045, rng.randrange(64)])
+                data = elfmut.set_field(data, f, v)
+                hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "field" and fields:
             f = rng.choice(fields)
             v = rng.choice(INTERESTING + [f.value + 1, f.value - 1, f.value * 2, f.value + 0x1000,
                                           len(data), len(data) - 1, rng.getrandbits(8 * f.size)])
