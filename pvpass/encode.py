@@ -6,13 +6,19 @@ Keystone quirks worked around in pvpass:
 - it mis-encodes the multi-byte NOP forms (`nopw 0x0(%rax,%rax,1)` comes out
   as 66 0f 18 24 00, a prefetch): NOP padding uses the kernel's byte tables
   (emit/nops.py), checked against GNU as in the tests;
-- it spins forever (no memory growth, no return) on some malformed text: a
-  statement that starts with punctuation (`,`, `)`, `|`, `:`, `=`, ...; also
-  after a label or a prefix such as `lock`), or a directive operand list with
-  an empty or punctuation-led operand (`.byte 1,,2`, `.long ,`). Such text
-  is refused before keystone sees it (`_refuse_hangs`), and every call runs
-  on a worker thread with a time limit as the backstop for shapes not listed
-  (ctypes releases the GIL, so the caller can give up on a stuck engine).
+- it is not safe on hostile text (probed with keystone 0.9.2): it spins
+  forever on a statement that starts with punctuation (`,`, `)`, `|`, `:`,
+  `=`, ...; also after a label or a prefix such as `lock`), on a directive
+  operand list with an empty or punctuation-led operand (`.byte 1,,2`,
+  `.long ,`) and on `% -1`; it dies of SIGFPE on `$0x8000000000000000/-1`
+  and `.balign 1<<28`, of SIGSEGV on a big `.rept`; `.fill`/`.skip`/`.zero`
+  allocate or loop as told, and `.incbin` reads any file. So text is checked
+  first (`_refuse_unsafe`): every statement starts with a mnemonic, a label
+  or a data directive (`.byte` ... `.quad`, nothing else: replacement code
+  is at most 255 bytes), no `/` (a comment character on i386 in GNU as) and
+  no `%` other than a register's. Every call also runs on a worker thread
+  with a time limit, the backstop for shapes not listed (ctypes releases the
+  GIL, so the caller can give up on a stuck engine).
 """
 from __future__ import annotations
 
@@ -65,8 +71,17 @@ def _split_top(s: str) -> list[str]:
     return out
 
 
-def _refuse_hangs(text: str) -> None:
-    """Raise EncodeError for the statement shapes that make keystone spin."""
+_DATA = {".byte", ".short", ".word", ".value", ".2byte", ".long", ".int", ".4byte", ".quad", ".8byte"}
+_BAD_PERCENT = re.compile(r"%(?![A-Za-z])")
+
+
+def _refuse_unsafe(text: str) -> None:
+    """Raise EncodeError for text keystone cannot be trusted with (above)."""
+    if "/" in text:
+        raise EncodeError(f"cannot assemble '{text}': '/' (division, or a comment on i386) "
+                          f"is not accepted")
+    if _BAD_PERCENT.search(text):
+        raise EncodeError(f"cannot assemble '{text}': '%' must start a register name")
     for stmt in re.split(r"[;\n]", text):
         s = stmt
         while True:
@@ -83,6 +98,9 @@ def _refuse_hangs(text: str) -> None:
             if word.lower() in _PREFIXES and rest.strip():
                 s = rest.strip()
                 continue
+            if word.startswith(".") and word.lower() not in _DATA:
+                raise EncodeError(f"cannot assemble '{text}': directive '{word}' is not accepted "
+                                  f"(only data directives: {', '.join(sorted(_DATA))})")
             if word.startswith(".") and rest.strip():
                 for operand in _split_top(rest):
                     o = operand.strip()
@@ -133,7 +151,7 @@ def _asm_guarded(bits: int, text: str, addr: int):
 
 @lru_cache(maxsize=65536)
 def _assemble(bits: int, text: str, addr: int) -> bytes:
-    _refuse_hangs(text)
+    _refuse_unsafe(text)
     try:
         enc, _ = _asm_guarded(bits, text, addr)
     except KsError as e:

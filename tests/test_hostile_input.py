@@ -38,7 +38,11 @@ def test_keystone_hang_shapes_are_refused_and_valid_text_is_not():
     from pvpass.arch import get_arch
     x64 = get_arch("x86_64")
     for text in [",", ", popq %rax", "nop; ,", "lock ,", "1: ,", ")", "|nop", ":", "=",
-                 ".byte ,", ".byte 1,,2", ".long ,", ".byte %", "lock ?"]:
+                 ".byte ,", ".byte 1,,2", ".long ,", ".byte %", "lock ?",
+                 # SIGFPE, SIGSEGV, huge allocations, reading files
+                 "movl $0x8000000000000000/-1, %eax", ".byte (-9223372036854775807-1)% -1",
+                 ".balign 1<<28", ".rept 10000000; nop; .endr", ".fill 0x1000000, 8, 0",
+                 ".skip 0x10000000", '.incbin "/etc/passwd"']:
         with pytest.raises(encode.EncodeError):
             encode.assemble(x64, text)
     gas = {"pushfq; popq %rax": "9c58", "lock incl (%rax)": "f0ff00", ".byte 0x90, 0x90": "9090",
@@ -50,7 +54,7 @@ def test_keystone_hang_shapes_are_refused_and_valid_text_is_not():
 def test_keystone_guard_gives_up_on_a_stuck_engine(monkeypatch):
     from pvpass import encode
     monkeypatch.setattr(encode, "KEYSTONE_TIMEOUT", 0.5)
-    monkeypatch.setattr(encode, "_refuse_hangs", lambda text: None)   # let keystone see it
+    monkeypatch.setattr(encode, "_refuse_unsafe", lambda text: None)   # let keystone see it
     t0 = time.monotonic()
     with pytest.raises(encode.EncodeError, match="did not finish"):
         encode._asm_guarded(64, ",", 0)
