@@ -60,7 +60,9 @@ HOSTILE_TOKENS = [",", "(", ")", "{", "}", ";", '"', "'", "#", "\\", "0x7fffffff
                   "\"\\n\\t" + "nop\\n\\t" * 260 + "\""]
 ANNOTATION_TOKENS = [", ", ",", ")", "(", "clobbers(", "clobbers()", "rax, rax", "xmm0", "eax",
                      "irq.nope", "end", "site", "inline", "target", "nop", "absent", "\\\"",
-                     "callee-save", "lock ", ".byte ,", "1: ", "%%", "$", "0x", "..", "cpu."]
+                     "callee-save", "lock ", ".byte ,", "1: ", "%%", "$", "0x", "..", "cpu.",
+                     ".fill 0x1000000, 8, 0; ", "$0x8000000000000000/-1", "% -1", ".balign 1<<28; ",
+                     ".incbin \\\"/etc/passwd\\\"; ", ".rept 9999999; nop; .endr; ", "movl $1<<63, %eax; "]
 INTERESTING = [0, 1, 2, 3, 4, 7, 8, 0x10, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000,
                0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xA9000045, (1 << 63) - 1, (1 << 64) - 1]
 
@@ -91,6 +93,7 @@ class Stats:
     runs: int = 0
     seconds: float = 0.0
     findings: list[Result] = field(default_factory=list)
+    exits: dict = field(default_factory=dict)       # exit code -> inputs
 
 
 # --- mutators ---------------------------------------------------------------
@@ -353,6 +356,7 @@ def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | 
                 res = run_case(case, timeout)
                 st.inputs += 1
                 st.runs += 1
+                st.exits[res.rc] = st.exits.get(res.rc, 0) + 1
                 if not res.ok:
                     sig = signature(res)
                     if sig not in seen:
@@ -362,5 +366,5 @@ def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | 
                         log(f"FINDING {t}: {res.problem} ({case.how})" + (f" -> {where}" if where else ""))
             st.seconds = time.monotonic() - t0
             log(f"{t}: {st.inputs} inputs, {st.runs} runs, {st.seconds / 60:.1f} min, "
-                f"{len(st.findings)} findings")
+                f"{len(st.findings)} findings, exit codes {dict(sorted(st.exits.items(), key=str))}")
     return stats

@@ -43,9 +43,10 @@ def main() -> int:
         p.error("give --minutes or --inputs")
     stats = harness.campaign(targets, a.minutes * 60 if a.minutes else None, a.inputs, a.seed,
                              a.timeout, None if a.no_save else a.save)
-    print(f"{'target':<8} {'inputs':>7} {'runs':>7} {'minutes':>8} {'findings':>9}")
+    print(f"{'target':<8} {'inputs':>7} {'runs':>7} {'minutes':>8} {'findings':>9}  exit codes 0/1/2/3")
     for t, s in stats.items():
-        print(f"{t:<8} {s.inputs:>7} {s.runs:>7} {s.seconds / 60:>8.1f} {len(s.findings):>9}")
+        ex = "/".join(str(s.exits.get(c, 0)) for c in (0, 1, 2, 3))
+        print(f"{t:<8} {s.inputs:>7} {s.runs:>7} {s.seconds / 60:>8.1f} {len(s.findings):>9}  {ex}")
     return 1 if any(s.findings for s in stats.values()) else 0
 
 
