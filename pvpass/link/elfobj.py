@@ -43,9 +43,10 @@ _R_NAMES = {
                42: "R_X86_64_REX_GOTPCRELX"},
 }
 # bytes a relocation writes, where it is not 4 (psABI tables)
-_R_WIDTH = {"i386": {0: 0, 20: 2, 21: 2, 22: 1, 23: 1},
-            "x86_64": {0: 0, 1: 8, 12: 2, 13: 2, 14: 1, 15: 1, 16: 8, 17: 8, 18: 8, 24: 8, 25: 8,
-                       26: 8, 27: 8, 29: 8, 30: 8, 33: 8, 37: 8, 38: 0}}
+_R_WIDTH = {"i386": {0: 0, 5: 0, 20: 2, 21: 2, 22: 1, 23: 1, 40: 0},
+            "x86_64": {0: 0, 1: 8, 5: 0, 6: 8, 7: 8, 8: 8, 12: 2, 13: 2, 14: 1, 15: 1, 16: 8,
+                       17: 8, 18: 8, 24: 8, 25: 8, 27: 8, 28: 8, 29: 8, 30: 8, 31: 8, 33: 8,
+                       35: 0, 36: 16, 37: 8, 38: 8}}
 
 _EHDR = {32: "<HHIIIIIHHHHHH", 64: "<HHIQQQIHHHHHH"}     # from e_type on (offset 16)
 _SHDR = {32: "<IIIIIIIIII", 64: "<IIQQQQIIQQ"}
@@ -76,7 +77,7 @@ class Reloc:
     addend: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Section:
     """One section header; `sec["sh_type"]` gives the type's name
     (`SHT_NOBITS`, or the number when unnamed), other fields their values."""

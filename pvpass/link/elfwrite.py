@@ -19,9 +19,9 @@ from ..diag import PvError
 from .elfobj import ElfObject, SYM_SIZE, _cstr
 
 # The file offset of a section with contents is aligned as its sh_addralign
-# says: an alignment over MAX_ALIGN is refused, and the padding in all is
+# says: an alignment over MAX_WRITTEN_ALIGN is refused, and the padding in all is
 # bounded by the input's size plus MAX_PADDING (no input makes a huge output).
-MAX_ALIGN = 1 << 20
+MAX_WRITTEN_ALIGN = 1 << 20
 MAX_PADDING = 16 << 20
 
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP = 1, 2, 3, 4, 8, 9, 17
@@ -111,10 +111,11 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
     if any(s["sh_type"] == "SHT_SYMTAB_SHNDX" for s in old):
         raise PvError(f"{obj.path}: objects with more than 65280 sections are not supported")
     for s in old:
-        if s["sh_type"] not in ("SHT_NOBITS", "SHT_NULL") and s["sh_addralign"] > MAX_ALIGN:
-            raise obj.bad(s.header_offset, f"section {s.index} ({s.name}): sh_addralign "
-                                           f"{s['sh_addralign']:#x} is over {MAX_ALIGN:#x}, the most "
-                                           f"the link step writes")
+        a = s["sh_addralign"]
+        if s["sh_type"] not in ("SHT_NOBITS", "SHT_NULL") and a > MAX_WRITTEN_ALIGN:
+            raise obj.bad(s.header_offset, f"section {s.index} ({s.name}): sh_addralign {a:#x} "
+                                           f"is over {MAX_WRITTEN_ALIGN:#x}, the most the link "
+                                           f"step writes")
     symtab = obj.symtab
     symtab_i = symtab.index
     obj.symbols                          # checks every symbol
