@@ -270,6 +270,9 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         out = d / "out.txt" if case.target in C_TARGETS else d / "out.o"
         inp.write_bytes(case.data)
         before = hashlib.sha256(case.data).hexdigest()
+        tmpdir = d / "tmp"             # the child's TMPDIR: must be empty again at the end
+        tmpdir.mkdir()
+        env = dict(env or os.environ, TMPDIR=str(tmpdir))
         t0 = time.monotonic()
         try:
             r = subprocess.run(command(case, inp, out), capture_output=True, timeout=timeout,
@@ -289,7 +292,9 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             problems.append(f"traceback: {tail[0] if tail else ''}")
         if hashlib.sha256(inp.read_bytes()).hexdigest() != before:
             problems.append("input changed")
-        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out))
+        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir))
+        stray += sorted(f"$TMPDIR/{p.name}" for p in tmpdir.iterdir()
+                        if not p.name.startswith(".lark_cache_"))   # lark's grammar cache, kept on purpose
         if stray:
             problems.append(f"stray files: {', '.join(stray)}")
         # lint's report is complete with findings (1) or unparsable files (2) too
