@@ -7,7 +7,10 @@ The temporary file is `.NAME.PID.XXXXXXXX.tmp`, in the target's directory
   and the process dies of the signal, as it would have without pvpass.
 - SIGKILL (or a crash) cannot be caught and leaves the temporary file. It is
   harmless (a dot-file never renamed into place) and the next write to the
-  same output removes every `.NAME.PID.*.tmp` whose PID is no longer running.
+  same output removes every `.NAME.PID.*.tmp` whose PID is no longer running
+  (`sweep=True`, the default: it lists the directory, so a caller that
+  writes many files into one directory, as a cache does, may pass
+  `sweep=False` and sweep with `remove_stale` on its own schedule).
 - Durability: `durable=True` (the default, for the outputs a user names)
   fsyncs the data before the rename, so after a power loss the output is the
   old file or the whole new one, never a renamed empty file. Callers whose
@@ -45,11 +48,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(path: Path) -> list[Path]:
-    """Remove the temporary files of earlier writes to `path` whose writer
-    is dead (killed with SIGKILL); returns what was removed."""
+def remove_stale(path: Path, any_name: bool = False) -> list[Path]:
+    """Remove the temporary files of earlier writes to `path` (or, with
+    `any_name`, to any file in its directory) whose writer is dead (killed
+    with SIGKILL); returns what was removed."""
     d = path.parent if str(path.parent) else Path(".")
-    pat = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^./]+\.tmp")
+    name = r"[^/]+" if any_name else re.escape(path.name)
+    pat = re.compile(r"\." + name + r"\.(\d+)\.[^./]+\.tmp")
     removed = []
     try:
         names = os.listdir(d)
@@ -78,11 +83,12 @@ def _on_signal(signum, frame) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None,
-                 durable: bool = True) -> None:
+                 durable: bool = True, sweep: bool = True) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode()
-    remove_stale(path)
+    if sweep:
+        remove_stale(path)
     old = {}
     if threading.current_thread() is threading.main_thread():     # handlers live there
         old = {s: signal.getsignal(s) for s in _SIGNALS}
