@@ -18,7 +18,7 @@ import capstone
 from ..frontend.sites import SiteSource
 from ..emit.patches import Patch, decide
 from ..model import Inventory, Site
-from .elfobj import ElfObject, Reloc
+from .elfobj import ElfObject, Reloc, merge_ranges
 
 SHF_EXECINSTR = 4
 _PCREL = {"R_X86_64_PC32", "R_X86_64_PLT32", "R_386_PC32"}
@@ -149,13 +149,7 @@ def _ranges(obj: ElfObject, idx: int, size: int, relocs: list[Reloc]) -> list[tu
         if i < 0 or not funcs[i][0] <= r.offset < funcs[i][1]:
             return [(0, size)]
         out.add(funcs[i])
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(out):          # overlapping symbols: sweep each byte once
-        if merged and lo < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return merged
+    return merge_ranges(out)            # overlapping symbols: sweep each byte once
 
 
 def _object_spans(obj: ElfObject, names: set[str]) -> dict[str, tuple[str | None, int, int]]:

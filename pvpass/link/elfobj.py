@@ -415,6 +415,18 @@ class ElfObject:
         return None
 
 
+def merge_ranges(ranges) -> list[tuple[int, int]]:
+    """Sorted, disjoint [lo, hi) ranges covering the same offsets (ranges
+    that only touch stay apart)."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
 def _cstr(tab: bytes, off: int) -> str:
     end = tab.find(b"\0", off)
     return tab[off:end if end >= 0 else len(tab)].decode(errors="replace")

@@ -12,11 +12,12 @@ new global symbols (undefined call targets) are appended.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 
 from ..diag import PvError
-from .elfobj import ElfObject, SYM_SIZE, _cstr
+from .elfobj import SYM_SIZE, ElfObject, _cstr, merge_ranges
 
 # The file offset of a section with contents is aligned as its sh_addralign
 # says: an alignment over MAX_WRITTEN_ALIGN is refused, and the padding in all is
@@ -239,13 +240,14 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             d = obj.section_data(s)
             ent = s["sh_entsize"]
             keep = bytearray()
+            dropped = _in_ranges(edit.drop if edit else [])
             for k, (r_off, si, rtype, _) in enumerate(obj.rel_entries(s)):
                 e = bytearray(d[k * ent:(k + 1) * ent])
                 if bits == 64:
                     struct.pack_into("<Q", e, 8, (renum(si) << 32) | rtype)
                 else:
                     struct.pack_into("<I", e, 4, (renum(si) << 8) | rtype)
-                if edit and any(a <= r_off < b for a, b in edit.drop):
+                if dropped(r_off):
                     continue
                 keep += e
             if edit:
@@ -322,6 +324,18 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         struct.pack_into("<I", out, 0x20, shoff)
         struct.pack_into("<H", out, 0x30, len(blobs))
     return bytes(out)
+
+
+def _in_ranges(ranges: list[tuple[int, int]]):
+    """x -> whether some [a, b) holds it, by bisection (as many ranges as
+    site copies, as many queries as relocations)."""
+    merged = merge_ranges(ranges)
+    starts = [a for a, _ in merged]
+
+    def inside(x: int) -> bool:
+        k = bisect_right(starts, x) - 1
+        return k >= 0 and x < merged[k][1]
+    return inside
 
 
 def _align(x: int, a: int) -> int:
