@@ -27,7 +27,7 @@ import re
 import threading
 from functools import lru_cache
 
-from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, KS_OPT_SYNTAX_ATT, Ks, KsError
+from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, KS_OPT_SYNTAX_ATT, Ks
 
 from .arch import Arch
 
@@ -94,7 +94,7 @@ def _refuse_unsafe(text: str) -> None:
             if not (s[0].isalpha() or s[0] in "._"):
                 raise EncodeError(f"cannot assemble '{text}': statement '{stmt.strip()}' "
                                   f"does not start with a mnemonic or directive")
-            word, _, rest = s.partition(" ")
+            word, rest = (s.split(None, 1) + [""])[:2]
             if word.lower() in _PREFIXES and rest.strip():
                 s = rest.strip()
                 continue
@@ -124,9 +124,10 @@ class _Worker:
             bits, text, addr, box, done = self.jobs.get()
             try:
                 box["out"] = _engine(bits).asm(text, addr)
-            except KsError as e:
+            except Exception as e:          # noqa: BLE001 - handed to the caller
                 box["err"] = e
-            done.set()
+            finally:
+                done.set()
 
 
 _worker: _Worker | None = None
@@ -145,17 +146,19 @@ def _asm_guarded(bits: int, text: str, addr: int):
         raise EncodeError(f"cannot assemble '{text}': keystone did not finish in "
                           f"{KEYSTONE_TIMEOUT:g} s (malformed statement)")
     if "err" in box:
-        raise box["err"]
+        raise EncodeError(f"cannot assemble '{text}': {box['err']}")
     return box["out"]
 
 
 @lru_cache(maxsize=65536)
-def _assemble(bits: int, text: str, addr: int) -> bytes:
-    _refuse_unsafe(text)
+def _assemble(bits: int, text: str, addr: int) -> bytes | EncodeError:
+    """The code, or the error: failures are cached too (a text that times
+    out is asked for once per site and backend)."""
     try:
+        _refuse_unsafe(text)
         enc, _ = _asm_guarded(bits, text, addr)
-    except KsError as e:
-        raise EncodeError(f"cannot assemble '{text}': {e}") from None
+    except EncodeError as e:
+        return e
     return bytes(enc or b"")
 
 
@@ -163,4 +166,7 @@ def assemble(arch: Arch, text: str, addr: int = 0) -> bytes:
     """Machine code for AT&T `text` (statements separated by ';')."""
     if not text.strip():
         return b""
-    return _assemble(arch.bits, text, addr)
+    out = _assemble(arch.bits, text, addr)
+    if isinstance(out, EncodeError):
+        raise EncodeError(str(out))
+    return out
