@@ -140,3 +140,9 @@ def test_pyelftools_and_pvpass_agree_on_a_clean_object(objs):
         st = theirs.get_section_by_name(".symtab")
         assert [(s.name, s["st_value"], s["st_size"]) for s in st.iter_symbols()] == \
             [(s.name, s.value, s.size) for s in ours.symbols]
+
+
+@pytest.mark.parametrize("path,msg", [("/dev/zero", "not a regular file"), ("/", "Is a directory")])
+def test_objects_that_are_not_files(path, msg):
+    r = pvpass("table", path)                   # /dev/zero was read until memory ran out
+    assert r.returncode == 2 and r.stderr.strip() == f"pvpass: error: {path}: {msg}", r.stderr

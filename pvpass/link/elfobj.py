@@ -12,6 +12,8 @@ trusts them (a symbol table whose sh_link names itself recurses without end).
 """
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -122,6 +124,8 @@ class ElfObject:
     def read(cls, path: str) -> "ElfObject":
         try:
             with open(path, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):    # /dev/zero never ends
+                    raise PvError(f"{path}: not a regular file")
                 data = f.read()
         except OSError as e:
             raise PvError(f"{path}: {e.strerror}") from None
