@@ -343,7 +343,7 @@ def _apply(path: str, data: bytes, value, obj=None) -> None:
     from .link.elfwrite import add_sections
     secs, syms = _plan_from_json(value)
     # no fsync: the compiler does not sync the objects of a build either
-    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms), fsync=False)
+    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms), durable=False)
 
 
 def _remove(path: str) -> None:

@@ -5,15 +5,34 @@ Keystone quirks worked around in pvpass:
   the width gcc's relocation would use (see frontend/operands.py);
 - it mis-encodes the multi-byte NOP forms (`nopw 0x0(%rax,%rax,1)` comes out
   as 66 0f 18 24 00, a prefetch): NOP padding uses the kernel's byte tables
-  (emit/nops.py), checked against GNU as in the tests.
+  (emit/nops.py), checked against GNU as in the tests;
+- it is not safe on hostile text (probed with keystone 0.9.2): it spins
+  forever on a statement that starts with punctuation (`,`, `)`, `|`, `:`,
+  `=`, ...; also after a label or a prefix such as `lock`), on a directive
+  operand list with an empty or punctuation-led operand (`.byte 1,,2`,
+  `.long ,`) and on `% -1`; it dies of SIGFPE on `$0x8000000000000000/-1`
+  and `.balign 1<<28`, of SIGSEGV on a big `.rept`; `.fill`/`.skip`/`.zero`
+  allocate or loop as told, and `.incbin` reads any file. So text is checked
+  first (`_refuse_unsafe`): every statement starts with a mnemonic, a label
+  or a data directive (`.byte` ... `.quad`, nothing else: replacement code
+  is at most 255 bytes), no `/` (a comment character on i386 in GNU as) and
+  no `%` other than a register's. Every call also runs on a worker thread
+  with a time limit, the backstop for shapes not listed (ctypes releases the
+  GIL, so the caller can give up on a stuck engine).
 """
 from __future__ import annotations
 
+import queue
+import re
+import threading
 from functools import lru_cache
 
-from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, KS_OPT_SYNTAX_ATT, Ks, KsError
+from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, KS_OPT_SYNTAX_ATT, Ks
 
 from .arch import Arch
+
+# Far above any real statement's time (microseconds), so it only fires on a hang.
+KEYSTONE_TIMEOUT = 5.0
 
 
 class EncodeError(Exception):
@@ -27,12 +46,119 @@ def _engine(bits: int) -> Ks:
     return ks
 
 
+_LABEL = re.compile(r"\s*(?:[A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)")
+_PREFIXES = {"lock", "rep", "repe", "repz", "repne", "repnz", "notrack", "data16", "data32",
+             "addr16", "addr32", "rex", "rex64", "xacquire", "xrelease", "bnd",
+             "cs", "ds", "es", "fs", "gs", "ss"}
+# characters no operand of a directive starts with (keystone hangs on them)
+_BAD_LEAD = set(",)]:=<>|^&!~\\/?`'\"[%*")
+
+
+def _split_top(s: str) -> list[str]:
+    """Split at commas outside parentheses."""
+    out, depth, cur = [], 0, []
+    for ch in s:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth <= 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
+_DATA = {".byte", ".short", ".word", ".value", ".2byte", ".long", ".int", ".4byte", ".quad", ".8byte"}
+_BAD_PERCENT = re.compile(r"%(?![A-Za-z])")
+
+
+def _refuse_unsafe(text: str) -> None:
+    """Raise EncodeError for text keystone cannot be trusted with (above)."""
+    if "/" in text:
+        raise EncodeError(f"cannot assemble '{text}': '/' (division, or a comment on i386) "
+                          f"is not accepted")
+    if _BAD_PERCENT.search(text):
+        raise EncodeError(f"cannot assemble '{text}': '%' must start a register name")
+    for stmt in re.split(r"[;\n]", text):
+        s = stmt
+        while True:
+            m = _LABEL.match(s)
+            if not m:
+                break
+            s = s[m.end():]
+        s = s.strip()
+        while s:
+            if not (s[0].isalpha() or s[0] in "._"):
+                raise EncodeError(f"cannot assemble '{text}': statement '{stmt.strip()}' "
+                                  f"does not start with a mnemonic or directive")
+            word, rest = (s.split(None, 1) + [""])[:2]
+            if word.lower() in _PREFIXES and rest.strip():
+                s = rest.strip()
+                continue
+            if word.startswith(".") and word.lower() not in _DATA:
+                raise EncodeError(f"cannot assemble '{text}': directive '{word}' is not accepted "
+                                  f"(only data directives: {', '.join(sorted(_DATA))})")
+            if word.startswith(".") and rest.strip():
+                for operand in _split_top(rest):
+                    o = operand.strip()
+                    if not o or o[0] in _BAD_LEAD:
+                        raise EncodeError(f"cannot assemble '{text}': directive '{stmt.strip()}' "
+                                          f"has an empty or malformed operand")
+            break
+
+
+class _Worker:
+    """One daemon thread that runs keystone calls; a caller waits at most
+    KEYSTONE_TIMEOUT and then abandons the thread (and its engine) for good.
+    A persistent thread costs a queue round trip per call, not a thread start."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="keystone", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            bits, text, addr, box, done = self.jobs.get()
+            try:
+                box["out"] = _engine(bits).asm(text, addr)
+            except Exception as e:          # noqa: BLE001 - handed to the caller
+                box["err"] = e
+            finally:
+                done.set()
+
+
+_worker: _Worker | None = None
+
+
+def _asm_guarded(bits: int, text: str, addr: int):
+    global _worker
+    if _worker is None:
+        _worker = _Worker()
+    box: dict = {}
+    done = threading.Event()
+    _worker.jobs.put((bits, text, addr, box, done))
+    if not done.wait(KEYSTONE_TIMEOUT):
+        _worker = None                 # stuck: the next call gets a new thread
+        _engine.cache_clear()          # and a new engine
+        raise EncodeError(f"cannot assemble '{text}': keystone did not finish in "
+                          f"{KEYSTONE_TIMEOUT:g} s (malformed statement)")
+    if "err" in box:
+        raise EncodeError(f"cannot assemble '{text}': {box['err']}")
+    return box["out"]
+
+
 @lru_cache(maxsize=65536)
-def _assemble(bits: int, text: str, addr: int) -> bytes:
+def _assemble(bits: int, text: str, addr: int) -> bytes | EncodeError:
+    """The code, or the error: failures are cached too (a text that times
+    out is asked for once per site and backend)."""
     try:
-        enc, _ = _engine(bits).asm(text, addr)
-    except KsError as e:
-        raise EncodeError(f"cannot assemble '{text}': {e}") from None
+        _refuse_unsafe(text)
+        enc, _ = _asm_guarded(bits, text, addr)
+    except EncodeError as e:
+        return e
     return bytes(enc or b"")
 
 
@@ -40,4 +166,7 @@ def assemble(arch: Arch, text: str, addr: int = 0) -> bytes:
     """Machine code for AT&T `text` (statements separated by ';')."""
     if not text.strip():
         return b""
-    return _assemble(arch.bits, text, addr)
+    out = _assemble(arch.bits, text, addr)
+    if isinstance(out, EncodeError):
+        raise EncodeError(str(out))
+    return out

@@ -55,11 +55,49 @@ def all_backends(arch: Arch, inv: Inventory, builtin=True) -> list[Backend]:
     return out
 
 
+TABLE_BYTE_MAX = 255        # a table entry's type and len fields are one byte each
+
+
+def type_unfit(op_path: str, type_number: int) -> str | None:
+    """Why an op's type number cannot be recorded in the table (or None)."""
+    if 0 <= type_number <= TABLE_BYTE_MAX:
+        return None
+    return (f"op {op_path} has type number {type_number}, which does not fit the table's "
+            f"one-byte type field")
+
+
+def length_unfit(op_path: str, length: int) -> str | None:
+    """Why a site's length cannot be recorded in the table (or None)."""
+    if length <= TABLE_BYTE_MAX:
+        return None
+    return (f"the site is {length} bytes: longer than the {TABLE_BYTE_MAX} bytes the table's "
+            f"one-byte len field records ({op_path})")
+
+
+def table_diagnostics(inv: Inventory) -> list[Diagnostic]:
+    """PV005 for an op, PV003 for a site that the table cannot record."""
+    out, seen = [], set()
+    for site in inv.sites:
+        ops = inv.ops_struct_for(site.ops_object)
+        op = ops.op(site.op) if ops else None
+        why = type_unfit(site.op, site.type_number)
+        if why and site.op not in seen:
+            seen.add(site.op)
+            out.append(Diagnostic((op.loc if op and op.loc else site.loc), "error", why, "PV005"))
+        why = length_unfit(site.op, site.length)
+        if why:
+            out.append(Diagnostic(site.loc, "error", why, "PV003"))
+    return out
+
+
 def make_plan(arch: Arch, inv: Inventory, nops: str = "p6", builtin: bool = True) -> EmitPlan:
     rows = [TableRow(site_label(i), s.type_number, s.length, s.mask, site_comment(s))
             for i, s in enumerate(inv.sites)]
     backends = all_backends(arch, inv, builtin)
     plan = EmitPlan(arch, inv.source, list(inv.sites), rows, backends, ops=list(inv.ops))
+    plan.diagnostics += table_diagnostics(inv)
+    if plan.diagnostics:
+        return plan                 # no entry, no patch: the table cannot hold these sites
     tramps: dict[str, Trampoline] = {}
     for i, site in enumerate(inv.sites):
         ops = inv.ops_struct_for(site.ops_object)

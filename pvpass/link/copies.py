@@ -12,12 +12,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 from functools import lru_cache
-
 from typing import TYPE_CHECKING
 
 import capstone
 
-from .elfobj import ElfObject, Reloc
+from .elfobj import ElfObject, Reloc, merge_ranges
 
 if TYPE_CHECKING:        # the build path's object-only check needs neither
     from ..emit.patches import Patch
@@ -156,7 +155,7 @@ def _ranges(obj: ElfObject, idx: int, size: int, relocs: list[Reloc]) -> list[tu
         if i < 0 or not funcs[i][0] <= r.offset < funcs[i][1]:
             return [(0, size)]
         out.add(funcs[i])
-    return sorted(out)
+    return merge_ranges(out)            # overlapping symbols: sweep each byte once
 
 
 def _object_spans(obj: ElfObject, names: set[str]) -> dict[str, tuple[str | None, int, int]]:

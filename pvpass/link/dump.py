@@ -2,6 +2,8 @@
 its function, the op's name when known, and the site's disassembly."""
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from ..emit.stubs import disassemble
 from ..model import SCHEMA_VERSION
 from .elfobj import ElfObject
@@ -30,10 +32,11 @@ def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict
             code = obj.section_data(sec)[e.offset - base:e.offset - base + e.length]
         relocs = []
         if obj.is_relocatable and sec is not None:
-            for r in obj.relocations_for(e.section):
-                if e.offset <= r.offset < e.offset + e.length:
-                    name = r.symbol.name or obj.section_name_of(r.symbol) or "?"
-                    relocs.append(f"{r.type_name} {name}{r.addend:+#x}")
+            rs = obj.relocations_for(e.section)          # sorted by offset
+            k = bisect_left(rs, e.offset, key=lambda r: r.offset)
+            for r in rs[k:bisect_left(rs, e.offset + e.length, lo=k, key=lambda r: r.offset)]:
+                name = r.symbol.name or obj.section_name_of(r.symbol) or "?"
+                relocs.append(f"{r.type_name} {name}{r.addend:+#x}")
         fn = obj.function_at(e.section, e.offset)
         rows.append({
             "section": e.section, "offset": e.offset,

@@ -12,11 +12,18 @@ new global symbols (undefined call targets) are appended.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 
 from ..diag import PvError
-from .elfobj import ElfObject
+from .elfobj import SYM_SIZE, ElfObject, _cstr, merge_ranges
+
+# The file offset of a section with contents is aligned as its sh_addralign
+# says: an alignment over MAX_WRITTEN_ALIGN is refused, and the padding in all is
+# bounded by the input's size plus MAX_PADDING (no input makes a huge output).
+MAX_WRITTEN_ALIGN = 1 << 20
+MAX_PADDING = 16 << 20
 
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL, SHT_GROUP = 1, 2, 3, 4, 8, 9, 17
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, SHF_INFO_LINK = 1, 2, 4, 0x10, 0x20, 0x40
@@ -91,26 +98,36 @@ def _unpack_sym(bits, data, off):
 def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = (),
                  edits: dict[str, Edit] | None = None) -> bytes:
     if not obj.is_relocatable:
-        raise PvError(f"{obj.path}: not a relocatable object (ET_REL)")
+        raise PvError(f"{obj.path}: not a relocatable object (ET_REL): link, patch and show "
+                      f"take the object the compiler wrote, before the final link")
     bits = obj.arch.bits
     rela = bits == 64
-    ehdr = obj.elf.header
+    ehdr = obj.header
+    if ehdr["e_phnum"] or ehdr["e_phoff"]:
+        raise obj.bad(0x2C if bits == 64 else 0x1C, "a relocatable object with program headers")
     old = obj.sections
     nold = len(old)
-    symtab_i = next((i for i, s in enumerate(old) if s["sh_type"] == "SHT_SYMTAB"), None)
-    if symtab_i is None:
+    if obj.symtab is None:
         raise PvError(f"{obj.path}: no symbol table")
     if any(s["sh_type"] == "SHT_SYMTAB_SHNDX" for s in old):
         raise PvError(f"{obj.path}: objects with more than 65280 sections are not supported")
-    symtab = old[symtab_i]
+    for s in old:
+        a = s["sh_addralign"]
+        if s["sh_type"] not in ("SHT_NOBITS", "SHT_NULL") and a > MAX_WRITTEN_ALIGN:
+            raise obj.bad(s.header_offset, f"section {s.index} ({s.name}): sh_addralign {a:#x} "
+                                           f"is over {MAX_WRITTEN_ALIGN:#x}, the most the link "
+                                           f"step writes")
+    symtab = obj.symtab
+    symtab_i = symtab.index
+    obj.symbols                          # checks every symbol
     strtab_i = symtab["sh_link"]
     shstr_i = ehdr["e_shstrndx"]
-    sym_size = 16 if bits == 32 else 24
     sym_data = bytearray(obj.section_data(symtab))
-    syms = [_unpack_sym(bits, sym_data, i) for i in range(0, len(sym_data), sym_size)]
+    syms = [_unpack_sym(bits, sym_data, i) for i in range(0, len(sym_data), SYM_SIZE[bits])]
     first_global = symtab["sh_info"]
     strtab = bytearray(obj.section_data(old[strtab_i]))
-    shstrtab = bytearray(obj.section_data(old[shstr_i]))
+    # one table for symbol and section names (some tools share them): one buffer
+    shstrtab = strtab if shstr_i == strtab_i else bytearray(obj.section_data(old[shstr_i]))
 
     def add_str(tab: bytearray, s: str) -> int:
         b = s.encode() + b"\0"
@@ -129,7 +146,10 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         if s.relocs:
             all_new.append((s, True))
     new_index = {s.name: nold + i for i, (s, is_rel) in enumerate(all_new) if not is_rel}
-    sec_index = {s.name: i for i, s in enumerate(old)}
+    sec_index = {s.name: s.index for s in reversed(old)}       # the first of a name, as obj.section
+    for name in new_index:
+        if name in sec_index:
+            raise PvError(f"{obj.path}: already has a section {name}")
     sec_index.update(new_index)
 
     # local section symbols for every section a new relocation names
@@ -210,21 +230,24 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             d[off:off + len(b)] = b
     for i, s in enumerate(old):
         t = s["sh_type"]
-        target_name = old[s["sh_info"]].name if t in ("SHT_REL", "SHT_RELA") and s["sh_info"] < nold else None
-        edit = edits.get(target_name) if target_name else None
-        if (shift or edit) and t in ("SHT_REL", "SHT_RELA") and s["sh_link"] == symtab_i:
-            d = bytearray(obj.section_data(s))
-            ent = s["sh_entsize"] or ((8 if t == "SHT_REL" else 12) if bits == 32 else (16 if t == "SHT_REL" else 24))
+        if t not in ("SHT_REL", "SHT_RELA"):
+            continue
+        if s["sh_link"] != symtab_i:
+            raise obj.bad(s.header_offset, f"{s.name}: relocations against section {s['sh_link']}, "
+                                           f"not the symbol table")
+        edit = edits.get(old[s["sh_info"]].name)
+        if shift or edit:
+            d = obj.section_data(s)
+            ent = s["sh_entsize"]
             keep = bytearray()
-            for off in range(0, len(d), ent):
-                e = bytearray(d[off:off + ent])
+            dropped = _in_ranges(edit.drop if edit else [])
+            for k, (r_off, si, rtype, _) in enumerate(obj.rel_entries(s)):
+                e = bytearray(d[k * ent:(k + 1) * ent])
                 if bits == 64:
-                    r_off, info = struct.unpack_from("<QQ", e, 0)
-                    struct.pack_into("<Q", e, 8, (renum(info >> 32) << 32) | (info & 0xFFFFFFFF))
+                    struct.pack_into("<Q", e, 8, (renum(si) << 32) | rtype)
                 else:
-                    r_off, info = struct.unpack_from("<II", e, 0)
-                    struct.pack_into("<I", e, 4, (renum(info >> 8) << 8) | (info & 0xFF))
-                if edit and any(a <= r_off < b for a, b in edit.drop):
+                    struct.pack_into("<I", e, 4, (renum(si) << 8) | rtype)
+                if dropped(r_off):
                     continue
                 keep += e
             if edit:
@@ -275,12 +298,17 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         headers[i][5] = len(d) if d is not None else headers[i][5]
         blobs.append((headers[i], d))
     blobs += new_hdrs
+    padding = 0
     for h, d in blobs[1:]:
         align = max(h[8], 1)
         if d is None:
             h[4] = _align(len(out), align)
             continue
         pad = _align(len(out), align) - len(out)
+        padding += pad
+        if padding > MAX_PADDING + len(obj.data):
+            raise PvError(f"{obj.path}: section alignment {align:#x} would pad the output "
+                          f"past {padding:#x} bytes: refused")
         out += b"\0" * pad
         h[4] = len(out)
         out += d
@@ -298,10 +326,18 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
     return bytes(out)
 
 
+def _in_ranges(ranges: list[tuple[int, int]]):
+    """x -> whether some [a, b) holds it, by bisection (as many ranges as
+    site copies, as many queries as relocations)."""
+    merged = merge_ranges(ranges)
+    starts = [a for a, _ in merged]
+
+    def inside(x: int) -> bool:
+        k = bisect_right(starts, x) - 1
+        return k >= 0 and x < merged[k][1]
+    return inside
+
+
 def _align(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
-
-def _cstr(tab: bytes, off: int) -> str:
-    end = tab.find(b"\0", off)
-    return tab[off:end if end >= 0 else len(tab)].decode(errors="replace")

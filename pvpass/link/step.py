@@ -13,7 +13,7 @@ from .. import table
 from ..arch import Arch
 from ..diag import Diagnostic, PvError, emit
 from ..emit.patches import PatchError
-from ..emit.plan import all_backends
+from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
@@ -72,6 +72,7 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
                       f"through the ops object but matches no annotated site in "
                       f"{res.pp.main_file}{more}")
     _check_missing(obj, res, copies)
+    _check_fits(obj, inv, copies)
     existing = read_entries(obj)
     if existing:
         _check_agrees(obj, existing, copies, res)
@@ -133,6 +134,15 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
                         f"{obj.path}: function {s.function} holds no copy of this site ({s.op}): "
                         f"gcc removed it as unreachable, or the object is not built from this "
                         f"source with these flags"))
+
+
+def _check_fits(obj: ElfObject, inv, copies: list[Copy]) -> None:
+    """Each copy's type and length must fit the table's one-byte fields."""
+    for c in copies:
+        site = inv.sites[c.site]
+        why = type_unfit(site.op, c.type) or length_unfit(site.op, c.length)
+        if why:
+            raise PvError(f"{obj.path}: {c.section}+{c.offset:#x}: {why} (site {site.loc})")
 
 
 def _check_agrees(obj: ElfObject, existing, copies: list[Copy], res: ScanResult) -> None:

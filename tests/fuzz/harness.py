@@ -1,0 +1,375 @@
+"""The fuzzing harness: mutate C sources, annotations and objects, run one
+pvpass command on each in a child process, and check what every input must
+get (README, "Bad input"):
+
+- an exit code in {0, 1, 2, 3}, and no "Traceback" on stderr;
+- a bounded time (a timeout per input) and memory (RLIMIT_AS per child);
+- the input untouched (hashed before and after);
+- no stray temporary file, and no output at all unless the exit code is 0;
+- for `link` and `patch`: an output that readelf reads without complaint
+  whenever it reads the input without complaint.
+
+A plain seeded random mutator: the same seed gives the same inputs. Each
+failure is saved under testdata/bad/fuzz/ as TARGET-HASH.{c,o} with a .json
+beside it (the command, the problem); `run.py --replay` runs them again and
+tests/test_fuzz.py replays them all in the suite.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import elfmut  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTDATA = ROOT / "testdata"
+INCLUDE = ROOT / "pvpass" / "include"
+REPRO = TESTDATA / "bad" / "fuzz"
+C_TARGETS = ("scan", "lint", "emit", "verify")
+OBJ_TARGETS = ("link", "table", "show", "patch")
+TARGETS = C_TARGETS + OBJ_TARGETS
+MEMORY = 2 << 30
+
+# C sources to mutate (with the directory their includes are relative to)
+C_CORPUS = ["pvpass/sites.c", "kernel/k61.c", "kernel/k2621.c", "layout/layout.c",
+            "lint/pv002_fire.c", "lint/pv003_warn.c", "lint/pv004_ok.c", "lint/pv005_ok.c",
+            "lint/pv006_fire.c", "lint/pv007_fire.c", "lint/pv008_fire.c", "lint/pv009_fire.c",
+            "bad/inline_comma.c"]
+# objects: (source, arch flag, gcc flags)
+OBJ_CORPUS = [("pvpass/sites.c", "-m64", ["-O2", "-fno-pie"]),
+              ("pvpass/sites.c", "-m32", ["-O2", "-fno-pie"]),
+              ("kernel/k61.c", "-m64", ["-O2", "-fno-pie"]),
+              ("kernel/k2621.c", "-m32", ["-O1", "-fno-pie"])]
+
+HOSTILE_TOKENS = [",", "(", ")", "{", "}", ";", '"', "'", "#", "\\", "0x7fffffff", "-1",
+                  "99999999999999999999999", "%rax", "%", "*", "&", "PV_VCALL0(cpu.io_delay)",
+                  "pv_ops", "__attribute__((aligned(4096)))", "\n#define X(", "\n#include \"",
+                  "((" * 60 + "0" + "))" * 60, "[" * 40, "void *pad[300];", "asm(\"\")",
+                  "\"\\n\\t" + "nop\\n\\t" * 260 + "\""]
+ANNOTATION_TOKENS = [", ", ",", ")", "(", "clobbers(", "clobbers()", "rax, rax", "xmm0", "eax",
+                     "irq.nope", "end", "site", "inline", "target", "nop", "absent", "\\\"",
+                     "callee-save", "lock ", ".byte ,", "1: ", "%%", "$", "0x", "..", "cpu.",
+                     ".fill 0x1000000, 8, 0; ", "$0x8000000000000000/-1", "% -1", ".balign 1<<28; ",
+                     ".incbin \\\"/etc/passwd\\\"; ", ".rept 9999999; nop; .endr; ", "movl $1<<63, %eax; "]
+INTERESTING = [0, 1, 2, 3, 4, 7, 8, 0x10, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000,
+               0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xA9000045, (1 << 63) - 1, (1 << 64) - 1]
+
+
+@dataclass
+class Case:
+    target: str
+    data: bytes                 # the input file's contents
+    suffix: str                 # ".c" or ".o"
+    source: str                 # testdata-relative C source (the input itself for C targets)
+    cflags: list[str]           # preprocessor/gcc flags after `--`
+    how: str                    # what was mutated
+
+
+@dataclass
+class Result:
+    case: Case
+    ok: bool
+    problem: str = ""
+    rc: int | None = None
+    seconds: float = 0.0
+    stderr: str = ""
+
+
+@dataclass
+class Stats:
+    inputs: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+    findings: list[Result] = field(default_factory=list)
+    exits: dict = field(default_factory=dict)       # exit code -> inputs
+
+
+# --- mutators ---------------------------------------------------------------
+
+def mutate_c(rng: random.Random, text: str) -> tuple[str, str]:
+    hows = []
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["byte", "token", "annotation", "annotation", "line", "splice"])
+        if kind == "byte" and text:
+            i = rng.randrange(len(text))
+            op = rng.choice(["flip", "del", "dup", "ins"])
+            if op == "flip":
+                text = text[:i] + chr(rng.randrange(32, 127)) + text[i + 1:]
+            elif op == "del":
+                text = text[:i] + text[i + rng.randint(1, 40):]
+            elif op == "dup":
+                j = min(len(text), i + rng.randint(1, 200))
+                text = text[:j] + text[i:j] + text[j:]
+            else:
+                text = text[:i] + rng.choice("(),;{}\"'#\\$%*") + text[i:]
+            hows.append(f"byte-{op}@{i}")
+        elif kind == "token":
+            toks = [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
+            if toks:
+                a, b = rng.choice(toks)
+                tok = rng.choice(HOSTILE_TOKENS)
+                text = text[:a] + tok + text[b:] if rng.random() < 0.5 else text[:a] + tok + text[a:]
+                hows.append(f"token@{a}")
+        elif kind == "annotation":
+            # inside a string literal of an annotation or a PV_* macro's arguments
+            spans = [m.span() for m in re.finditer(r'"[^"\n]*(pvpass|clobbers|pop|push|call|%)[^"\n]*"|PV_\w+\([^;\n]*\)', text)]
+            if spans:
+                a, b = rng.choice(spans)
+                i = rng.randrange(a + 1, max(a + 2, b))
+                text = text[:i] + rng.choice(ANNOTATION_TOKENS) + text[i + rng.choice([0, 0, 1, 3]):]
+                hows.append(f"annotation@{i}")
+        elif kind == "line":
+            lines = text.split("\n")
+            i = rng.randrange(len(lines))
+            op = rng.choice(["del", "dup", "swap"])
+            if op == "del":
+                del lines[i]
+            elif op == "dup":
+                lines.insert(i, lines[i])
+            else:
+                j = rng.randrange(len(lines))
+                lines[i], lines[j] = lines[j], lines[i]
+            text = "\n".join(lines)
+            hows.append(f"line-{op}@{i}")
+        elif kind == "splice":
+            # a function body repeated many times: scale, and same-op copies
+            m = re.search(r"\n(static |unsigned |void )[^\n]*\n\{.*?\n\}\n", text, re.S)
+            if m:
+                body = m.group(0)
+                n = rng.choice([2, 5, 50])
+                copies = "".join(re.sub(r"(\w+)(\s*\()", rf"\1_fz{k}\2", body, count=1) for k in range(n))
+                text = text + copies
+                hows.append(f"splice x{n}")
+    return text, "+".join(hows) or "none"
+
+
+def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, str]:
+    hows = []
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["field", "field", "field", "bytes", "truncate", "shdr", "shdr", "symbol"])
+        shdrs = [f for f in fields if f.name.startswith("shdr[")]
+        if kind == "shdr" and shdrs:
+            # structured: another section's name, a meaningful type, another index
+            f = rng.choice([f for f in shdrs if f.name.rsplit(".", 1)[1] in
+                            ("sh_name", "sh_type", "sh_link", "sh_info", "sh_flags", "sh_size")])
+            nsec = sum(1 for g in shdrs if g.name.endswith(".sh_type"))
+            what = f.name.rsplit(".", 1)[1]
+            v = {"sh_name": lambda: rng.choice([g.value for g in shdrs if g.name.endswith(".sh_name")]),
+                 "sh_type": lambda: rng.choice([1, 2, 3, 4, 8, 9, 17, 18]),
+                 "sh_link": lambda: rng.randrange(nsec + 1),
+                 "sh_info": lambda: rng.randrange(nsec + 1),
+                 "sh_flags": lambda: f.value ^ rng.choice([1, 2, 4, 0x10, 0x20, 0x40, 0x200, 0x400]),
+                 "sh_size": lambda: f.value + rng.choice([-16, -8, -1, 1, 8, 16, 24])}[what]()
+            data = elfmut.set_field(data, f, v)
+            hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "symbol":
+            syms = [f for f in fields if f.name.startswith("sym[") and
+                    f.name.rsplit(".", 1)[1] in ("st_value", "st_size", "st_shndx", "st_info")]
+            if syms:
+                f = rng.choice(syms)
+                v = rng.choice([0, 1, f.value + 1, f.value + 0x40, f.value * 16, 0xFFF1, 0xFFFF, 0x12,
+                                0xA9000045, rng.randrange(64)])
+                data = elfmut.set_field(data, f, v)
+                hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "field" and fields:
+            f = rng.choice(fields)
+            v = rng.choice(INTERESTING + [f.value + 1, f.value - 1, f.value * 2, f.value + 0x1000,
+                                          len(data), len(data) - 1, rng.getrandbits(8 * f.size)])
+            data = elfmut.set_field(data, f, v)
+            hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "bytes":
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                i = rng.randrange(len(b))
+                b[i] = rng.randrange(256)
+            data = bytes(b)
+            hows.append("bytes")
+        elif kind == "truncate" and rng.random() < 0.3:
+            n = rng.randrange(len(data))
+            data = data[:n]
+            hows.append(f"truncate@{n:#x}")
+    return data, "+".join(hows) or "none"
+
+
+# --- corpus -----------------------------------------------------------------
+
+class Corpus:
+    """Base inputs: C sources, and objects gcc builds from them (plus the
+    same objects linked by pvpass, for `patch`, `show` and `table`)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.sources = {s: (TESTDATA / s).read_text() for s in C_CORPUS}
+        self.objects: list[tuple[str, list[str], bytes, bytes, list, list]] = []
+        for src, m, flags in OBJ_CORPUS:
+            o = work / f"base{len(self.objects)}.o"
+            subprocess.run(["gcc", m, "-c", str(TESTDATA / src), "-o", str(o), "-I", str(INCLUDE), *flags],
+                           check=True, capture_output=True)
+            lo = work / f"linked{len(self.objects)}.o"
+            subprocess.run([sys.executable, "-m", "pvpass", "link", str(o), "--source", str(TESTDATA / src),
+                            "-o", str(lo), "--", m, *flags], check=True, capture_output=True, cwd=ROOT)
+            base, linked = o.read_bytes(), lo.read_bytes()
+            self.objects.append((src, [m, *flags], base, linked,
+                                 elfmut.fields(base), elfmut.fields(linked)))
+
+    def case(self, rng: random.Random, target: str) -> Case:
+        if target in C_TARGETS:
+            src = rng.choice(C_CORPUS)
+            text, how = mutate_c(rng, self.sources[src])
+            return Case(target, text.encode(errors="replace"), ".c", src,
+                        ["-I", str((TESTDATA / src).parent), "-I", str(INCLUDE)], how)
+        src, flags, base, linked, bf, lf = rng.choice(self.objects)
+        use_linked = target == "patch" or (target in ("table", "show") and rng.random() < 0.5)
+        data, how = mutate_obj(rng, linked if use_linked else base, lf if use_linked else bf)
+        return Case(target, data, ".o", src, flags, how)
+
+
+# --- running ----------------------------------------------------------------
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def command(case: Case, inp: Path, out: Path) -> list[str]:
+    src = str(TESTDATA / case.source)
+    t = case.target
+    args = {"scan": [str(inp), "-o", str(out)],
+            "lint": [str(inp), "-o", str(out)],
+            "emit": [str(inp), "--format", "asm", "-o", str(out)],
+            "verify": [str(inp)],
+            "link": [str(inp), "--source", src, "-o", str(out)],
+            "table": [str(inp), "--source", src],
+            "show": [str(inp), "--source", src, "--backend", "native"],
+            "patch": [str(inp), "--source", src, "--backend", "native", "-o", str(out)]}[t]
+    return [sys.executable, "-m", "pvpass", t, *args, "--", *case.cflags]
+
+
+def _readelf_complaints(path: Path) -> str:
+    r = subprocess.run(["readelf", "-W", "-h", "-S", "-s", "-r", str(path)],
+                       capture_output=True, text=True, errors="replace")
+    return r.stderr.strip()
+
+
+def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
+    with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
+        d = Path(d)
+        inp = d / f"input{case.suffix}"
+        out = d / "out.txt" if case.target in C_TARGETS else d / "out.o"
+        inp.write_bytes(case.data)
+        before = hashlib.sha256(case.data).hexdigest()
+        tmpdir = d / "tmp"             # the child's TMPDIR: must be empty again at the end
+        tmpdir.mkdir()
+        env = dict(env or os.environ, TMPDIR=str(tmpdir))
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(command(case, inp, out), capture_output=True, timeout=timeout,
+                               preexec_fn=_limits, cwd=d, env=env)
+            rc, err = r.returncode, r.stderr.decode(errors="replace")
+        except subprocess.TimeoutExpired as e:
+            rc, err = None, (e.stderr or b"").decode(errors="replace")
+        secs = time.monotonic() - t0
+        res = Result(case, True, "", rc, secs, err[-4000:])
+        problems = []
+        if rc is None:
+            problems.append(f"timeout after {timeout:g} s")
+        elif rc not in (0, 1, 2, 3):
+            problems.append(f"exit code {rc}")
+        if "Traceback" in err:
+            tail = [l for l in err.strip().splitlines() if l.strip()][-1:]
+            problems.append(f"traceback: {tail[0] if tail else ''}")
+        if hashlib.sha256(inp.read_bytes()).hexdigest() != before:
+            problems.append("input changed")
+        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir))
+        stray += sorted(f"$TMPDIR/{p.name}" for p in tmpdir.iterdir()
+                        if not p.name.startswith(".lark_cache_"))   # lark's grammar cache, kept on purpose
+        if stray:
+            problems.append(f"stray files: {', '.join(stray)}")
+        # lint's report is complete with findings (1) or unparsable files (2) too
+        if out.exists() and rc != 0 and not (case.target == "lint" and rc in (1, 2)):
+            problems.append(f"output written with exit code {rc}")
+        if rc == 0 and out.exists() and case.target in ("link", "patch") \
+                and not _readelf_complaints(inp):
+            c = _readelf_complaints(out)
+            if c:
+                problems.append(f"readelf rejects the output: {c.splitlines()[0]}")
+        if problems:
+            res.ok, res.problem = False, "; ".join(problems)
+        return res
+
+
+def signature(res: Result) -> str:
+    """Findings that look alike are saved once."""
+    p = re.sub(r"0x[0-9a-f]+|\d+", "N", res.problem)
+    return f"{res.case.target}:{p}"
+
+
+def save(res: Result, where: Path = REPRO) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256(res.case.data).hexdigest()[:12]
+    base = where / f"{res.case.target}-{h}"
+    base.with_suffix(res.case.suffix).write_bytes(res.case.data)
+    meta = {"target": res.case.target, "input": base.with_suffix(res.case.suffix).name,
+            "source": res.case.source, "cflags": [f for f in res.case.cflags if not f.startswith("/")
+                                                   and f != "-I"],
+            "how": res.case.how, "problem": res.problem, "stderr": res.stderr[-1500:]}
+    base.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return base.with_suffix(".json")
+
+
+def load(meta_path: Path) -> Case:
+    meta = json.loads(meta_path.read_text())
+    data = (meta_path.parent / meta["input"]).read_bytes()
+    suffix = Path(meta["input"]).suffix
+    if suffix == ".c":
+        cflags = ["-I", str((TESTDATA / meta["source"]).parent), "-I", str(INCLUDE)]
+    else:
+        cflags = meta["cflags"]
+    return Case(meta["target"], data, suffix, meta["source"], cflags, meta["how"])
+
+
+def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | None, seed: int,
+             timeout: float, save_to: Path | None, log=None) -> dict[str, Stats]:
+    """Fuzz each target for `seconds_each` or `inputs_each` inputs."""
+    log = log or (lambda s: print(s, flush=True))
+    stats: dict[str, Stats] = {}
+    with tempfile.TemporaryDirectory(prefix="pvfuzz-corpus.") as w:
+        corpus = Corpus(Path(w))
+        for t in targets:
+            rng = random.Random(f"{seed}:{t}")
+            st = stats[t] = Stats()
+            seen: set[str] = set()
+            t0 = time.monotonic()
+            while True:
+                if seconds_each is not None and time.monotonic() - t0 >= seconds_each:
+                    break
+                if inputs_each is not None and st.inputs >= inputs_each:
+                    break
+                case = corpus.case(rng, t)
+                res = run_case(case, timeout)
+                st.inputs += 1
+                st.runs += 1
+                st.exits[res.rc] = st.exits.get(res.rc, 0) + 1
+                if not res.ok:
+                    sig = signature(res)
+                    if sig not in seen:
+                        seen.add(sig)
+                        st.findings.append(res)
+                        where = save(res, save_to) if save_to else None
+                        log(f"FINDING {t}: {res.problem} ({case.how})" + (f" -> {where}" if where else ""))
+            st.seconds = time.monotonic() - t0
+            log(f"{t}: {st.inputs} inputs, {st.runs} runs, {st.seconds / 60:.1f} min, "
+                f"{len(st.findings)} findings, exit codes {dict(sorted(st.exits.items(), key=str))}")
+    return stats

@@ -1,0 +1,148 @@
+"""Hostile objects (issue 11): each corrupt field gets one message naming the
+object and the file offset, exit 2, no traceback, no output, bounded time
+and memory. The objects are real gcc output with one field changed, the
+field found with pyelftools (tests/fuzz/elfmut.py), not pvpass's reader."""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TESTDATA, gcc_c
+
+sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
+import elfmut  # noqa: E402
+
+SRC = TESTDATA / "pvpass" / "sites.c"
+MEMORY = 1 << 30
+
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
+def pvpass(*args, cwd=None) -> subprocess.CompletedProcess:
+    """A child with 1 GB of address space and 60 s: a blow-up fails the test."""
+    return subprocess.run([sys.executable, "-m", "pvpass", *args], capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limits, cwd=cwd or ROOT)
+
+
+@pytest.fixture(scope="module")
+def objs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("objs")
+    base = gcc_c(SRC, d / "p.o", "x86_64", ["-O2", "-fno-pie"])
+    linked = d / "l.o"
+    r = pvpass("link", str(base), "--source", str(SRC), "-o", str(linked))
+    assert r.returncode == 0, r.stderr
+    return base.read_bytes(), linked.read_bytes()
+
+
+def _set(data: bytes, name: str, value: int) -> bytes:
+    return elfmut.set_field(data, elfmut.find(data, name), value)
+
+
+def _shdr(data: bytes, section: str, field: str, value: int) -> bytes:
+    return _set(data, f"shdr[{elfmut.section_index(data, section)}].{field}", value)
+
+
+def _sym(data: bytes, symbol: str, field: str, value: int) -> bytes:
+    return _set(data, f"sym[{elfmut.symbol_index(data, symbol)}].{field}", value)
+
+
+def _rel_sym(data: bytes, value: int) -> bytes:
+    f = elfmut.find(data, ".rela.text[0].r_info")
+    return elfmut.set_field(data, f, (value << 32) | (f.value & 0xFFFFFFFF))
+
+
+# (id, which object, mutation, commands, message fragment)
+CASES = [
+    ("addralign-2GB", 0, lambda d: _shdr(d, ".rela.text", "sh_addralign", 0x7FFFFFFF),
+     ("link", "table"), "sh_addralign 0x7fffffff is not a power of two"),
+    ("addralign-1GB", 0, lambda d: _shdr(d, ".rela.text", "sh_addralign", 0x40000000),
+     ("link",), "sh_addralign 0x40000000 is over 0x100000"),
+    ("nobits-table", 1, lambda d: _shdr(_shdr(d, ".parainstructions", "sh_type", 8),
+                                        ".parainstructions", "sh_size", 0x7FFFFFFF0000),
+     ("table",), ".parainstructions is SHT_NOBITS"),
+    ("shstrndx-0", 0, lambda d: _set(d, "e_shstrndx", 0), ("link", "table"),
+     "e_shstrndx 0 is not a section index"),
+    ("shstrndx-ffff", 0, lambda d: _set(d, "e_shstrndx", 0xFFFF), ("link", "table"),
+     "e_shstrndx 65535 is not a section index"),
+    ("reloc-symbol", 0, lambda d: _rel_sym(d, 0x123456), ("link",), "names symbol 1193046, past the"),
+    ("func-size", 0, lambda d: _sym(d, "work", "st_size", 0xA9000045),
+     ("link", "show"), "extends past its section .text"),
+    ("symtab-link-self", 0, lambda d: _shdr(d, ".symtab", "sh_link", elfmut.section_index(d, ".symtab")),
+     ("link", "table"), "sh_link"),
+    ("arm", 0, lambda d: _set(d, "e_machine", 40), ("link", "table"), "ELF for ARM, not i386 or x86-64"),
+    ("big-endian", 0, lambda d: d[:5] + b"\x02" + d[6:], ("link", "table"),
+     "big-endian 64-bit ELF"),
+    ("shoff-past-end", 0, lambda d: _set(d, "e_shoff", len(d) - 10), ("link", "table"),
+     "past the end of the file"),
+    ("not-elf", 0, lambda d: b"!<arch>\n" + d[8:], ("link", "table"), "not an ELF file"),
+]
+
+
+@pytest.mark.parametrize("name,which,mutate,commands,msg", CASES, ids=[c[0] for c in CASES])
+def test_corrupt_field(objs, tmp, name, which, mutate, commands, msg):
+    bad = tmp / "bad.o"
+    bad.write_bytes(mutate(objs[which]))
+    before = bad.read_bytes()
+    for cmd in commands:
+        out = tmp / "out.o"
+        extra = {"link": ["--source", str(SRC), "-o", str(out)],
+                 "show": ["--source", str(SRC), "--backend", "native"],
+                 "table": []}[cmd]
+        r = pvpass(cmd, str(bad), *extra)
+        assert r.returncode == 2, (cmd, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"pvpass: error: {bad}: offset 0x"), r.stderr
+        assert msg in r.stderr, r.stderr
+        assert not out.exists() and bad.read_bytes() == before
+    assert sorted(p.name for p in tmp.iterdir()) == ["bad.o"]
+
+
+def test_link_wants_a_relocatable_object(tmp):
+    exe = tmp / "a.out"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), "-x", "c", "-"], input=b"int main(void){return 0;}",
+                   check=True, capture_output=True)
+    r = pvpass("link", str(exe), "--source", str(SRC), "-o", str(tmp / "o.o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "not a relocatable object (ET_REL)" in r.stderr or "no paravirt" in r.stderr, r.stderr
+    r = pvpass("table", str(exe))                       # any linked file has a (maybe empty) table
+    assert r.returncode == 0 and r.stdout.startswith(f"{exe}: 0 sites"), r.stderr
+
+
+def test_symbols_past_their_section_are_clamped_in_linked_files(objs, tmp):
+    """A linked file's symbols are clamped rather than refused (the linker's
+    own `_end`-style symbols sit at section edges): the table still dumps."""
+    exe = tmp / "a.out"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), "-x", "c", "-"], input=b"int main(void){return 0;}",
+                   check=True, capture_output=True)
+    data = _sym(exe.read_bytes(), "main", "st_size", 0xA9000045)
+    exe.write_bytes(data)
+    r = pvpass("table", str(exe))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_pyelftools_and_pvpass_agree_on_a_clean_object(objs):
+    """The reader's own parsing against pyelftools on real gcc output."""
+    import io
+    from elftools.elf.elffile import ELFFile
+    from pvpass.link.elfobj import ElfObject
+    for data in objs:
+        ours = ElfObject("x.o", data)
+        theirs = ELFFile(io.BytesIO(data))
+        assert [s.name for s in ours.sections] == [s.name for s in theirs.iter_sections()]
+        for a, b in zip(ours.sections, theirs.iter_sections()):
+            for k in ("sh_type", "sh_flags", "sh_offset", "sh_size", "sh_link", "sh_info", "sh_addralign"):
+                assert a[k] == b[k], (a.name, k)
+        st = theirs.get_section_by_name(".symtab")
+        assert [(s.name, s["st_value"], s["st_size"]) for s in st.iter_symbols()] == \
+            [(s.name, s.value, s.size) for s in ours.symbols]
+
+
+@pytest.mark.parametrize("path,msg", [("/dev/zero", "not a regular file"), ("/", "Is a directory")])
+def test_objects_that_are_not_files(path, msg):
+    r = pvpass("table", path)                   # /dev/zero was read until memory ran out
+    assert r.returncode == 2 and r.stderr.strip() == f"pvpass: error: {path}: {msg}", r.stderr
