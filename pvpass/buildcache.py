@@ -146,11 +146,13 @@ class ResultCache:
         self._count("hits")
         return entry
 
-    def put(self, key: str, headers: list[Header], object_sha: str, value) -> None:
+    def put(self, key: str, headers: list[Header], object_sha: str, value, stderr: str = "") -> None:
+        """`stderr`: the pass's warnings for this compile, replayed on a hit."""
         if self.dir is None:
             return
         entry = {"format": FORMAT, "key": key, "object": object_sha,
-                 "headers": [[h.path, h.size, h.mtime, h.sha] for h in headers], "value": value}
+                 "headers": [[h.path, h.size, h.mtime, h.sha] for h in headers], "value": value,
+                 "stderr": stderr}
         entry["sum"] = _checksum(entry)
         try:
             d = self._path(key).parent
@@ -193,7 +195,7 @@ def _valid(e, key: str) -> bool:
         if not (isinstance(h, list) and len(h) == 4 and isinstance(h[0], str)
                 and isinstance(h[1], int) and isinstance(h[2], int) and isinstance(h[3], str)):
             return False
-    return "value" in e
+    return "value" in e and isinstance(e.get("stderr", ""), str)
 
 
 def _unlink(p) -> None:

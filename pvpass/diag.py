@@ -9,6 +9,7 @@ scans or links must show them, and none stops for them.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,5 +125,23 @@ def render(d: Diagnostic, caret: bool = True) -> str:
     return "\n".join(out)
 
 
+_recorders: list[list[str]] = []
+
+
 def emit(d: Diagnostic, stream=None) -> None:
-    print(render(d), file=stream or sys.stderr)
+    text = render(d)
+    print(text, file=stream or sys.stderr)
+    for r in _recorders:
+        r.append(text)
+
+
+@contextmanager
+def recording():
+    """Collect what `emit` prints meanwhile (the build path keeps it with a
+    cached result, to say it again on a hit)."""
+    said: list[str] = []
+    _recorders.append(said)
+    try:
+        yield said
+    finally:
+        _recorders.remove(said)

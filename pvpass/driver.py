@@ -29,10 +29,11 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diag import PvError, ToolMissing
+from .diag import PvError, ToolMissing, recording
 from . import tools
 
 # Options that take a separate argument.
@@ -216,14 +217,16 @@ def run_cc(argv: list[str]) -> int:
         if hit is not None and hit["object"] == _sha(data):
             try:
                 _apply(c.object, data, hit["value"])
+                sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
                 return 0
             except Exception:    # the entry is untrusted data: failing to apply it is a miss
                 pass
-        found = _analyse(c, data, records)
+        with recording() as said:
+            found = _analyse(c, data, records)
         if found is not None and key:
             value, headers = found
             from .buildcache import headers_of
-            cache.put(key, headers_of(headers), _sha(data), value)
+            cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
     except PvError:
         _remove(c.object)        # like a failed compile: no object
         raise
@@ -261,8 +264,8 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
     if not kernel and "pvpass" not in pp.text:
         return None, headers     # no annotation: the relocated `call *` is no site
     from .arch import get_arch
-    from .frontend.scan import scan_pp
-    res = scan_pp(pp, get_arch(c.arch_name()), c.cache_args())
+    from .frontend.scan import scan_reported
+    res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args())
     if not res.inventory.sites:
         if kernel:
             check_table(obj)     # the source shows no site: the object's table still holds

@@ -216,6 +216,12 @@ def test_c_pvpass_cannot_follow_is_a_warning(tmp, arch):
     assert r.returncode == 0 and "warning" in r.stderr, r.stderr
     entries = read_entries(ElfObject.read(str(obj)))
     assert len(entries) == pv_calls(obj) == 3
+    # a result-cache hit says the same warnings again, as ccache replays gcc's
+    first = r.stderr
+    r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-O2", "-I", str(INCLUDE), "-c", str(src),
+                   "-o", str(obj))
+    assert r.returncode == 0 and r.stderr == first, r.stderr
+    assert len(read_entries(ElfObject.read(str(obj)))) == 3
 
 
 def test_broken_c_is_still_an_error(tmp):

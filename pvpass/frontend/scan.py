@@ -43,7 +43,12 @@ class ScanResult:
 def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
     """Scan a source. With `report`, the front end's warnings (C it cannot
     follow) go to stderr here: the commands have nowhere else to show them."""
-    pp = preprocess(src, arch, cppflags)
+    return scan_reported(preprocess(src, arch, cppflags), arch, cppflags, report)
+
+
+def scan_reported(pp: PPText, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
+    """`scan_pp` with locations mapped to the source the user wrote and,
+    with `report`, its warnings printed (the build path's entry)."""
     try:
         with _fewer_collections():
             res = scan_pp(pp, arch, cppflags)

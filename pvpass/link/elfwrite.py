@@ -95,11 +95,17 @@ def _unpack_sym(bits, data, off):
     return [name, value, size, info, other, shndx]
 
 
-def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = (),
-                 edits: dict[str, Edit] | None = None) -> bytes:
+def require_relocatable(obj: ElfObject) -> None:
+    """link, patch and show rewrite an object: refuse a linked file up front,
+    even when there would be nothing to add."""
     if not obj.is_relocatable:
         raise PvError(f"{obj.path}: not a relocatable object (ET_REL): link, patch and show "
                       f"take the object the compiler wrote, before the final link")
+
+
+def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol] = (),
+                 edits: dict[str, Edit] | None = None) -> bytes:
+    require_relocatable(obj)
     bits = obj.arch.bits
     rela = bits == 64
     ehdr = obj.header

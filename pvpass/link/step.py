@@ -20,7 +20,7 @@ from ..model import Backend
 from .copies import Copy, c_function, copy_patch, find_copies, site_shape
 from .elfobj import ElfObject
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
-                       NewSection, NewSymbol, SymRef, add_sections)
+                       NewSection, NewSymbol, SymRef, add_sections, require_relocatable)
 from .tableread import read_entries
 
 TRAMP_SECTION = ".text.pvpass"
@@ -61,6 +61,7 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
     table leaves the object untouched)."""
     arch = obj.arch
     inv = res.inventory
+    require_relocatable(obj)
     if not inv.sites:
         raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
     _refuse_i386_pic(obj, inv)
