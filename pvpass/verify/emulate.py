@@ -1,0 +1,297 @@
+"""Run one site copy, as it would run, in unicorn, from seeded random
+full-width register states, and check it against the oracle (`abi.py`).
+
+The code at the site runs until it falls through to the byte after the
+site. The first code it reaches outside the site and the trampolines is
+the target: its arguments and stack pointer are recorded at entry, its
+result at its return. A target the file holds runs as real code; a
+function the file does not define (and a target that cannot run on random
+arguments) is stood in for: the stand-in writes a random value into every
+register the target's convention lets it change, and the arithmetic flags.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
+                     UC_MEM_FETCH_UNMAPPED, UC_MODE_32, UC_MODE_64, Uc, UcError)
+from unicorn import x86_const as X
+from capstone.x86_const import X86_OP_MEM
+
+from . import abi
+from .artifact import Artifact, SiteCopy, disasm
+from .image import STANDIN_BASE
+
+PAGE = 0x1000
+STACK_LO, STACK_SIZE = 0x0E00_0000, 0x10000
+MAX_INSNS = 20_000
+LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: not emulated
+
+
+@dataclass(frozen=True)
+class Expect:
+    kind: str                 # the record's kind, or "file" (ahead of time, no record)
+    target: int | None        # the function the site must reach, when known
+    inline: bool              # explicit memory operands of the site's code are its own writes
+    loads_flags: bool = False  # the code pops the flags register (restore_fl): DF/TF are its to set
+
+
+@dataclass
+class Outcome:
+    status: str               # proved | failed | not emulated
+    problems: list[str] = field(default_factory=list)
+    reason: str = ""
+    stood_in: set[int] = field(default_factory=set)
+
+
+def _rid(r: str) -> int:
+    return getattr(X, f"UC_X86_REG_{r.upper()}")
+
+
+class Machine:
+    """One unicorn with the file's image mapped, reused for every run."""
+
+    def __init__(self, art: Artifact) -> None:
+        self.art = art
+        self.conv = abi.OP_CONVENTION[art.arch]
+        self.mu = Uc(UC_ARCH_X86, UC_MODE_64 if art.bits == 64 else UC_MODE_32)
+        pages: set[int] = set()
+        for start, buf in art.image.chunks.items():
+            pages.update(range(start // PAGE, (start + len(buf) + PAGE - 1) // PAGE))
+        nst = max(1, (16 * len(art.image.standins) + PAGE - 1) // PAGE)
+        pages.update(range(STANDIN_BASE // PAGE, STANDIN_BASE // PAGE + nst))
+        for lo, hi in _runs(sorted(pages)):
+            self.mu.mem_map(lo * PAGE, (hi - lo) * PAGE)
+        self.mu.mem_write(STANDIN_BASE, b"\xc3" * nst * PAGE)
+        self.mu.mem_map(STACK_LO, STACK_SIZE)
+        self.base_pages = pages
+        self.rids = {r: _rid(r) for r in self.conv.gprs}
+        self.ip = X.UC_X86_REG_RIP if art.bits == 64 else X.UC_X86_REG_EIP
+        self.flags = X.UC_X86_REG_EFLAGS
+
+    def reset(self) -> None:
+        for start, buf in self.art.image.chunks.items():
+            self.mu.mem_write(start, bytes(buf))
+
+
+def _runs(pages: list[int]):
+    i = 0
+    while i < len(pages):
+        j = i
+        while j + 1 < len(pages) and pages[j + 1] == pages[j] + 1:
+            j += 1
+        yield pages[i], pages[j] + 1
+        i = j + 1
+
+
+def leaves_site(bits: int, code: bytes) -> str | None:
+    for ins in disasm(bits, code):
+        if ins.mnemonic.startswith(LEAVES):
+            return ins.mnemonic
+    return None
+
+
+def prove(m: Machine, site: SiteCopy, code: bytes, expect: Expect, seed: str, states: int) -> Outcome:
+    gone = leaves_site(m.art.bits, code)
+    if gone:
+        return Outcome("not emulated", reason=f"'{gone}' leaves the site; unicorn cannot follow it back")
+    if not expect.loads_flags and any(i.mnemonic.startswith("popf") for i in disasm(m.art.bits, code)):
+        expect = replace(expect, loads_flags=True)
+    out = Outcome("proved")
+    for i in range(states):
+        state = f"{seed}:{site.addr:#x}:{i}"
+        problems = _run(m, site, code, expect, state, out.stood_in)
+        if problems is None:          # the target could not run: stood in, run again
+            problems = _run(m, site, code, expect, state, out.stood_in) or []
+        if problems:
+            out.status = "failed"
+            out.problems = [f"{p} (start state {state!r})" for p in problems]
+            return out
+    return out
+
+
+class _Stop(Exception):
+    pass
+
+
+def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
+         stood_in: set[int]) -> list[str] | None:
+    """Problems found from one start state; None when a real target faulted
+    or did not return (it is then added to `stood_in`)."""
+    conv, mu, art = m.conv, m.mu, m.art
+    rng = random.Random(state)
+    w = conv.word
+    m.reset()
+    mu.mem_write(site.addr, code)
+    end = site.addr + site.length
+    insns = disasm(art.bits, code, site.addr)
+    mem_insns = [i for i in insns if i.mnemonic != "nop" and any(op.type == X86_OP_MEM for op in i.operands)]
+    named_mem = {i.address for i in mem_insns} if expect.inline else set()
+    bases = {conv_reg(conv, i.reg_name(r)) for i in mem_insns for op in i.operands
+             if op.type == X86_OP_MEM for r in (op.mem.base, op.mem.index) if r}
+    # a random full-width start state; registers an inline replacement uses
+    # as addresses point at memory that exists
+    sp0 = STACK_LO + STACK_SIZE - 0x2000 - 8 * rng.randrange(0, 64)
+    mu.mem_write(STACK_LO, rng.randbytes(STACK_SIZE))
+    before: dict[str, int] = {}
+    for r, rid in m.rids.items():
+        if r == conv.sp:
+            v = sp0
+        elif r in bases:
+            v = (rng.getrandbits(36) << 4) | (1 << 40) if art.bits == 64 else 0x8000_0000 | rng.getrandbits(30)
+        else:
+            v = rng.getrandbits(art.bits)
+        if expect.loads_flags and r in conv.arg_regs:
+            v &= ~abi.TF          # a flags value with TF set would trap at the next instruction
+        mu.reg_write(rid, v)
+        before[r] = v
+    flags0 = 0x202 | (rng.getrandbits(16) & abi.CC_FLAGS)
+    mu.reg_write(m.flags, flags0)
+    mapped: list[int] = []
+    st = {"count": 0, "entry": None, "ret": None, "args": None, "result": None, "in": False,
+          "problems": [], "fault_in_target": False, "done": False}
+
+    def in_ours(a: int) -> bool:
+        return site.addr <= a < end or art.in_trampoline(a)
+
+    def on_code(uc, addr, size, _):
+        st["count"] += 1
+        if st["count"] > MAX_INSNS:
+            st["fault_in_target"] = st["in"]
+            st["problems"].append(f"no fall-through to {art.image.where(end)} within {MAX_INSNS} instructions")
+            uc.emu_stop()
+            return
+        if addr == end and not st["in"]:
+            st["done"] = True
+            uc.emu_stop()
+            return
+        if site.addr <= addr < end and addr + size > end:
+            st["problems"].append(f"the instruction at {art.image.where(addr)} runs past the site's end "
+                                  f"({site.length} bytes)")
+            uc.emu_stop()
+            return
+        sp = uc.reg_read(m.rids[conv.sp])
+        if st["in"] and addr == st["ret"] and sp == st["entry_sp"] + w:
+            st["in"] = False
+            st["result"] = {r: uc.reg_read(m.rids[r]) for r in conv.ret_regs}
+        if not st["in"] and not in_ours(addr):
+            if st["entry"] is not None:
+                st["problems"].append(f"execution leaves the site again, at {art.image.where(addr)}")
+                uc.emu_stop()
+                return
+            ret = int.from_bytes(uc.mem_read(sp, w), "little")
+            if not in_ours(ret - 1):
+                st["problems"].append(f"execution leaves the site at {art.image.where(addr)} "
+                                      f"without a call")
+                uc.emu_stop()
+                return
+            st.update(entry=addr, ret=ret, entry_sp=sp, **{"in": True})
+            st["args"] = {r: uc.reg_read(m.rids[r]) for r in conv.arg_regs}
+        if st["in"] and (addr in art.image.standins or addr in stood_in):
+            _stand_in(m, uc, rng, sp)
+
+    def on_write(uc, access, addr, size, value, _):
+        if st["in"]:
+            return
+        pc = uc.reg_read(m.ip)
+        if pc in named_mem or sp0 - 0x1000 <= addr and addr + size <= sp0:
+            return
+        st["problems"].append(f"{art.image.where(pc)} writes {size} bytes at {addr:#x}, "
+                              f"not below the stack pointer ({sp0:#x})")
+
+    def on_unmapped(uc, access, addr, size, value, _):
+        if access == UC_MEM_FETCH_UNMAPPED:
+            return False
+        page = addr & ~(PAGE - 1)
+        try:
+            uc.mem_map(page, PAGE)
+        except UcError:
+            return False
+        mapped.append(page)
+        return True
+
+    hooks = [mu.hook_add(UC_HOOK_CODE, on_code), mu.hook_add(UC_HOOK_MEM_WRITE, on_write),
+             mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped)]
+    try:
+        mu.emu_start(site.addr, 0)
+    except UcError as e:
+        if st["in"]:
+            st["fault_in_target"] = True
+        else:
+            st["problems"].append(f"emulation stopped at {art.image.where(mu.reg_read(m.ip))}: {e}")
+    finally:
+        for h in hooks:
+            mu.hook_del(h)
+        for p in mapped:
+            mu.mem_unmap(p, PAGE)
+    if st["fault_in_target"] and st["entry"] is not None and st["entry"] not in stood_in \
+            and st["entry"] not in art.image.standins:
+        stood_in.add(st["entry"])
+        return None
+    problems = st["problems"]
+    if problems or not st["done"]:
+        return problems or [f"no fall-through to {art.image.where(end)}"]
+    return _check(m, site, expect, before, flags0, st)
+
+
+def conv_reg(conv: abi.Convention, name: str | None) -> str | None:
+    """Full-width name of a register capstone names (eax, r8d, ...)."""
+    if not name:
+        return None
+    if conv.bits == 64 and name.startswith("e") and "r" + name[1:] in conv.gprs:
+        return "r" + name[1:]
+    if name.startswith("r") and name[-1] in "dwb" and name[:-1] in conv.gprs:
+        return name[:-1]
+    return name if name in conv.gprs else None
+
+
+def _stand_in(m: Machine, uc, rng: random.Random, sp: int) -> None:
+    """A C function of the convention: scramble what it may, return."""
+    w = m.conv.word
+    for r in m.conv.caller_saved:
+        uc.reg_write(m.rids[r], rng.getrandbits(m.conv.bits))
+    f = uc.reg_read(m.flags)
+    uc.reg_write(m.flags, (f & ~abi.CC_FLAGS) | (rng.getrandbits(16) & abi.CC_FLAGS))
+    ret = int.from_bytes(uc.mem_read(sp, w), "little")
+    uc.reg_write(m.rids[m.conv.sp], sp + w)
+    uc.reg_write(m.ip, ret)
+
+
+def _check(m: Machine, site: SiteCopy, expect: Expect, before: dict[str, int], flags0: int,
+           st: dict) -> list[str]:
+    conv, mu, img = m.conv, m.mu, m.art.image
+    allowed = conv.regs_of_mask(site.clobbers)
+    problems = []
+    after = {r: mu.reg_read(rid) for r, rid in m.rids.items()}
+    if after[conv.sp] != before[conv.sp]:
+        problems.append(f"%{conv.sp} moved by {after[conv.sp] - before[conv.sp]:+d}")
+    for r in conv.gprs:
+        if r != conv.sp and r not in allowed and after[r] != before[r]:
+            problems.append(f"%{r} changed ({before[r]:#x} -> {after[r]:#x}) outside the clobber set")
+    flags = mu.reg_read(m.flags)
+    for bit, name in ((abi.DF, "DF"), (abi.TF, "TF")):
+        if (flags ^ flags0) & bit and not expect.loads_flags:
+            problems.append(f"the {name} flag changed")
+    entry = st["entry"]
+    calls = expect.kind in ("call", "trampoline")
+    if calls and entry is None:
+        problems.append("the target is never called")
+    elif expect.kind in ("inline", "nop") and entry is not None:
+        problems.append(f"an {expect.kind} patch calls {img.where(entry)}")
+    if entry is not None:
+        if expect.target is not None and entry != expect.target:
+            problems.append(f"calls {img.where(entry)}, not the target {img.where(expect.target)}")
+        for r, v in st["args"].items():
+            if v != before[r]:
+                problems.append(f"argument %{r} reaches the target as {v:#x}, not {before[r]:#x}")
+        if (st["entry_sp"] - (before[conv.sp] - conv.word)) % conv.call_align:
+            problems.append(f"the target is entered with %{conv.sp} {st['entry_sp']:#x}: not aligned "
+                            f"as a direct call from the site would leave it ({conv.call_align} bytes)")
+        if st["result"] is None:
+            problems.append("the target does not return to the site")
+        else:
+            for r, v in st["result"].items():
+                if r in allowed and after[r] != v:
+                    problems.append(f"result %{r} is {after[r]:#x}, the target returned {v:#x}")
+    return problems

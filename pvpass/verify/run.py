@@ -1,0 +1,140 @@
+"""The verify pipeline: read the file, choose each (site copy, backend)'s
+code as it would run, prove it, report."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ..diag import PvError
+from .artifact import Artifact, Record, SiteCopy, holds_indirect_call, read
+from .emulate import Expect, Machine, Outcome, prove
+
+IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)     # one per failure / not emulated
+    proved: int = 0
+    failed: int = 0
+    kept: int = 0
+    not_emulated: int = 0
+    sites: int = 0
+    backends: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.proved} (site copy, backend) pairs proved, {self.failed} failed, "
+                f"{self.not_emulated} not emulated, {self.kept} kept as indirect calls "
+                f"({self.sites} site copies; backends: {', '.join(self.backends) or 'none'})")
+
+
+def runtime_code(art: Artifact, site: SiteCopy, rec: Record) -> bytes:
+    """What pvpass_apply writes over the site: the record's code with the
+    call's rel32 computed for the site's address (and a RIP-relative disp32
+    moved by the distance from the code to the site)."""
+    code = bytearray(rec.code)
+    if rec.call_off is not None:
+        if rec.call_off + 5 > site.length:
+            raise _Bad(f"the record's call at offset {rec.call_off} does not fit the site")
+        rel = rec.target - (site.addr + rec.call_off + 5)
+        if not -2**31 <= rel < 2**31:
+            raise _Bad(f"the target {rec.target:#x} is out of rel32 range")
+        struct.pack_into("<i", code, rec.call_off + 1, rel)
+    if rec.pcrel_off is not None:
+        if rec.pcrel_off + 4 > site.length:
+            raise _Bad(f"the record's pc-relative fixup at {rec.pcrel_off} does not fit the site")
+        disp = struct.unpack_from("<i", code, rec.pcrel_off)[0] + rec.code_addr - site.addr
+        struct.pack_into("<i", code, rec.pcrel_off, disp)
+    return bytes(code)
+
+
+class _Bad(Exception):
+    pass
+
+
+def _aot_backend(art: Artifact, sites: list[SiteCopy], wanted: str | None) -> str | None:
+    """The backend an ahead-of-time patched file was patched for: named, or
+    the one whose records agree with the most of its sites."""
+    if wanted or not sites:
+        return wanted
+    score = {b: sum(_agrees(art, s, art.find(b, s)) for s in sites) for b in art.backends()}
+    best = max(score.values(), default=0)
+    winners = [b for b, n in score.items() if n == best]
+    if best == 0 or len(winners) > 1:
+        raise PvError(f"{art.path}: patched ahead of time, but for which backend? name it with --backend "
+                      f"(have: {', '.join(art.backends()) or 'no patch records'})")
+    return winners[0]
+
+
+def _agrees(art: Artifact, s: SiteCopy, rec: Record | None) -> bool:
+    if rec is None:
+        return False
+    if rec.call_off is None:
+        return s.code == rec.code
+    c = s.code[rec.call_off:rec.call_off + 5]
+    return len(c) == 5 and c[0] == 0xE8 and \
+        s.addr + rec.call_off + 5 + struct.unpack_from("<i", c, 1)[0] == rec.target
+
+
+def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None) -> Expect:
+    target = art.ops_object_target(backend, site.type) if backend != IN_FILE else None
+    kind = rec.kind if rec is not None else "file"
+    if target is None and rec is not None and rec.kind == "call":
+        target = rec.target
+    return Expect(kind, target, inline=kind in ("inline", "file"))
+
+
+def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
+    art = read(path)
+    rep = Report(sites=len(art.sites))
+    if backend is not None and backend not in art.backends():
+        raise PvError(f"{path}: no patch records for backend '{backend}' "
+                      f"(have: {', '.join(art.backends()) or 'none'})")
+    selected = [backend] if backend else art.backends()
+    aot = [s for s in art.sites if not holds_indirect_call(art.bits, s.code)]
+    aot_backend = _aot_backend(art, aot, backend) if aot else None
+    rep.backends = selected if len(aot) < len(art.sites) else [aot_backend or IN_FILE]
+    machine = Machine(art)
+    for site in art.sites:
+        if site in aot:
+            rec = art.find(aot_backend, site) if aot_backend else None
+            pairs = [(aot_backend or IN_FILE, site.code, rec)]
+        else:
+            pairs = []
+            for b in selected:
+                rec = art.find(b, site)
+                if rec is None:
+                    if any(r.backend == b and r.type == site.type for r in art.records):
+                        rep.failed += 1
+                        rep.lines.append(f"{path}: {site.where}: backend {b}: no patch record for this "
+                                         f"site (type {site.type}, len {site.length}, clobbers "
+                                         f"{site.clobbers:#x}), though the backend patches type {site.type}")
+                    else:
+                        rep.kept += 1
+                    continue
+                try:
+                    pairs.append((b, runtime_code(art, site, rec), rec))
+                except _Bad as e:
+                    rep.failed += 1
+                    rep.lines.append(f"{path}: {site.where}: backend {b}: {e}")
+        for b, code, rec in pairs:
+            if rec is not None and rec.kind == "trampoline" and not art.in_trampoline(rec.target):
+                rep.failed += 1
+                rep.lines.append(f"{path}: {site.where}: backend {b}: the trampoline record's target "
+                                 f"{art.image.where(rec.target)} is not a trampoline")
+                continue
+            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec), f"{seed}:{b}", states)
+            _count(rep, path, site, b, rec, out)
+    return rep
+
+
+def _count(rep: Report, path: str, site: SiteCopy, b: str, rec: Record | None, out: Outcome) -> None:
+    what = f"{path}: {site.where}: backend {b} ({rec.kind if rec else 'as patched'})"
+    if out.status == "proved":
+        rep.proved += 1
+    elif out.status == "not emulated":
+        rep.not_emulated += 1
+        rep.lines.append(f"{what}: not emulated: {out.reason}")
+    else:
+        rep.failed += 1
+        rep.lines.extend(f"{what}: {p}" for p in out.problems)
