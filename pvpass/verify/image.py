@@ -62,6 +62,13 @@ class Image:
             out += b
         raise PvError(f"{self.path}: unterminated string at {addr:#x}")
 
+    def address_of(self, name: str) -> int | None:
+        a = next((a for a, _, n in self.symbols if n == name), None)
+        return a if a is not None else next((a for a, n in self.standins.items() if n == name), None)
+
+    def symbol_at(self, addr: int) -> str | None:
+        return next((n for a, _, n in self.symbols if a == addr), None)
+
     def section_at(self, addr: int) -> Section | None:
         return next((s for s in self.sections.values() if s.addr <= addr < s.addr + max(s.size, 1)), None)
 

@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..diag import PvError
-from .artifact import Artifact, Record, SiteCopy, holds_indirect_call, read
+from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, holds_indirect_call, read
 from .emulate import Expect, Machine, Outcome, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
@@ -81,7 +81,18 @@ def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None) -> 
     kind = rec.kind if rec is not None else "file"
     if target is None and rec is not None and rec.kind == "call":
         target = rec.target
+    if target is None and rec is not None and rec.kind == "trampoline":
+        target = _trampoline_target(art, rec.target)
     return Expect(kind, target, inline=kind in ("inline", "file"))
+
+
+def _trampoline_target(art: Artifact, addr: int) -> int | None:
+    """The function a trampoline exists for, from its symbol's name
+    (__pvpass_tramp_<target>_<mask of saved registers>)."""
+    name = art.image.symbol_at(addr)
+    if not name or not name.startswith(TRAMP_PREFIX):
+        return None
+    return art.image.address_of(name[len(TRAMP_PREFIX):].rsplit("_", 1)[0])
 
 
 def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
