@@ -127,7 +127,11 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     end = site.addr + site.length
     insns = disasm(art.bits, code, site.addr)
     mem_insns = [i for i in insns if i.mnemonic != "nop" and any(op.type == X86_OP_MEM for op in i.operands)]
-    named_mem = {i.address for i in mem_insns} if expect.inline else set()
+    # an inline replacement's explicit memory operands are its own business,
+    # except through the stack pointer: the caller's frame is above it
+    named_mem = {i.address for i in mem_insns if not any(
+        op.type == X86_OP_MEM and conv_reg(conv, i.reg_name(op.mem.base)) == conv.sp
+        for op in i.operands)} if expect.inline else set()
     bases = {conv_reg(conv, i.reg_name(r)) for i in mem_insns for op in i.operands
              if op.type == X86_OP_MEM for r in (op.mem.base, op.mem.index) if r}
     # a random full-width start state; registers an inline replacement uses
@@ -150,7 +154,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     mu.reg_write(m.flags, flags0)
     mapped: list[int] = []
     st = {"count": 0, "entry": None, "ret": None, "args": None, "result": None, "in": False,
-          "problems": [], "fault_in_target": False, "done": False}
+          "problems": [], "fault_in_target": False, "done": False, "prev": None}
 
     def in_ours(a: int) -> bool:
         return site.addr <= a < end or art.in_trampoline(a)
@@ -175,18 +179,17 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         if st["in"] and addr == st["ret"] and sp == st["entry_sp"] + w:
             st["in"] = False
             st["result"] = {r: uc.reg_read(m.rids[r]) for r in conv.ret_regs}
-        if not st["in"] and not in_ours(addr):
-            if st["entry"] is not None:
-                st["problems"].append(f"execution leaves the site again, at {art.image.where(addr)}")
+        prev, st["prev"] = st["prev"], (addr + size, sp)
+        called = prev is not None and addr != prev[0] and sp == prev[1] - w \
+            and int.from_bytes(uc.mem_read(sp, w), "little") == prev[0]
+        if not st["in"] and ((called and not art.in_trampoline(addr)) or not in_ours(addr)):
+            # the site or a trampoline called out (into the target), or jumped away
+            if st["entry"] is not None or not called:
+                again = " again" if st["entry"] is not None else " without a call"
+                st["problems"].append(f"execution leaves the site{again}, to {art.image.where(addr)}")
                 uc.emu_stop()
                 return
-            ret = int.from_bytes(uc.mem_read(sp, w), "little")
-            if not in_ours(ret - 1):
-                st["problems"].append(f"execution leaves the site at {art.image.where(addr)} "
-                                      f"without a call")
-                uc.emu_stop()
-                return
-            st.update(entry=addr, ret=ret, entry_sp=sp, **{"in": True})
+            st.update(entry=addr, ret=prev[0], entry_sp=sp, **{"in": True})
             st["args"] = {r: uc.reg_read(m.rids[r]) for r in conv.arg_regs}
         if st["in"] and (addr in art.image.standins or addr in stood_in):
             _stand_in(m, uc, rng, sp)
@@ -202,6 +205,9 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
 
     def on_unmapped(uc, access, addr, size, value, _):
         if access == UC_MEM_FETCH_UNMAPPED:
+            if not st["in"]:
+                st["problems"].append(f"control reaches {addr:#x}, outside the file's code "
+                                      f"(an unbalanced stack returns to a register's value)")
             return False
         page = addr & ~(PAGE - 1)
         try:
