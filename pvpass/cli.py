@@ -111,7 +111,7 @@ def cmd_verify(argv: list[str]) -> int:
     else:
         with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
             rep = verify(obj, a.backend, a.seed, a.states)
-    for line in rep.lines:
+    for line in rep.notes + rep.lines:
         print(line, file=sys.stderr)
     print(rep.summary())
     return EXIT_FINDINGS if rep.failed else EXIT_OK

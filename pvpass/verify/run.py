@@ -15,6 +15,7 @@ IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are wh
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)     # one per failure / not emulated
+    notes: list[str] = field(default_factory=list)
     proved: int = 0
     failed: int = 0
     kept: int = 0
@@ -105,6 +106,9 @@ def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
     aot = [s for s in art.sites if not holds_indirect_call(art.bits, s.code)]
     aot_backend = _aot_backend(art, aot, backend) if aot else None
     rep.backends = selected if len(aot) < len(art.sites) else [aot_backend or IN_FILE]
+    if art.image.unsupported:
+        rep.notes.append(f"{path}: note: {len(art.image.unsupported)} relocations not applied "
+                         f"(code reached through them is not run as linked), first: {art.image.unsupported[0]}")
     machine = Machine(art)
     for site in art.sites:
         if site in aot:
