@@ -412,3 +412,16 @@ def test_a_mutant_fails_the_command():
     assert r.returncode == 1, r.stdout + r.stderr
     assert "result %rax is" in r.stderr and "the target returned" in r.stderr and "start state" in r.stderr
     assert all(_names_a_site(path, ln) for ln in r.stderr.splitlines()), r.stderr
+
+
+def test_a_replacement_that_leaves_the_site_is_not_emulated_but_counted():
+    """iretq leaves for good: reported with the reason, counted apart, not
+    a failure; swapgs (above) runs."""
+    e = Elf(artifact("demo.o"))
+    rec = next(r for r in e.records() if r["kind"] == 1 and r["len"] == 6)
+    code = gas(64, "iretq")
+    e.put(".pvpass.code", rec["code"], code + nops(64, 6 - len(code)))
+    path = str(e.save("iret"))
+    rep = verify(path, None, "pvpass", 4)
+    assert rep.failed == 0 and rep.not_emulated >= 1, rep.lines
+    assert all("not emulated: 'iretq' leaves the site" in ln and _names_a_site(path, ln) for ln in rep.lines)

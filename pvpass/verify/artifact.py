@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import struct
+
 from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
 from capstone import x86_const as CX
+from elftools.common.exceptions import ELFError
 
 from .. import table
 from ..diag import PvError
@@ -74,6 +77,14 @@ class Artifact:
 
 
 def read(path: str) -> Artifact:
+    try:
+        return _read(path)
+    except (ELFError, OverflowError, ValueError, struct.error) as e:
+        # pyelftools, deep in a corrupt file (name or link fields out of range)
+        raise PvError(f"{path}: corrupt ELF file ({e})") from None
+
+
+def _read(path: str) -> Artifact:
     obj = ElfObject.read(path)
     img = load(obj)
     arch = obj.arch

@@ -20,6 +20,7 @@ from unicorn import x86_const as X
 from capstone.x86_const import X86_OP_MEM
 
 from . import abi
+from ..diag import PvError
 from .artifact import Artifact, SiteCopy, disasm
 from .image import STANDIN_BASE
 
@@ -56,6 +57,17 @@ class Machine:
         self.art = art
         self.conv = abi.OP_CONVENTION[art.arch]
         self.mu = Uc(UC_ARCH_X86, UC_MODE_64 if art.bits == 64 else UC_MODE_32)
+        self.rids = {r: _rid(r) for r in self.conv.gprs}
+        self.ip = X.UC_X86_REG_RIP if art.bits == 64 else X.UC_X86_REG_EIP
+        self.flags = X.UC_X86_REG_EFLAGS
+        try:
+            self._map()
+        except UcError as e:
+            raise PvError(f"{art.path}: its sections cannot be mapped for emulation "
+                          f"(they overlap the emulator's stack or stand-ins?): {e}") from None
+
+    def _map(self) -> None:
+        art = self.art
         pages: set[int] = set()
         for start, buf in art.image.chunks.items():
             pages.update(range(start // PAGE, (start + len(buf) + PAGE - 1) // PAGE))
@@ -65,10 +77,7 @@ class Machine:
             self.mu.mem_map(lo * PAGE, (hi - lo) * PAGE)
         self.mu.mem_write(STANDIN_BASE, b"\xc3" * nst * PAGE)
         self.mu.mem_map(STACK_LO, STACK_SIZE)
-        self.base_pages = pages
-        self.rids = {r: _rid(r) for r in self.conv.gprs}
-        self.ip = X.UC_X86_REG_RIP if art.bits == 64 else X.UC_X86_REG_EIP
-        self.flags = X.UC_X86_REG_EFLAGS
+        self.reset()
 
     def reset(self) -> None:
         for start, buf in self.art.image.chunks.items():

@@ -15,6 +15,7 @@ from ..link.elfobj import ElfObject
 BASE = 0x0800_0000          # where a relocatable object's first section goes
 STANDIN_BASE = 0x0F00_0000  # one 16-byte slot per undefined symbol
 GOT_BASE = 0x0F80_0000      # GOT slots the object's GOT relocations ask for
+MAX_IMAGE = 0x0600_0000     # below the emulator's stack (emulate.STACK_LO)
 SHF_ALLOC = 2
 SHF_EXECINSTR = 4
 
@@ -91,6 +92,12 @@ def load(obj: ElfObject) -> Image:
     return img
 
 
+def _fits(obj: ElfObject, size: int) -> None:
+    if size > MAX_IMAGE:
+        raise PvError(f"{obj.path}: {size:#x} bytes of sections: too large to emulate "
+                      f"(at most {MAX_IMAGE:#x})")
+
+
 def _standin(img: Image, name: str) -> int:
     for a, n in img.standins.items():
         if n == name:
@@ -109,6 +116,7 @@ def _load_object(obj: ElfObject, img: Image) -> None:
         addr = (addr + align - 1) // align * align
         img.sections[s.name] = Section(s.name, addr, s["sh_size"], bool(s["sh_flags"] & SHF_EXECINSTR))
         addr += s["sh_size"]
+    _fits(obj, addr - BASE)
     img.chunks[BASE] = buf = bytearray(addr - BASE + 16)
     for s in obj.sections:
         if s.name in img.sections and s["sh_type"] != "SHT_NOBITS":
@@ -133,6 +141,7 @@ def _load_object(obj: ElfObject, img: Image) -> None:
             continue
         sym_addr[sym.index] = a
     if common > addr:
+        _fits(obj, common - BASE)
         buf.extend(bytes(common - addr))
     got: dict[int, int] = {}
     arch = obj.arch.name
@@ -165,6 +174,7 @@ def _load_program(obj: ElfObject, img: Image) -> None:
     for seg in obj.elf.iter_segments():
         if seg["p_type"] != "PT_LOAD":
             continue
+        _fits(obj, seg["p_memsz"])
         data = bytearray(seg.data()) + bytes(seg["p_memsz"] - seg["p_filesz"])
         img.chunks[seg["p_vaddr"]] = data
     for s in obj.sections:

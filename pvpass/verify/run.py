@@ -110,6 +110,7 @@ def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
         rep.notes.append(f"{path}: note: {len(art.image.unsupported)} relocations not applied "
                          f"(code reached through them is not run as linked), first: {art.image.unsupported[0]}")
     machine = Machine(art)
+    stood_in: set[int] = set()
     for site in art.sites:
         if site in aot:
             rec = art.find(aot_backend, site) if aot_backend else None
@@ -140,6 +141,10 @@ def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
                 continue
             out: Outcome = prove(machine, site, code, _expect(art, b, site, rec), f"{seed}:{b}", states)
             _count(rep, path, site, b, rec, out)
+            stood_in |= out.stood_in
+    if stood_in:
+        rep.notes.append(f"{path}: note: stood in for targets that faulted or did not return on random "
+                         f"arguments: {', '.join(sorted(art.image.where(a) for a in stood_in))}")
     return rep
 
 
