@@ -31,6 +31,12 @@ def test_command_exit_codes_and_determinism(tmp):
     r2 = run_pvpass("verify", obj)
     assert r1.returncode == 0 and r1.stdout == r2.stdout, r1.stderr
     assert r1.stdout.startswith("22 (site copy, backend) pairs proved, 0 failed"), r1.stdout
+    # gcc's kernel-dialect object before the link step: a table, no patch
+    # records: every call stays; a pvpass-dialect one has no table yet
+    r = run_pvpass("verify", str(artifact("k61_64")).replace(".linked.o", ".o"))
+    assert r.returncode == 0 and "0 failed, 0 not emulated, 15 kept" in r.stdout, r.stdout + r.stderr
+    r = run_pvpass("verify", obj.replace(".linked.o", ".o"))
+    assert r.returncode == 2 and "no .parainstructions section" in r.stderr
     r = run_pvpass("verify", obj, "--backend", "native")
     assert r.returncode == 0 and "backends: native)" in r.stdout
     r = run_pvpass("verify", obj, "--backend", "xen")

@@ -120,10 +120,6 @@ def prove(m: Machine, site: SiteCopy, code: bytes, expect: Expect, seed: str, st
     return out
 
 
-class _Stop(Exception):
-    pass
-
-
 def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
          stood_in: set[int]) -> list[str] | None:
     """Problems found from one start state; None when a real target faulted

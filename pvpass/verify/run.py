@@ -117,6 +117,7 @@ def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
             pairs = [(aot_backend or IN_FILE, site.code, rec)]
         else:
             pairs = []
+            rep.kept += not selected          # no patch records at all: the call stays
             for b in selected:
                 rec = art.find(b, site)
                 if rec is None:
