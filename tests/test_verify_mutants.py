@@ -332,14 +332,14 @@ def aot_extra_write(e: Elf):
 
 
 def aot_zero_arg(e: Elf):
-    """i386: `xorl %eax, %eax` before the call, the call (and its REL
-    relocation, addend in place) moved by two bytes."""
-    sec, at, ln, r = next(s for s in ((*x, None) for x in e.sites()) if e.data[e.off(s[0], s[1])] == 0xE8
-                          and s[2] >= 7)
+    """i386: `xorl %eax, %eax` before the site's call; the call (and its REL
+    relocation, the addend in place) moved past it."""
+    pre = gas(32, "xorl %eax, %eax")
+    sec, at, ln = next(s for s in e.sites() if e.data[e.off(s[0], s[1])] == 0xE8 and s[2] >= 5 + len(pre))
     r = e.reloc_at(sec, at + 1)
     call = bytes(e.data[e.off(sec, at):e.off(sec, at + 5)])
-    e.put(sec, at, gas(32, "xorl %eax, %eax") + call + nops(32, ln - 7))
-    e.set_reloc(r, offset=at + 3)
+    e.put(sec, at, pre + call + nops(32, ln - 5 - len(pre)))
+    e.set_reloc(r, offset=at + len(pre) + 1)
 
 
 MUTANTS = [

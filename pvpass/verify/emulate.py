@@ -296,7 +296,12 @@ def _check(m: Machine, site: SiteCopy, expect: Expect, before: dict[str, int], f
         for r, v in st["args"].items():
             if v != before[r]:
                 problems.append(f"argument %{r} reaches the target as {v:#x}, not {before[r]:#x}")
-        if (st["entry_sp"] - (before[conv.sp] - conv.word)) % conv.call_align:
+        from_site = site.addr < st["ret"] <= site.addr + site.length
+        if from_site and st["entry_sp"] != before[conv.sp] - conv.word:
+            problems.append(f"the site calls with %{conv.sp} moved by "
+                            f"{st['entry_sp'] + conv.word - before[conv.sp]:+d}: arguments on the "
+                            f"stack are not where the caller put them")
+        elif (st["entry_sp"] - (before[conv.sp] - conv.word)) % conv.call_align:
             problems.append(f"the target is entered with %{conv.sp} {st['entry_sp']:#x}: not aligned "
                             f"as a direct call from the site would leave it ({conv.call_align} bytes)")
         if st["result"] is None:
