@@ -60,6 +60,7 @@ class Machine:
         self.rids = {r: _rid(r) for r in self.conv.gprs}
         self.ip = X.UC_X86_REG_RIP if art.bits == 64 else X.UC_X86_REG_EIP
         self.flags = X.UC_X86_REG_EFLAGS
+        self.dirty: list[tuple[int, int]] | None = None
         try:
             self._map()
         except UcError as e:
@@ -80,8 +81,18 @@ class Machine:
         self.reset()
 
     def reset(self) -> None:
-        for start, buf in self.art.image.chunks.items():
-            self.mu.mem_write(start, bytes(buf))
+        """The whole image (once), then only what runs wrote: cheap per run."""
+        if self.dirty is None:
+            for start, buf in self.art.image.chunks.items():
+                self.mu.mem_write(start, bytes(buf))
+        else:
+            for a, n in self.dirty:
+                self.mu.mem_write(a, self.art.image.read(a, n))
+        self.dirty = []
+
+    def written(self, addr: int, size: int) -> None:
+        if any(s <= addr < s + len(b) for s, b in self.art.image.chunks.items()):
+            self.dirty.append((addr, size))
 
 
 def _runs(pages: list[int]):
@@ -129,6 +140,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     w = conv.word
     m.reset()
     mu.mem_write(site.addr, code)
+    m.dirty.append((site.addr, site.length))
     end = site.addr + site.length
     insns = disasm(art.bits, code, site.addr)
     mem_insns = [i for i in insns if i.mnemonic != "nop" and any(op.type == X86_OP_MEM for op in i.operands)]
@@ -142,7 +154,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     # a random full-width start state; registers an inline replacement uses
     # as addresses point at memory that exists
     sp0 = STACK_LO + STACK_SIZE - 0x2000 - 8 * rng.randrange(0, 64)
-    mu.mem_write(STACK_LO, rng.randbytes(STACK_SIZE))
+    mu.mem_write(sp0 - 0x1800, rng.randbytes(0x2000))     # the frames in use, and the caller's
     before: dict[str, int] = {}
     for r, rid in m.rids.items():
         if r == conv.sp:
@@ -200,6 +212,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
             _stand_in(m, uc, rng, sp)
 
     def on_write(uc, access, addr, size, value, _):
+        m.written(addr, size)
         if st["in"]:
             return
         pc = uc.reg_read(m.ip)
