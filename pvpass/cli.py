@@ -107,7 +107,7 @@ def cmd_verify(argv: list[str]) -> int:
     if is_elf(a.file):
         if cpp:
             raise PvError("pvpass verify: preprocessor flags are for a C source, not an object")
-        rep = verify(a.file, a.backend, a.seed, a.states)
+        rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None)
     else:
         with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
             rep = verify(obj, a.backend, a.seed, a.states)

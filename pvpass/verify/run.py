@@ -96,8 +96,10 @@ def _trampoline_target(art: Artifact, addr: int) -> int | None:
     return art.image.address_of(name[len(TRAMP_PREFIX):].rsplit("_", 1)[0])
 
 
-def verify(path: str, backend: str | None, seed: str, states: int) -> Report:
+def verify(path: str, backend: str | None, seed: str, states: int, arch: str | None = None) -> Report:
     art = read(path)
+    if arch is not None and arch != art.arch:
+        raise PvError(f"{path}: an {art.arch} file, not {arch}")
     rep = Report(sites=len(art.sites))
     if backend is not None and backend not in art.backends():
         raise PvError(f"{path}: no patch records for backend '{backend}' "
