@@ -5,7 +5,6 @@ the x86-64 caller-saved set) fails here, and its trampolines fail verify."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
