@@ -35,8 +35,20 @@ class PatchError(Exception):
     """A backend/op/site combination that cannot be patched as declared."""
 
 
+def site_clobbers(arch: Arch, site: Site) -> set[str]:
+    """The registers a site really lets the callee change. The kernel's masks
+    mean "any register the platform has": i386 CLBR_ANY is (1 << 4) - 1 with
+    the %edi bit, yet no C-convention callee changes %edi and the kernel's asm
+    does not clobber it. So in the kernel dialect a mask bit for a register
+    the C convention preserves is no licence to change it."""
+    regs = set(site.clobbers)
+    if site.dialect == "kernel":
+        regs &= set(arch.caller_saved)
+    return regs
+
+
 def allowed_writes(arch: Arch, site: Site, op: Op | None) -> set[str]:
-    allowed = set(site.clobbers)
+    allowed = site_clobbers(arch, site)
     if (op is not None and op.returns) or site.returns:
         allowed.add(arch.ret_reg)
     return allowed
