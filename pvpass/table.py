@@ -46,7 +46,8 @@ def unpack(arch: Arch, data: bytes) -> list[tuple[int, int, int, int]]:
 
 # --- per-backend patch records (pvpass's runtime ABI, runtime/pvpass_rt.h) ---
 #   const char *backend; const u8 *code; void *target;
-#   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind; u16 pad;
+#   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind;
+#   u8 pcrel_off (offset of a RIP-relative disp32 in the code; 0xff: none); u8 pad2;
 PATCH_SECTION = ".pvpass.patches"
 CODE_SECTION = ".pvpass.code"
 STRINGS_SECTION = ".pvpass.strings"
@@ -55,8 +56,9 @@ KINDS = {"inline": 1, "call": 2, "trampoline": 3, "nop": 4}
 
 
 def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int | None,
-               kind: str) -> bytes:
+               kind: str, pcrel_off: int | None = None) -> bytes:
     """A record with its three pointers zero (they are relocated)."""
     ptrs = bytes(3 * arch.ptr_size)
-    return ptrs + struct.pack("<BBHBBH", type_, length, clobbers & 0xFFFF,
-                              NO_CALL if call_off is None else call_off, KINDS[kind], 0)
+    return ptrs + struct.pack("<BBHBBBB", type_, length, clobbers & 0xFFFF,
+                              NO_CALL if call_off is None else call_off, KINDS[kind],
+                              NO_CALL if pcrel_off is None else pcrel_off, 0)

@@ -70,6 +70,9 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
         except EncodeError as e:
             raise PatchError(f"inline replacement for {site.op} in backend {backend.name} "
                              f"does not assemble: {e}") from None
+        if sum(f.pcrel for f in stub.fixups) > 1:
+            raise PatchError(f"inline replacement for {site.op} in backend {backend.name} has "
+                             f"more than one RIP-relative operand: the runtime rebases one")
         extra = [r for r in stub.writes if r not in allowed]
         if len(stub.code) <= site.length and not extra:
             pad = site.length - len(stub.code)
@@ -95,3 +98,9 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
     t = trampoline(arch, target.function, extra)
     return Patch("trampoline", call + pad, 0, t.name, t, None,
                  f"call {t.name}: saves {', '.join(extra)} around {target.function}{why}")
+
+
+def pcrel_offset(p: Patch) -> int | None:
+    """Where the RIP-relative field of an inline patch is (the runtime
+    rebases it from the patch's code to the site), or None."""
+    return next((f.offset for f in p.inline.fixups if f.pcrel), None) if p.inline else None

@@ -19,7 +19,7 @@ from ..frontend.scan import ScanResult
 from ..link.copies import Copy, copy_patch, find_copies
 from ..link.elfobj import ElfObject
 from ..link.elfwrite import Edit, NewReloc, SymRef, add_sections
-from ..link.step import R_CALL, TRAMP_SECTION
+from ..link.step import R_CALL, TRAMP_SECTION, fixup_relocs
 
 
 @dataclass
@@ -66,6 +66,7 @@ def patch_object(obj: ElfObject, res: ScanResult, backend: str) -> bytes:
         e = edits.setdefault(c.section, Edit())
         e.writes.append((c.offset, p.code))
         e.drop.append((c.offset, c.offset + c.length))
+        e.relocs += fixup_relocs(p, c.offset)
         if p.call_offset is not None:
             if p.trampoline is not None and p.call_target not in tramps:
                 raise PvError(f"{obj.path}: trampoline {p.call_target} is missing: link with "

@@ -36,8 +36,3 @@ void switch_mm(unsigned long pgd)
 {
 	write_cr3(pgd);
 }
-
-void set_cr0(unsigned long cr0)
-{
-	write_cr0(cr0 | 1);
-}

@@ -176,15 +176,4 @@ static inline void write_cr3(unsigned long x)
 			     : "memory", "cc");
 }
 
-/* The argument in an in-out operand: with regparm(3) "+a" carries it. */
-static inline void write_cr0(unsigned long x)
-{
-	unsigned long __edx, __ecx;
-	__asm__ __volatile__(paravirt_alt(PARAVIRT_CALL)
-			     : "+a"(x), "=d"(__edx), "=c"(__ecx)
-			     : paravirt_type(PARAVIRT_PATCH(write_cr0)),
-			       paravirt_clobber(CLBR_ANY)
-			     : "memory", "cc");
-}
-
 #endif
