@@ -132,3 +132,33 @@ def test_emit_asm_and_link_step_carry_the_same_relocations(tmp, arch, src):
               for x in p.get("relocs", [])}
     assert relocs == ours
     assert any(p.get("writes_memory") for b in doc["backends"] for p in b["patches"])
+
+
+def test_apply_fixups_is_what_ld_wrote(tmp):
+    """Every inline patch in the program patched ahead of time holds the
+    bytes apply_fixups computes for its address (ld is the oracle)."""
+    from pvpass.emit.stubs import apply_fixups
+    from pvpass.frontend.scan import scan
+    from pvpass.patch.aot import plan_copies
+    src = TESTDATA / "pvpass/reloc.c"
+    obj, cpp = _build(tmp, src)
+    res = scan(str(src), get_arch("x86_64"), cpp)
+    r = run_pvpass("patch", str(obj), "--source", str(src), "--backend", "sym_ops", "-o", str(tmp / "aot.o"),
+                   "--", *cpp)
+    assert r.returncode == 0, r.stderr
+    exe = ElfObject.read(str(_link(tmp, tmp / "aot.o", "aot")))
+    syms = {s.name: s.value for s in exe.symbols}
+    text = exe.section(".text")
+    data = exe.section_data(text)
+    linked = ElfObject.read(str(obj))
+    checked = 0
+    for pc in plan_copies(linked, res, "sym_ops"):
+        p = pc.patch
+        if p.inline is None or not p.inline.fixups:
+            continue
+        fn, off = linked.function_at(pc.copy.section, pc.copy.offset)
+        at = syms[fn] + off
+        got = data[at - text["sh_addr"]:at - text["sh_addr"] + len(p.code)]
+        assert got == apply_fixups(p.code, p.inline.fixups, at, syms), p.inline.text
+        checked += 1
+    assert checked == 4

@@ -4,6 +4,7 @@ of time; every run must print the unpatched result, with each backend's own
 interrupt state right at every step ("bad 0")."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,46 @@ def test_each_system_patches_as_its_kind(built):
     # trampolines around the C functions
     xen = _text(d / "systems_aot_xen")
     assert "<__pvpass_tramp_xen_save_fl_" in xen
+
+
+EAX_SITE = """#define PVPASS_OPS pv_ops
+#include <pvpass.h>
+struct ops { struct { void (PVPASS_REGPARM *irq_disable)(void);
+                      unsigned long (PVPASS_REGPARM *mix)(unsigned long, unsigned long); } irq; };
+struct ops pv_ops;
+unsigned long irq_enabled;
+void PVPASS_REGPARM lg_irq_disable(void);
+PV_CALLEE_SAVE(lg_irq_disable, "");
+static const struct ops lguest_ops = { .irq = { .irq_disable = lg_irq_disable, .mix = 0 } };
+PV_ABSENT(lguest_ops, irq.mix);
+PV_INLINE(lguest_ops, irq.irq_disable, "INSNS", "");
+void cli(void) { PV_VEAXCALL0(irq.irq_disable); }
+unsigned long mix(unsigned long a, unsigned long b) { return PV_EAXCALL2(unsigned long, irq.mix, a, b); }
+"""
+
+
+@pytest.mark.parametrize("insns,fits", [("movl $0, irq_enabled", True), ("movl $0, irq_enabled; nop", False)])
+def test_eax_clobber_site_is_ten_bytes_and_pv003_says_what_does_not_fit(tmp, insns, fits):
+    src = tmp / "eax.c"
+    src.write_text(EAX_SITE.replace("INSNS", insns))
+    obj = tmp / "eax.o"
+    r = subprocess.run(["gcc", "-m32", "-O2", "-fno-pie", f"-I{ROOT / 'pvpass/include'}", "-c", str(src),
+                        "-o", str(obj)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # GNU objdump, not pvpass, reads the site: push/push/call/pop/pop, 10 bytes
+    dis = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    cli = dis[dis.index("<cli>:"):].split("\n\n")[0].splitlines()[1:]
+    assert [ln.split("\t")[2].split()[0] for ln in cli[:5]] == ["push", "push", "call", "pop", "pop"]
+    assert sum(len(ln.split("\t")[1].split()) for ln in cli[:5]) == 10
+    from conftest import run_pvpass
+    r = run_pvpass("scan", "--arch", "i386", str(src), "--format", "json")
+    sites = json.loads(r.stdout)["sites"]
+    assert {(s["op"], s["length"], tuple(s["clobbers"]), s["nargs"]) for s in sites} == \
+        {("irq.irq_disable", 10, ("eax",), 0), ("irq.mix", 10, ("eax",), 2)}
+    r = run_pvpass("lint", "--arch", "i386", "--format", "json", str(src))
+    diags = json.loads(r.stdout)["diagnostics"]
+    if fits:
+        assert diags == []
+    else:
+        assert [(d["rule"], d["level"]) for d in diags] == [("PV003", "warning")]
+        assert "lguest_ops's 11-byte inline replacement" in diags[0]["message"]

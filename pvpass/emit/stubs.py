@@ -90,6 +90,16 @@ def inline_stub(arch: Arch, text: str) -> Inline:
     return Inline(text, code, written_gprs(arch, code), tuple(_fixup(arch, text, code, f) for f in fields))
 
 
+def apply_fixups(code: bytes, fixups: tuple[Fixup, ...], at: int, addresses: dict[str, int]) -> bytes:
+    """The bytes a linker writes for `code` placed at address `at`, with the
+    named symbols at `addresses` (S + A, or S + A - P for PC32)."""
+    buf = bytearray(code)
+    for f in fixups:
+        v = addresses[f.symbol] + f.addend - ((at + f.offset) if f.pcrel else 0)
+        buf[f.offset:f.offset + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(buf)
+
+
 def _fixup(arch: Arch, text: str, code: bytes, f: SymField) -> Fixup:
     """Which relocation GNU as writes for a symbol's field."""
     for ins in _cs(arch.bits).disasm(code, 0):

@@ -2,9 +2,10 @@
 of a linked object, so the program runs patched without the runtime.
 
 Each copy's indirect call loses its relocation (the operand that named the
-ops object); an inline replacement needs none, a call gets a PC-relative
-relocation to its target or to the trampoline the link step put in
-`.text.pvpass`. The table stays, so `pvpass table` still lists the sites.
+ops object); an inline replacement gets the relocations of the symbols it
+names (R_386_32, R_X86_64_PC32, R_X86_64_32S, R_X86_64_32), a call gets a
+PC-relative relocation to its target or to the trampoline the link step
+put in `.text.pvpass`. The table stays, so `pvpass table` still lists the sites.
 """
 from __future__ import annotations
 
