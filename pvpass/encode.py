@@ -121,9 +121,19 @@ def _substitute(arch: Arch, text: str, values: dict[str, int]) -> str:
     return "; ".join(stmts)
 
 
+_DECIMAL = re.compile(r"(?<![\w.%])(?<![\w.]\$)(\d+)(?![\w.])")
+
+
+def hex_literals(text: str) -> str:
+    """Decimal numbers as hex: keystone reads `$10` and `16(,%rax,4)` as hex
+    (GNU as reads decimal), so a user's text is normalised first."""
+    return _DECIMAL.sub(lambda m: hex(int(m.group(1))), text)
+
+
 def assemble_symbolic(arch: Arch, text: str) -> tuple[bytes, tuple[SymField, ...]]:
     """Machine code for `text`, which may name symbols: the code with every
     symbol's 32-bit field zeroed, and the fields."""
+    text = hex_literals(text)
     syms = symbols_in(text)
     if not syms:
         return assemble(arch, text), ()

@@ -34,6 +34,10 @@ CASES = [
     ("x86_64", "movl $sym, %eax"),
     ("x86_64", "movq $sym, %rax"),
     ("x86_64", "movq sym(%rip), %rax; movl $0, other"),
+    # decimal numbers (keystone alone reads them as hex)
+    ("x86_64", "movl $10, sym+16(%rip)"),
+    ("x86_64", "movl $0, 16(,%rax,4)"),
+    ("i386", "movl $512, lguest_irq_enabled+12"),
 ]
 
 
