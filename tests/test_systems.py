@@ -13,7 +13,7 @@ import pytest
 
 from pvpass.link.elfobj import ElfObject
 
-from conftest import ROOT
+from conftest import ROOT, run_pvpass
 
 BACKENDS = ("native", "lguest", "vmi", "xen")
 
@@ -70,6 +70,13 @@ def test_each_system_patches_as_its_kind(built):
     # trampolines around the C functions
     xen = _text(d / "systems_aot_xen")
     assert "<__pvpass_tramp_xen_save_fl_" in xen
+    # `pvpass show` names the memory each inline store writes
+    r = run_pvpass("show", str(d / "systems.o"), "--source", str(d / "systems.c"), "--backend", "lguest_ops",
+                   "--", f"-I{ROOT / 'pvpass/include'}", f"-I{ROOT / 'pvpass/runtime'}")
+    assert r.returncode == 0, r.stderr
+    assert "; writes lguest_irq_enabled" in r.stdout and "<lguest_irq_enabled>" in r.stdout
+    if arch == "i386":
+        assert "after:  movl $0x200, 0 <lguest_irq_enabled>" in r.stdout
 
 
 EAX_SITE = """#define PVPASS_OPS pv_ops
@@ -101,7 +108,6 @@ def test_eax_clobber_site_is_ten_bytes_and_pv003_says_what_does_not_fit(tmp, ins
     cli = dis[dis.index("<cli>:"):].split("\n\n")[0].splitlines()[1:]
     assert [ln.split("\t")[2].split()[0] for ln in cli[:5]] == ["push", "push", "call", "pop", "pop"]
     assert sum(len(ln.split("\t")[1].split()) for ln in cli[:5]) == 10
-    from conftest import run_pvpass
     r = run_pvpass("scan", "--arch", "i386", str(src), "--format", "json")
     sites = json.loads(r.stdout)["sites"]
     assert {(s["op"], s["length"], tuple(s["clobbers"]), s["nargs"]) for s in sites} == \

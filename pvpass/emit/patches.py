@@ -76,8 +76,9 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
         extra = [r for r in stub.writes if r not in allowed]
         if len(stub.code) <= site.length and not extra:
             pad = site.length - len(stub.code)
+            mem = f"; writes {', '.join(stub.memory_writes)}" if stub.memory_writes else ""
             return Patch("inline", stub.code + nop_fill(pad, nops), None, None, None, stub,
-                         f"inline '{c.text}' ({len(stub.code)} bytes) + {pad} bytes of NOPs")
+                         f"inline '{c.text}' ({len(stub.code)} bytes) + {pad} bytes of NOPs{mem}")
         reason = (f"'{c.text}' is {len(stub.code)} bytes, the site {site.length}"
                   if len(stub.code) > site.length else
                   f"'{c.text}' writes {', '.join(extra)}, outside the site's clobber set")

@@ -47,11 +47,20 @@ def plan_copies(obj: ElfObject, res: ScanResult, backend: str) -> list[PatchedCo
         except PatchError as e:
             raise PvError(f"{e} (backend {backend}, site {inv.sites[c.site].loc})") from None
         code = obj.section_data(obj.section(c.section))[c.offset:c.offset + c.length]
-        after = [t for _, _, t in disassemble(obj.arch, p.code)] if p.kind != "keep" else []
+        after = [_named(t, off, size, p) for off, size, t in disassemble(obj.arch, p.code)] \
+            if p.kind != "keep" else []
         if p.call_offset is not None:
             after[0] = f"call {p.call_target}"
         out.append(PatchedCopy(c, p, [t for _, _, t in disassemble(obj.arch, code)], after))
     return out
+
+
+def _named(text: str, off: int, size: int, p: Patch) -> str:
+    """An instruction's text, with the symbol its relocated field names."""
+    for f in p.inline.fixups if p.inline is not None else ():
+        if off <= f.offset < off + size:
+            text += f" <{f.symbol}{f.value:+d}>" if f.value else f" <{f.symbol}>"
+    return text
 
 
 def patch_object(obj: ElfObject, res: ScanResult, backend: str) -> bytes:
