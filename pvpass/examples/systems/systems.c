@@ -232,8 +232,9 @@ void R xen_irq_enable(void) { xen_vcpu[xen_cpu].evtchn_upcall_mask = 0; }
 unsigned long R xen_pte_val(unsigned long p) { return p; }
 unsigned long R xen_mix(unsigned long a, unsigned long b) { return a * 31 + b * 7; }
 
-/* the backend: plain C functions; pvpass makes the trampolines */
-static const struct sys_ops xen_ops = {
+/* the backend: plain C functions; pvpass makes the trampolines (the
+ * program itself never calls through this table) */
+static const struct sys_ops xen_ops __attribute__((unused)) = {
 	.irq = { .save_fl = xen_save_fl, .restore_fl = xen_restore_fl,
 		 .irq_disable = xen_irq_disable, .irq_enable = xen_irq_enable },
 	.mmu = { .pte_val = xen_pte_val },
@@ -270,15 +271,16 @@ static int xen_irq_state(void) { return !xen_vcpu[xen_cpu].evtchn_upcall_mask; }
 /* --- the work --------------------------------------------------------------- */
 
 static const struct {
-	const char *name, *backend;
-	const struct sys_ops *ops;	/* patched with */
-	const struct sys_ops *indirect;	/* called through before patching */
+	const char *name;
+	const char *backend;		/* the initializer pvpass patches with */
+	const struct sys_ops *table;	/* what the ops table holds: safe at every
+					 * site, for calls not (yet) patched */
 	int (*irq_state)(void);		/* the backend's own view; NULL: not tracked */
 } systems[] = {
-	{ "native", "native_ops", &native_ops, &native_ops, 0 },
-	{ "lguest", "lguest_ops", &lguest_ops, &lguest_ops, lguest_irq_state },
-	{ "vmi", "vmi_ops", &vmi_ops, &vmi_ops, vmi_irq_state },
-	{ "xen", "xen_ops", &xen_ops, &xen_thunk_ops, xen_irq_state },
+	{ "native", "native_ops", &native_ops, 0 },
+	{ "lguest", "lguest_ops", &lguest_ops, lguest_irq_state },
+	{ "vmi", "vmi_ops", &vmi_ops, vmi_irq_state },
+	{ "xen", "xen_ops", &xen_thunk_ops, xen_irq_state },
 };
 
 int main(int argc, char **argv)
@@ -301,11 +303,9 @@ int main(int argc, char **argv)
 		perror(rom);
 		return 1;
 	}
-	xen_cpu = 1;
-	pv_ops = *systems[s].indirect;
+	xen_cpu = 1;				/* this thread runs on vCPU 1 */
+	pv_ops = *systems[s].table;
 	if (strcmp(mode, "patched") == 0) {
-		/* ahead-of-time patched or not, ops left as indirect calls must
-		 * be safe at their sites: the table stays the indirect one */
 		unsigned kept = 0;
 		int done = pvpass_apply(systems[s].backend, &kept);
 
