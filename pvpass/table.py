@@ -55,11 +55,12 @@ KINDS = {"inline": 1, "call": 2, "trampoline": 3, "nop": 4}
 
 
 def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int | None,
-               kind: str) -> bytes:
+               kind: str, pcrel_off: int | None = None) -> bytes:
     """A record with its three pointers zero (they are relocated)."""
     ptrs = bytes(3 * arch.ptr_size)
-    return ptrs + struct.pack("<BBHBBH", type_, length, clobbers & 0xFFFF,
-                              NO_CALL if call_off is None else call_off, KINDS[kind], 0)
+    return ptrs + struct.pack("<BBHBBBB", type_, length, clobbers & 0xFFFF,
+                              NO_CALL if call_off is None else call_off, KINDS[kind],
+                              NO_CALL if pcrel_off is None else pcrel_off, 0)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,22 @@ static int prepare(const struct paravirt_patch_site *s, const struct pvpass_patc
 		}
 		memcpy(buf + p->call_off + 1, &rel, 4);
 	}
+	if (p->pcrel_off != 0xff) {
+		/* The linker resolved the disp32 for the copy in .pvpass.code;
+		 * the same target seen from the site (the kernel's alternatives
+		 * code does this too). */
+		int32_t disp;
+		intptr_t delta;
+
+		memcpy(&disp, buf + p->pcrel_off, 4);
+		delta = (intptr_t)disp + (intptr_t)(p->code - s->instr);
+		disp = (int32_t)delta;
+		if ((intptr_t)disp != delta || p->pcrel_off + 4 > s->len) {
+			errno = ERANGE;
+			return -1;
+		}
+		memcpy(buf + p->pcrel_off, &disp, 4);
+	}
 	return 0;
 }
 

@@ -22,7 +22,8 @@ struct pvpass_patch {
 	unsigned char type, len;
 	unsigned short clobbers;
 	unsigned char call_off, kind;	/* kind: 1 inline, 2 call, 3 trampoline, 4 nop */
-	unsigned short pad;
+	unsigned char pcrel_off;	/* a RIP-relative disp32 in code, if not 0xff: */
+	unsigned char pad2;		/* it is rebased from code to the site */
 };
 
 extern struct paravirt_patch_site __parainstructions[], __parainstructions_end[];
