@@ -26,11 +26,11 @@ static const unsigned char call6[6] = {0xe8, 0, 0, 0, 0, 0x90};
 /* four sites: 0 and 1 patched by "good", 2 by no backend, 3 (outside any
  * mapping) only by "bad", which must then patch nothing */
 struct paravirt_patch_site sites[4];
-struct pvpass_patch recs[4] = {
-	{ "good", nops6, 0, 1, 6, 1, 0xff, 4, 0 },
-	{ "good", call6, 0, 2, 6, 1, 0, 2, 0 },	/* target: set below */
-	{ "bad", nops6, 0, 1, 6, 1, 0xff, 4, 0 },
-	{ "bad", nops6, 0, 3, 6, 1, 0xff, 4, 0 },
+struct pvpass_patch recs[4] = {	/* ..., call_off, kind, pcrel_off (0xff: none) */
+	{ "good", nops6, 0, 1, 6, 1, 0xff, 4, 0xff },
+	{ "good", call6, 0, 2, 6, 1, 0, 2, 0xff },	/* target: set below */
+	{ "bad", nops6, 0, 1, 6, 1, 0xff, 4, 0xff },
+	{ "bad", nops6, 0, 3, 6, 1, 0xff, 4, 0xff },
 };
 asm(".globl __parainstructions, __parainstructions_end, __pvpass_patches, __pvpass_patches_end\n"
     ".set __parainstructions, sites\n.set __parainstructions_end, sites + 4 * SITE_SIZE\n"
