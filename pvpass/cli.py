@@ -101,20 +101,33 @@ def cmd_verify(argv: list[str]) -> int:
     g.add_argument("--all", action="store_true", help="every backend the file has records for (default)")
     p.add_argument("--states", type=int, default=32, help="random start states per (site copy, backend)")
     p.add_argument("--seed", default="pvpass", help="seed of the start states")
+    p.add_argument("--map", action="append", default=[], metavar="FILE@ADDR",
+                   help="raw code the program maps at run time (a ROM), at ADDR; repeatable")
     a = p.parse_args(args)
     if a.states < 1:
         raise PvError("pvpass verify: --states takes a positive number")
+    maps = [_file_at(m) for m in a.map]
     if is_elf(a.file):
         if cpp:
             raise PvError("pvpass verify: preprocessor flags are for a C source, not an object")
-        rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None)
+        rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None, maps)
     else:
         with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
-            rep = verify(obj, a.backend, a.seed, a.states)
+            rep = verify(obj, a.backend, a.seed, a.states, maps=maps)
     for line in rep.notes + rep.lines:
         print(line, file=sys.stderr)
     print(rep.summary())
     return EXIT_FINDINGS if rep.failed else EXIT_OK
+
+
+def _file_at(spec: str) -> tuple[str, int]:
+    path, _, addr = spec.rpartition("@")
+    try:
+        if path:
+            return path, int(addr, 0)
+    except ValueError:
+        pass
+    raise PvError(f"pvpass verify: --map takes FILE@ADDR (ADDR like 0x50000000), not '{spec}'")
 
 
 def _object_and_scan(name: str, help: str, argv: list[str], extra, backend: bool = True):

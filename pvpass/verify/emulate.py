@@ -22,12 +22,25 @@ from capstone.x86_const import X86_OP_MEM
 from . import abi
 from ..diag import PvError
 from .artifact import Artifact, SiteCopy, disasm
-from .image import STANDIN_BASE
 
 PAGE = 0x1000
 STACK_LO, STACK_SIZE = 0x0E00_0000, 0x10000
+PERCPU_BASE = 0x2000_0000   # x86-64 %gs base: this + 4 KiB x a random CPU number
+TLS_BASE = 0x3000_0000      # x86-64 %fs base (thread-local storage below it)
 MAX_INSNS = 20_000
 LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: not emulated
+
+
+@dataclass(frozen=True)
+class Named:
+    """A write an inline replacement names: its instruction's offset in
+    the site, the address (for %gs:/%fs: forms, the offset from the
+    segment base) and width, and the symbol that holds it."""
+    offset: int
+    segment: str              # "", "gs" or "fs"
+    addr: int
+    size: int
+    symbol: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Expect:
     target: int | None        # the function the site must reach, when known
     inline: bool              # explicit memory operands of the site's code are its own writes
     loads_flags: bool = False  # the code pops the flags register (restore_fl): DF/TF are its to set
+    named: tuple[Named, ...] = ()   # the only place each of these instructions may write
 
 
 @dataclass
@@ -48,6 +62,10 @@ class Outcome:
 
 def _rid(r: str) -> int:
     return getattr(X, f"UC_X86_REG_{r.upper()}")
+
+
+class _Outside(Exception):
+    """The site calls an address the file does not hold."""
 
 
 class Machine:
@@ -72,11 +90,8 @@ class Machine:
         pages: set[int] = set()
         for start, buf in art.image.chunks.items():
             pages.update(range(start // PAGE, (start + len(buf) + PAGE - 1) // PAGE))
-        nst = max(1, (16 * len(art.image.standins) + PAGE - 1) // PAGE)
-        pages.update(range(STANDIN_BASE // PAGE, STANDIN_BASE // PAGE + nst))
         for lo, hi in _runs(sorted(pages)):
             self.mu.mem_map(lo * PAGE, (hi - lo) * PAGE)
-        self.mu.mem_write(STANDIN_BASE, b"\xc3" * nst * PAGE)
         self.mu.mem_map(STACK_LO, STACK_SIZE)
         self.reset()
 
@@ -121,9 +136,13 @@ def prove(m: Machine, site: SiteCopy, code: bytes, expect: Expect, seed: str, st
     out = Outcome("proved")
     for i in range(states):
         state = f"{seed}:{site.addr:#x}:{i}"
-        problems = _run(m, site, code, expect, state, out.stood_in)
-        if problems is None:          # the target could not run: stood in, run again
-            problems = _run(m, site, code, expect, state, out.stood_in) or []
+        try:
+            problems = _run(m, site, code, expect, state, out.stood_in)
+            if problems is None:          # the target could not run: stood in, run again
+                problems = _run(m, site, code, expect, state, out.stood_in) or []
+        except _Outside as e:
+            return Outcome("not emulated", reason=f"it calls {e.args[0]:#x}, which the file does not hold "
+                                                  f"(code mapped at run time? give it with --map FILE@ADDR)")
         if problems:
             out.status = "failed"
             out.problems = [f"{p} (start state {state!r})" for p in problems]
@@ -169,6 +188,12 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         before[r] = v
     flags0 = 0x202 | (rng.getrandbits(16) & abi.CC_FLAGS)
     mu.reg_write(m.flags, flags0)
+    seg_base = {"": 0, "gs": 0, "fs": 0}
+    if art.bits == 64:        # a per-CPU area for %gs: forms, a thread's for %fs: ones
+        seg_base.update(gs=PERCPU_BASE + PAGE * rng.randrange(256), fs=TLS_BASE)
+        mu.reg_write(X.UC_X86_REG_GS_BASE, seg_base["gs"])
+        mu.reg_write(X.UC_X86_REG_FS_BASE, seg_base["fs"])
+    named_at = {site.addr + n.offset: n for n in expect.named}
     mapped: list[int] = []
     st = {"count": 0, "entry": None, "ret": None, "args": None, "result": None, "in": False,
           "problems": [], "fault_in_target": False, "done": False, "prev": None}
@@ -216,6 +241,13 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         if st["in"]:
             return
         pc = uc.reg_read(m.ip)
+        n = named_at.get(pc)
+        if n is not None:
+            want = seg_base[n.segment] + n.addr
+            if not (want <= addr and addr + size <= want + n.size):
+                st["problems"].append(f"{art.image.where(pc)} writes {size} bytes at {addr:#x}, not at the "
+                                      f"address it names, {n.symbol} ({want:#x})")
+            return
         if pc in named_mem or sp0 - 0x1000 <= addr and addr + size <= sp0:
             return
         st["problems"].append(f"{art.image.where(pc)} writes {size} bytes at {addr:#x}, "
@@ -223,6 +255,11 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
 
     def on_unmapped(uc, access, addr, size, value, _):
         if access == UC_MEM_FETCH_UNMAPPED:
+            prev, sp = st["prev"], uc.reg_read(m.rids[conv.sp])
+            if not st["in"] and prev is not None and sp == prev[1] - w and in_ours(prev[0] - 1) \
+                    and int.from_bytes(uc.mem_read(sp, w), "little") == prev[0]:
+                st["outside"] = addr      # called: a target the file does not hold
+                return False
             if not st["in"]:
                 st["problems"].append(f"control reaches {addr:#x}, outside the file's code "
                                       f"(an unbalanced stack returns to a register's value)")
@@ -240,6 +277,8 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     try:
         mu.emu_start(site.addr, 0)
     except UcError as e:
+        if st.get("outside") is not None:
+            raise _Outside(st["outside"]) from None
         if st["in"]:
             st["fault_in_target"] = True
         else:

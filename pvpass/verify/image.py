@@ -14,6 +14,7 @@ from ..link.elfobj import ElfObject
 
 BASE = 0x0800_0000          # where a relocatable object's first section goes
 STANDIN_BASE = 0x0F00_0000  # one 16-byte slot per undefined symbol
+STANDIN_SLOT = 16
 GOT_BASE = 0x0F80_0000      # GOT slots the object's GOT relocations ask for
 MAX_IMAGE = 0x0600_0000     # below the emulator's stack (emulate.STACK_LO)
 SHF_ALLOC = 2
@@ -70,6 +71,35 @@ class Image:
     def symbol_at(self, addr: int) -> str | None:
         return next((n for a, _, n in self.symbols if a == addr), None)
 
+    def holder(self, addr: int, size: int) -> str | None:
+        """The symbol whose object holds [addr, addr+size), as sym+off: the
+        memory an inline replacement may name (a stand-in slot for an
+        undefined symbol is 16 bytes)."""
+        sec = self.section_at(addr)
+        if sec is not None and sec.exec:
+            return None
+        for a, n, name in self.symbols:
+            if a <= addr and (addr + size <= a + n if n else addr == a):
+                return f"{name}+{addr - a:#x}"
+        for a, name in self.standins.items():
+            if a <= addr and addr + size <= a + STANDIN_SLOT:
+                return f"{name}+{addr - a:#x}"
+        return None
+
+    def add_blob(self, name: str, addr: int, data: bytes) -> None:
+        """Code or data the program maps at run time (a ROM), at its address."""
+        if not data:
+            raise PvError(f"{name}: empty file")
+        end = addr + len(data)
+        for start, buf in self.chunks.items():
+            if start < end and addr < start + len(buf):
+                raise PvError(f"{name}: {addr:#x}-{end:#x} overlaps the file's memory at "
+                              f"{start:#x}-{start + len(buf):#x}")
+        if addr < 0 or end > 1 << self.bits:
+            raise PvError(f"{name}: {addr:#x}-{end:#x} is outside the {self.bits}-bit address space")
+        self.chunks[addr] = bytearray(data)
+        self.sections[name] = Section(name, addr, len(data), True)
+
     def section_at(self, addr: int) -> Section | None:
         return next((s for s in self.sections.values() if s.addr <= addr < s.addr + max(s.size, 1)), None)
 
@@ -89,6 +119,8 @@ class Image:
 def load(obj: ElfObject) -> Image:
     img = Image(obj.path, obj.arch.bits, obj.is_relocatable)
     (_load_object if obj.is_relocatable else _load_program)(obj, img)
+    if img.standins:      # `ret` for a stand-in function, memory for a stand-in datum
+        img.chunks[STANDIN_BASE] = bytearray(b"\xc3" * STANDIN_SLOT * len(img.standins))
     return img
 
 
@@ -102,7 +134,7 @@ def _standin(img: Image, name: str) -> int:
     for a, n in img.standins.items():
         if n == name:
             return a
-    a = STANDIN_BASE + 16 * len(img.standins)
+    a = STANDIN_BASE + STANDIN_SLOT * len(img.standins)
     img.standins[a] = name
     return a
 

@@ -6,8 +6,11 @@ import struct
 from dataclasses import dataclass, field
 
 from ..diag import PvError
-from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, holds_indirect_call, read
-from .emulate import Expect, Machine, Outcome, prove
+from capstone import CS_AC_WRITE
+from capstone import x86_const as CX
+
+from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
+from .emulate import Expect, Machine, Named, Outcome, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
 
@@ -71,20 +74,65 @@ def _agrees(art: Artifact, s: SiteCopy, rec: Record | None) -> bool:
     if rec is None:
         return False
     if rec.call_off is None:
-        return s.code == rec.code
+        try:
+            return s.code == runtime_code(art, s, rec)
+        except _Bad:
+            return False
     c = s.code[rec.call_off:rec.call_off + 5]
     return len(c) == 5 and c[0] == 0xE8 and \
         s.addr + rec.call_off + 5 + struct.unpack_from("<i", c, 1)[0] == rec.target
 
 
-def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None) -> Expect:
+def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None,
+            named: tuple[Named, ...]) -> Expect:
     target = art.ops_object_target(backend, site.type) if backend != IN_FILE else None
     kind = rec.kind if rec is not None else "file"
     if target is None and rec is not None and rec.kind == "call":
         target = rec.target
     if target is None and rec is not None and rec.kind == "trampoline":
         target = _trampoline_target(art, rec.target)
-    return Expect(kind, target, inline=kind in ("inline", "file"))
+    return Expect(kind, target, inline=kind in ("inline", "file"), loads_flags=_pops_flags(art, target),
+                  named=named)
+
+
+def _pops_flags(art: Artifact, target: int | None) -> bool:
+    """The target loads the flags register from its argument (restore_fl):
+    random arguments must then not set TF, and DF is the target's to set."""
+    if target is None:
+        return False
+    size = next((n for a, n, _ in art.image.symbols if a == target and n), 64)
+    try:
+        code = art.image.read(target, size)
+    except PvError:
+        return False
+    return any(i.mnemonic.startswith("popf") for i in disasm(art.bits, code, target))
+
+
+def named_writes(art: Artifact, home: bytes, home_addr: int) -> tuple[list[Named], list[str]]:
+    """The memory an inline patch's code names, read from the code where the
+    file holds it (the record's code in `.pvpass.code`, relocated as the
+    linker or `image.py` did, or the site's own bytes): every store to an
+    absolute, RIP-relative or segment-relative address. Each must lie in a
+    data symbol of the file; the code copied to a site must then store at
+    the same address (a RIP-relative field rebased by the runtime)."""
+    named, problems = [], []
+    for i in disasm(art.bits, home, home_addr):
+        for op in i.operands:
+            if op.type != CX.X86_OP_MEM or not op.access & CS_AC_WRITE or op.mem.index:
+                continue
+            if op.mem.base not in (0, CX.X86_REG_RIP):
+                continue
+            addr = op.mem.disp + (i.address + i.size if op.mem.base else 0)
+            addr &= (1 << art.bits) - 1
+            seg = i.reg_name(op.mem.segment) if op.mem.segment in (CX.X86_REG_GS, CX.X86_REG_FS) else ""
+            sym = art.image.holder(addr, op.size)
+            shown = f"{seg + ':' if seg else ''}{addr:#x}"
+            if sym is None:
+                problems.append(f"'{i.mnemonic} {i.op_str}' at {art.image.where(i.address)} writes {op.size} "
+                                f"bytes at {shown}, which no data symbol of the file holds")
+                continue
+            named.append(Named(i.address - home_addr, seg, addr, op.size, f"{seg + ':' if seg else ''}{sym}"))
+    return named, problems
 
 
 def _trampoline_target(art: Artifact, addr: int) -> int | None:
@@ -96,8 +144,16 @@ def _trampoline_target(art: Artifact, addr: int) -> int | None:
     return art.image.address_of(name[len(TRAMP_PREFIX):].rsplit("_", 1)[0])
 
 
-def verify(path: str, backend: str | None, seed: str, states: int, arch: str | None = None) -> Report:
+def verify(path: str, backend: str | None, seed: str, states: int, arch: str | None = None,
+           maps: list[tuple[str, int]] = ()) -> Report:
     art = read(path)
+    for blob, addr in maps:
+        try:
+            with open(blob, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise PvError(f"{blob}: {e.strerror}") from None
+        art.image.add_blob(blob, addr, data)
     if arch is not None and arch != art.arch:
         raise PvError(f"{path}: an {art.arch} file, not {arch}")
     rep = Report(sites=len(art.sites))
@@ -142,7 +198,15 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                 rep.lines.append(f"{path}: {site.where}: backend {b}: the trampoline record's target "
                                  f"{art.image.where(rec.target)} is not a trampoline")
                 continue
-            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec), f"{seed}:{b}", states)
+            home, home_addr = (rec.code, rec.code_addr) if rec is not None else (code, site.addr)
+            named, bad = named_writes(art, home, home_addr) if rec is None or rec.kind == "inline" \
+                else ([], [])
+            if bad:
+                rep.failed += 1
+                rep.lines.extend(f"{path}: {site.where}: backend {b}: {p}" for p in bad)
+                continue
+            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named)),
+                                 f"{seed}:{b}", states)
             _count(rep, path, site, b, rec, out)
             stood_in |= out.stood_in
     if stood_in:
