@@ -83,6 +83,24 @@ def _agrees(art: Artifact, s: SiteCopy, rec: Record | None) -> bool:
         s.addr + rec.call_off + 5 + struct.unpack_from("<i", c, 1)[0] == rec.target
 
 
+def _differs_from_runtime(art: Artifact, s: SiteCopy, rec: Record | None) -> str | None:
+    """Patched ahead of time, a site holds what pvpass_apply would have
+    written there from the backend's record (same bytes, relocated fields
+    resolved for the site): an immediate or address that differs is caught
+    even where no store shows it."""
+    if rec is None:
+        return None
+    try:
+        want = runtime_code(art, s, rec)
+    except _Bad as e:
+        return str(e)
+    k = next((i for i, (x, y) in enumerate(zip(s.code, want)) if x != y), None)
+    if k is None:
+        return None
+    return (f"byte {k} of the site ({s.code[k]:#04x}) differs from the record's code as the runtime "
+            f"would write it ({want[k]:#04x})")
+
+
 def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None,
             named: tuple[Named, ...]) -> Expect:
     target = art.ops_object_target(backend, site.type) if backend != IN_FILE else None
@@ -173,6 +191,11 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
         if site in aot:
             rec = art.find(aot_backend, site) if aot_backend else None
             pairs = [(aot_backend or IN_FILE, site.code, rec)]
+            differs = _differs_from_runtime(art, site, rec)
+            if differs:
+                rep.failed += 1
+                rep.lines.append(f"{path}: {site.where}: backend {aot_backend}: {differs}")
+                continue
         else:
             pairs = []
             rep.kept += not selected          # no patch records at all: the call stays
