@@ -8,12 +8,12 @@ import pytest
 from pvpass.verify.run import verify
 
 from conftest import TESTDATA, run_pvpass
-from verify_artifacts import ALL, artifact
+from verify_artifacts import ALL, artifact, maps
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_copy_of_every_backend_is_proved(name):
-    rep = verify(str(artifact(name)), None, "pvpass", 32)
+    rep = verify(str(artifact(name)), None, "pvpass", 32, maps=maps(name))
     assert rep.failed == 0, "\n".join(rep.lines)
     assert rep.proved >= rep.sites > 0, rep.summary()
     assert rep.not_emulated == 0

@@ -38,6 +38,11 @@ SOURCES = {
     "k61_64": ("kernel/k61.c", "x86_64", ["-O2"]),
     "k61_32": ("kernel/k61.c", "i386", ["-O2", "-fno-pie"]),
     "k2621": ("kernel/k2621.c", "i386", ["-O2", "-fno-pie"]),
+    # inline replacements that name symbols: R_X86_64_PC32 / 32S (%gs: too) / 32
+    "reloc64": ("pvpass/reloc.c", "x86_64", ["-O2", "-fno-pie", f"-I{RT}"]),
+    # the thread's systems (native, lguest: R_386_32 / R_X86_64_PC32, vmi, xen)
+    "systems64": ("../pvpass/examples/systems/systems.c", "x86_64", ["-O2", "-fno-pie", f"-I{RT}"]),
+    "systems32": ("../pvpass/examples/systems/systems.c", "i386", ["-O2", "-fno-pie", f"-I{RT}"]),
 }
 
 
@@ -77,6 +82,26 @@ def demo_dir() -> Path:
     return d
 
 
+VMI_ROM_BASE = 0x50000000       # pvpass/examples/systems/vmi_rom.h
+
+
+@functools.cache
+def vmi_rom(arch: str) -> Path:
+    """The systems example's VMI ROM, flat code, as its Makefile builds it."""
+    d = workdir()
+    o, rom = d / f"vmi_rom.{arch}.o", d / f"vmi_rom.{arch}.bin"
+    gcc_c(ROOT / "pvpass/examples/systems/vmi_rom.S", o, arch, [])
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(o), str(rom)], check=True)
+    return rom
+
+
+def maps(name: str) -> list[tuple[str, int]]:
+    """What verify maps beside the file: the ROM the systems example mmaps."""
+    if not name.startswith("systems"):
+        return []
+    return [(str(vmi_rom(SOURCES[name.split(":")[0]][1])), VMI_ROM_BASE)]
+
+
 def artifact(name: str) -> Path:
     """Every artifact verify must prove, by name."""
     if name in SOURCES:
@@ -90,4 +115,5 @@ def artifact(name: str) -> Path:
 
 
 ALL = [*SOURCES, "demo.o", "demo", "demo:native_ops", "demo:c_ops", "k2621:c-calls", "k2621:native",
-       "sites64:c-calls"]
+       "sites64:c-calls", "reloc64:sym_ops", "systems64:lguest_ops", "systems32:lguest_ops",
+       "systems32:vmi_ops", "systems64:xen_ops"]
