@@ -24,7 +24,7 @@ from elftools.elf.relocation import RelocationSection
 from pvpass.verify.run import verify
 
 from conftest import run_pvpass
-from verify_artifacts import artifact, workdir
+from verify_artifacts import artifact, maps, workdir
 
 
 @functools.cache
@@ -89,12 +89,12 @@ class Elf:
         return next(r for r in self.relocs(name) if r.offset == offset)
 
     def set_reloc(self, r: Rel, sym: int | None = None, type_: int | None = None,
-                  offset: int | None = None) -> None:
+                  offset: int | None = None, addend: int | None = None) -> None:
         sym = r.sym if sym is None else sym
         type_ = r.type if type_ is None else type_
         if self.bits == 64:
-            struct.pack_into("<QQ", self.data, r.entry, r.offset if offset is None else offset,
-                             (sym << 32) | type_)
+            struct.pack_into("<QQq", self.data, r.entry, r.offset if offset is None else offset,
+                             (sym << 32) | type_, r.addend if addend is None else addend)
         else:
             struct.pack_into("<II", self.data, r.entry, r.offset if offset is None else offset,
                              (sym << 8) | type_)
@@ -127,11 +127,13 @@ class Elf:
         strings = bytes(self.sec(".pvpass.strings").data())
         out = []
         for at in range(0, sec["sh_size"], size):
-            typ, ln, clob, call, kind = struct.unpack_from("<BBHBB", self.data, sec["sh_offset"] + at + 3 * w)
+            typ, ln, clob, call, kind, pcrel = struct.unpack_from("<BBHBBB", self.data,
+                                                                  sec["sh_offset"] + at + 3 * w)
             b = self.addend(".pvpass.patches", rel[at])
             out.append({"at": at, "backend": strings[b:strings.index(b"\0", b)].decode(),
                         "code": self.addend(".pvpass.patches", rel[at + w]), "type": typ, "len": ln,
                         "call_off": None if call == 0xFF else call, "kind": kind,
+                        "pcrel_off": None if pcrel == 0xFF else pcrel,
                         "target": rel.get(at + 2 * w) and names[rel[at + 2 * w].sym]})
         return out
 
@@ -139,7 +141,7 @@ class Elf:
         return next(r for r in self.records() if all(r[k] == v for k, v in want.items()))
 
     def set_field(self, rec: dict, field: str, value: int) -> None:
-        pos = {"type": 0, "len": 1, "call_off": 4}[field]
+        pos = {"type": 0, "len": 1, "call_off": 4, "pcrel_off": 6}[field]
         self.data[self.off(".pvpass.patches", rec["at"] + 3 * self.w + pos)] = value
 
     # --- sites (the table's entries) and trampolines ---
@@ -342,6 +344,79 @@ def aot_zero_arg(e: Elf):
     e.set_reloc(r, offset=at + len(pre) + 1)
 
 
+# inline replacements that name symbols: the fixups in .pvpass.code (linked
+# objects), the site's own relocations (ahead of time)
+
+def _fixup(e: Elf, sec: str, type_name: str, at: int = 0, size: int | None = None,
+           sym: str | None = None) -> Rel:
+    """The first relocation of that type (against sym) in [at, at + size) of the section."""
+    types = {"R_X86_64_PC32": 2, "R_X86_64_32S": 11, "R_X86_64_32": 10, "R_386_32": 1}
+    return next(r for r in sorted(e.relocs(sec), key=lambda r: r.offset) if r.type == types[type_name]
+                and at <= r.offset < at + (size if size is not None else 1 << 62)
+                and (sym is None or e.symbols()[r.sym].name == sym))
+
+
+def _symbol(e: Elf, name: str) -> int:
+    return e.sym(lambda x: x.name == name)[0]
+
+
+def pcrel_not_rebased(e: Elf):
+    rec = next(r for r in e.records() if r["pcrel_off"] is not None)
+    e.set_field(rec, "pcrel_off", 0xFF)
+
+
+def pcrel_off_by_one(e: Elf):
+    rec = next(r for r in e.records() if r["pcrel_off"] is not None)
+    e.set_field(rec, "pcrel_off", rec["pcrel_off"] + 1)
+
+
+def fixup_wrong_displacement(e: Elf):
+    """The RIP-relative fixup's addend 4 KiB off: the store names no datum."""
+    r = _fixup(e, ".pvpass.code", "R_X86_64_PC32")
+    e.set_reloc(r, addend=r.addend - 0x1000)
+
+
+def fixup_names_code(e: Elf):
+    """The absolute store's fixup against a function: it would write code."""
+    r = _fixup(e, ".pvpass.code", "R_X86_64_32S")
+    e.set_reloc(r, sym=_symbol(e, "f_set_abs"))
+
+
+def fixup_one_byte_late(e: Elf):
+    """i386 (REL): the R_386_32 field one byte later, over the immediate."""
+    r = _fixup(e, ".pvpass.code", "R_386_32")
+    e.set_reloc(r, offset=r.offset + 1)
+
+
+def _site_fixup(e: Elf, type_name: str, sym: str | None = None) -> tuple[str, Rel]:
+    for sec, at, ln in e.sites():
+        try:
+            return sec, _fixup(e, sec, type_name, at, ln, sym)
+        except StopIteration:
+            continue
+    raise AssertionError(f"no site holds a {type_name} fixup")
+
+
+def aot_wrong_displacement(e: Elf):
+    """The site's RIP-relative store 4 bytes on: reloc_arr+12, not +8."""
+    _, r = _site_fixup(e, "R_X86_64_PC32")
+    e.set_reloc(r, addend=r.addend + 4)
+
+
+def aot_other_datum(e: Elf, rtype: str, other: str):
+    """The site's absolute store relocated against another data symbol."""
+    _, r = _site_fixup(e, rtype)
+    e.set_reloc(r, sym=_symbol(e, other))
+
+
+def aot_percpu_through_fs(e: Elf):
+    """`movl $9, %gs:reloc_pcpu` turned into a %fs: store (prefix 0x65 -> 0x64)."""
+    sec, r = _site_fixup(e, "R_X86_64_32S", "reloc_pcpu")
+    ins = e.insns(sec, r.offset - 4, 4)
+    assert e.data[e.off(sec, r.offset - 4)] == 0x65, [f"{i.mnemonic} {i.op_str}" for i in ins]
+    e.data[e.off(sec, r.offset - 4)] = 0x64
+
+
 MUTANTS = [
     # linked objects: trampolines and patch records the runtime applies
     ("demo.o", "drop a push", drop_push),
@@ -379,6 +454,20 @@ MUTANTS = [
     ("k2621:c-calls", "turn the call into NOPs", aot_call_to_nops),
     ("k2621:c-calls", "padding one long", aot_padding_long),
     ("k2621:native", "add a register write", aot_extra_write),
+    # relocated inline patches: linked objects, and patched ahead of time
+    ("reloc64", "RIP-relative field not rebased (pcrel_off cleared)", pcrel_not_rebased),
+    ("reloc64", "pcrel_off one byte off", pcrel_off_by_one),
+    ("reloc64", "wrong displacement (PC32 addend -4 KiB)", fixup_wrong_displacement),
+    ("reloc64", "write to code (32S fixup against a function)", fixup_names_code),
+    ("systems64", "RIP-relative field not rebased (pcrel_off cleared)", pcrel_not_rebased),
+    ("systems32", "wrong displacement (R_386_32 field one byte late)", fixup_one_byte_late),
+    ("reloc64:sym_ops", "wrong displacement (reloc_arr+12 for +8)", aot_wrong_displacement),
+    ("reloc64:sym_ops", "write to another address (32S: reloc_pcpu for reloc_abs)",
+     lambda e: aot_other_datum(e, "R_X86_64_32S", "reloc_pcpu")),
+    ("reloc64:sym_ops", "per-CPU store through %fs, not %gs", aot_percpu_through_fs),
+    ("systems32:lguest_ops", "write to another address (R_386_32: xen_vcpu)",
+     lambda e: aot_other_datum(e, "R_386_32", "xen_vcpu")),
+    ("systems64:lguest_ops", "wrong displacement (PC32 +4)", aot_wrong_displacement),
 ]
 
 
@@ -394,7 +483,7 @@ def test_every_mutant_is_killed():
         mutate(e)
         path = str(e.save(f"{i}"))
         assert e.data != Path(artifact(name)).read_bytes(), (name, what)
-        rep = verify(path, None, "pvpass", 32)
+        rep = verify(path, None, "pvpass", 32, maps=maps(name))
         if rep.failed and rep.lines and all(_names_a_site(path, ln) for ln in rep.lines
                                              if "not emulated" not in ln):
             killed += 1

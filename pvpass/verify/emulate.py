@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
                      UC_MEM_FETCH_UNMAPPED, UC_MODE_32, UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
 from capstone.x86_const import X86_OP_MEM
@@ -33,9 +33,9 @@ LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: not emulat
 
 @dataclass(frozen=True)
 class Named:
-    """A write an inline replacement names: its instruction's offset in
-    the site, the address (for %gs:/%fs: forms, the offset from the
-    segment base) and width, and the symbol that holds it."""
+    """Memory an inline replacement names: its instruction's offset in the
+    site, the address (for %gs:/%fs: forms, the offset from the segment
+    base) and width, and the symbol that holds it."""
     offset: int
     segment: str              # "", "gs" or "fs"
     addr: int
@@ -49,7 +49,7 @@ class Expect:
     target: int | None        # the function the site must reach, when known
     inline: bool              # explicit memory operands of the site's code are its own writes
     loads_flags: bool = False  # the code pops the flags register (restore_fl): DF/TF are its to set
-    named: tuple[Named, ...] = ()   # the only place each of these instructions may write
+    named: tuple[Named, ...] = ()   # the only place each of these instructions may access
 
 
 @dataclass
@@ -236,17 +236,27 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         if st["in"] and (addr in art.image.standins or addr in stood_in):
             _stand_in(m, uc, rng, sp)
 
+    def off_named(pc: int, addr: int, size: int, verb: str) -> bool:
+        """Checked an access of an instruction that names its memory."""
+        n = named_at.get(pc)
+        if n is None:
+            return False
+        want = seg_base[n.segment] + n.addr
+        if not (want <= addr and addr + size <= want + n.size):
+            st["problems"].append(f"{art.image.where(pc)} {verb} {size} bytes at {addr:#x}, not at the "
+                                  f"address it names, {n.symbol} ({want:#x})")
+        return True
+
+    def on_read(uc, access, addr, size, value, _):
+        if not st["in"]:
+            off_named(uc.reg_read(m.ip), addr, size, "reads")
+
     def on_write(uc, access, addr, size, value, _):
         m.written(addr, size)
         if st["in"]:
             return
         pc = uc.reg_read(m.ip)
-        n = named_at.get(pc)
-        if n is not None:
-            want = seg_base[n.segment] + n.addr
-            if not (want <= addr and addr + size <= want + n.size):
-                st["problems"].append(f"{art.image.where(pc)} writes {size} bytes at {addr:#x}, not at the "
-                                      f"address it names, {n.symbol} ({want:#x})")
+        if off_named(pc, addr, size, "writes"):
             return
         if pc in named_mem or sp0 - 0x1000 <= addr and addr + size <= sp0:
             return
@@ -273,6 +283,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         return True
 
     hooks = [mu.hook_add(UC_HOOK_CODE, on_code), mu.hook_add(UC_HOOK_MEM_WRITE, on_write),
+             *([mu.hook_add(UC_HOOK_MEM_READ, on_read)] if named_at else []),
              mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped)]
     try:
         mu.emu_start(site.addr, 0)

@@ -126,17 +126,17 @@ def _pops_flags(art: Artifact, target: int | None) -> bool:
     return any(i.mnemonic.startswith("popf") for i in disasm(art.bits, code, target))
 
 
-def named_writes(art: Artifact, home: bytes, home_addr: int) -> tuple[list[Named], list[str]]:
+def named_memory(art: Artifact, home: bytes, home_addr: int) -> tuple[list[Named], list[str]]:
     """The memory an inline patch's code names, read from the code where the
     file holds it (the record's code in `.pvpass.code`, relocated as the
-    linker or `image.py` did, or the site's own bytes): every store to an
-    absolute, RIP-relative or segment-relative address. Each must lie in a
-    data symbol of the file; the code copied to a site must then store at
-    the same address (a RIP-relative field rebased by the runtime)."""
+    linker or `image.py` did, or the site's own bytes): every load or store
+    at an absolute, RIP-relative or segment-relative address. Each must lie
+    in a data symbol of the file; the code copied to a site must then
+    access the same address (a RIP-relative field rebased by the runtime)."""
     named, problems = [], []
     for i in disasm(art.bits, home, home_addr):
         for op in i.operands:
-            if op.type != CX.X86_OP_MEM or not op.access & CS_AC_WRITE or op.mem.index:
+            if op.type != CX.X86_OP_MEM or not op.access or op.mem.index or i.mnemonic in ("lea", "nop"):
                 continue
             if op.mem.base not in (0, CX.X86_REG_RIP):
                 continue
@@ -145,8 +145,9 @@ def named_writes(art: Artifact, home: bytes, home_addr: int) -> tuple[list[Named
             seg = i.reg_name(op.mem.segment) if op.mem.segment in (CX.X86_REG_GS, CX.X86_REG_FS) else ""
             sym = art.image.holder(addr, op.size)
             shown = f"{seg + ':' if seg else ''}{addr:#x}"
+            verb = "writes" if op.access & CS_AC_WRITE else "reads"
             if sym is None:
-                problems.append(f"'{i.mnemonic} {i.op_str}' at {art.image.where(i.address)} writes {op.size} "
+                problems.append(f"'{i.mnemonic} {i.op_str}' at {art.image.where(i.address)} {verb} {op.size} "
                                 f"bytes at {shown}, which no data symbol of the file holds")
                 continue
             named.append(Named(i.address - home_addr, seg, addr, op.size, f"{seg + ':' if seg else ''}{sym}"))
@@ -222,7 +223,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                                  f"{art.image.where(rec.target)} is not a trampoline")
                 continue
             home, home_addr = (rec.code, rec.code_addr) if rec is not None else (code, site.addr)
-            named, bad = named_writes(art, home, home_addr) if rec is None or rec.kind == "inline" \
+            named, bad = named_memory(art, home, home_addr) if rec is None or rec.kind == "inline" \
                 else ([], [])
             if bad:
                 rep.failed += 1
