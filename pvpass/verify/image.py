@@ -109,7 +109,8 @@ class Image:
         place = f"{s.name}+{addr - s.addr:#x}" if s and self.relocatable else f"{addr:#x}"
         best = None
         for a, size, name in self.symbols:
-            if a <= addr and (addr < a + size or size == 0) and (best is None or a > best[0]):
+            if a <= addr and (addr < a + size or size == 0 and s is not None and self.section_at(a) is s) \
+                    and (best is None or a > best[0]):
                 best = (a, name)
         if addr in self.standins:
             best = (addr, self.standins[addr] + " (stand-in)")
