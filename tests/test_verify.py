@@ -53,3 +53,31 @@ def test_verify_source_builds_then_verifies():
     r = run_pvpass("verify", "--arch", "i386", str(TESTDATA / "kernel/k2621.c"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("19 (site copy, backend) pairs proved, 0 failed"), r.stdout
+
+
+@pytest.mark.parametrize("name,kinds", [
+    ("reloc64", {("R_X86_64_PC32", "reloc_arr+0x8"), ("R_X86_64_32S", "reloc_abs+0x0"),
+                 ("R_X86_64_32S", "gs:reloc_pcpu+0x0")}),
+    ("systems64", {("R_X86_64_PC32", "lguest_irq_enabled+0x0")}),
+    ("systems32", {("R_386_32", "lguest_irq_enabled+0x0")}),
+])
+def test_each_relocation_kind_names_the_memory_verify_checks(name, kinds):
+    """Per relocation kind in `.pvpass.code` (read by pyelftools), the
+    memory verify holds the copied code to: the symbol the fixup names."""
+    from pvpass.link.elfobj import ElfObject
+    from pvpass.verify.artifact import read
+    from pvpass.verify.run import named_memory
+    art = read(str(artifact(name)))
+    elf = ElfObject.read(str(artifact(name)))
+    fixups = {art.image.sections[".pvpass.code"].addr + r.offset: r.type_name
+              for r in elf.relocations_for(".pvpass.code")}
+    got = set()
+    for rec in art.records:
+        if rec.kind != "inline":
+            continue
+        named, bad = named_memory(art, rec.code, rec.code_addr)
+        assert not bad, bad
+        for n in named:
+            kind = next(t for a, t in fixups.items() if rec.code_addr + n.offset <= a < rec.code_addr + rec.length)
+            got.add((kind, n.symbol))
+    assert got == kinds
