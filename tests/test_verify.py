@@ -81,3 +81,10 @@ def test_each_relocation_kind_names_the_memory_verify_checks(name, kinds):
             kind = next(t for a, t in fixups.items() if rec.code_addr + n.offset <= a < rec.code_addr + rec.length)
             got.add((kind, n.symbol))
     assert got == kinds
+
+
+def test_thread_local_state_of_a_target_is_linked_on_x86_64():
+    """systems.c's Xen functions read a __thread CPU number (%fs:,
+    R_X86_64_TPOFF32): applied, so they run as linked, none stood in."""
+    rep = verify(str(artifact("systems64")), "xen_ops", "pvpass", 8, maps=maps("systems64"))
+    assert rep.failed == 0 and rep.proved == rep.sites == 8 and rep.notes == [], rep.notes + rep.lines

@@ -26,7 +26,7 @@ from .artifact import Artifact, SiteCopy, disasm
 PAGE = 0x1000
 STACK_LO, STACK_SIZE = 0x0E00_0000, 0x10000
 PERCPU_BASE = 0x2000_0000   # x86-64 %gs base: this + 4 KiB x a random CPU number
-TLS_BASE = 0x3000_0000      # x86-64 %fs base (thread-local storage below it)
+TLS_BASE = 0x3000_0000      # x86-64 %fs base when the file has no TLS block
 MAX_INSNS = 20_000
 LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: not emulated
 
@@ -190,7 +190,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     mu.reg_write(m.flags, flags0)
     seg_base = {"": 0, "gs": 0, "fs": 0}
     if art.bits == 64:        # a per-CPU area for %gs: forms, a thread's for %fs: ones
-        seg_base.update(gs=PERCPU_BASE + PAGE * rng.randrange(256), fs=TLS_BASE)
+        seg_base.update(gs=PERCPU_BASE + PAGE * rng.randrange(256), fs=art.image.tp or TLS_BASE)
         mu.reg_write(X.UC_X86_REG_GS_BASE, seg_base["gs"])
         mu.reg_write(X.UC_X86_REG_FS_BASE, seg_base["fs"])
     named_at = {site.addr + n.offset: n for n in expect.named}

@@ -19,6 +19,8 @@ GOT_BASE = 0x0F80_0000      # GOT slots the object's GOT relocations ask for
 MAX_IMAGE = 0x0600_0000     # below the emulator's stack (emulate.STACK_LO)
 SHF_ALLOC = 2
 SHF_EXECINSTR = 4
+SHF_TLS = 0x400
+R_X86_64_TPOFF32 = 23       # local-exec TLS: S + A - the thread pointer
 
 # relocation types by arch: what is computed (S+A, S+A-P, G+A-P, ...)
 _ABS = {"i386": {1}, "x86_64": {1, 10, 11}}
@@ -45,6 +47,7 @@ class Image:
     symbols: list[tuple[int, int, str]] = field(default_factory=list)  # (addr, size, name)
     standins: dict[int, str] = field(default_factory=dict)             # addr -> name
     unsupported: list[str] = field(default_factory=list)
+    tp: int | None = None     # x86-64 thread pointer (%fs base): the end of the TLS block
 
     def read(self, addr: int, n: int) -> bytes:
         for start, buf in self.chunks.items():
@@ -149,6 +152,8 @@ def _load_object(obj: ElfObject, img: Image) -> None:
         addr = (addr + align - 1) // align * align
         img.sections[s.name] = Section(s.name, addr, s["sh_size"], bool(s["sh_flags"] & SHF_EXECINSTR))
         addr += s["sh_size"]
+        if s["sh_flags"] & SHF_TLS:   # TLS sections are laid out in a row: the block ends here
+            img.tp = (addr + 15) // 16 * 16
     _fits(obj, addr - BASE)
     img.chunks[BASE] = buf = bytearray(addr - BASE + 16)
     for s in obj.sections:
@@ -190,6 +195,8 @@ def _load_object(obj: ElfObject, img: Image) -> None:
                 v, size = S + r.addend, (8 if arch == "x86_64" and t == 1 else 4)
             elif t in _PCREL[arch]:
                 v, size = S + r.addend - P, (8 if t == 24 else 4)
+            elif arch == "x86_64" and t == R_X86_64_TPOFF32 and img.tp is not None:
+                v, size = S + r.addend - img.tp, 4
             elif t in _GOTPC[arch]:
                 slot = got.setdefault(S, GOT_BASE + 8 * len(got))
                 v, size = slot + r.addend - P, 4
@@ -205,6 +212,11 @@ def _load_object(obj: ElfObject, img: Image) -> None:
 
 def _load_program(obj: ElfObject, img: Image) -> None:
     for seg in obj.elf.iter_segments():
+        if seg["p_type"] == "PT_TLS" and obj.arch.bits == 64:
+            # the initial TLS image as the thread's block, %fs at its end
+            # (.tbss has addresses but no bytes of its own in a program)
+            align = max(seg["p_align"], 1)
+            img.tp = (seg["p_vaddr"] + seg["p_memsz"] + align - 1) // align * align
         if seg["p_type"] != "PT_LOAD":
             continue
         _fits(obj, seg["p_memsz"])
