@@ -388,6 +388,16 @@ def fixup_one_byte_late(e: Elf):
     e.set_reloc(r, offset=r.offset + 1)
 
 
+def store_through_register(e: Elf, rtype: str, insn: str):
+    """The named store made a store through a register that holds no
+    argument (its fixup dropped: R_*_NONE)."""
+    r = _fixup(e, ".pvpass.code", rtype)
+    rec = next(x for x in e.records() if x["code"] <= r.offset < x["code"] + x["len"])
+    code = gas(e.bits, insn)
+    e.put(".pvpass.code", rec["code"], code + nops(e.bits, rec["len"] - len(code)))
+    e.set_reloc(r, type_=0)
+
+
 def _site_fixup(e: Elf, type_name: str, sym: str | None = None) -> tuple[str, Rel]:
     for sec, at, ln in e.sites():
         try:
@@ -461,6 +471,10 @@ MUTANTS = [
     ("reloc64", "write to code (32S fixup against a function)", fixup_names_code),
     ("systems64", "RIP-relative field not rebased (pcrel_off cleared)", pcrel_not_rebased),
     ("systems32", "wrong displacement (R_386_32 field one byte late)", fixup_one_byte_late),
+    ("reloc64", "write elsewhere: movl $7, (%rax)", lambda e: store_through_register(e, "R_X86_64_32S",
+                                                                                     "movl $7, (%rax)")),
+    ("systems32", "write elsewhere: movl $0, (%ebx)", lambda e: store_through_register(e, "R_386_32",
+                                                                                       "movl $0, (%ebx)")),
     ("reloc64:sym_ops", "wrong displacement (reloc_arr+12 for +8)", aot_wrong_displacement),
     ("reloc64:sym_ops", "write to another address (32S: reloc_pcpu for reloc_abs)",
      lambda e: aot_other_datum(e, "R_X86_64_32S", "reloc_pcpu")),

@@ -163,11 +163,10 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     end = site.addr + site.length
     insns = disasm(art.bits, code, site.addr)
     mem_insns = [i for i in insns if i.mnemonic != "nop" and any(op.type == X86_OP_MEM for op in i.operands)]
-    # an inline replacement's explicit memory operands are its own business,
-    # except through the stack pointer: the caller's frame is above it
-    named_mem = {i.address for i in mem_insns if not any(
-        op.type == X86_OP_MEM and conv_reg(conv, i.reg_name(op.mem.base)) == conv.sp
-        for op in i.operands)} if expect.inline else set()
+    # an inline replacement may store through the pointers it is given (its
+    # argument registers); what it names is checked by `named_at`, the rest
+    # must stay below the stack pointer
+    through_args = {i.address for i in mem_insns if _through_args(conv, i)} if expect.inline else set()
     bases = {conv_reg(conv, i.reg_name(r)) for i in mem_insns for op in i.operands
              if op.type == X86_OP_MEM for r in (op.mem.base, op.mem.index) if r}
     # a random full-width start state; registers an inline replacement uses
@@ -258,7 +257,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         pc = uc.reg_read(m.ip)
         if off_named(pc, addr, size, "writes"):
             return
-        if pc in named_mem or sp0 - 0x1000 <= addr and addr + size <= sp0:
+        if pc in through_args or sp0 - 0x1000 <= addr and addr + size <= sp0:
             return
         st["problems"].append(f"{art.image.where(pc)} writes {size} bytes at {addr:#x}, "
                               f"not below the stack pointer ({sp0:#x})")
@@ -307,6 +306,16 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     if problems or not st["done"]:
         return problems or [f"no fall-through to {art.image.where(end)}"]
     return _check(m, site, expect, before, flags0, st)
+
+
+def _through_args(conv: abi.Convention, ins) -> bool:
+    """Every memory operand of the instruction is addressed by argument registers."""
+    for op in ins.operands:
+        if op.type == X86_OP_MEM:
+            regs = [conv_reg(conv, ins.reg_name(r)) for r in (op.mem.base, op.mem.index) if r]
+            if not regs or any(r not in conv.arg_regs for r in regs):
+                return False
+    return True
 
 
 def conv_reg(conv: abi.Convention, name: str | None) -> str | None:
