@@ -382,6 +382,13 @@ def fixup_names_code(e: Elf):
     e.set_reloc(r, sym=_symbol(e, "f_set_abs"))
 
 
+def fixup_other_datum(e: Elf, rtype: str, other: str):
+    """The store's fixup against another data symbol: only the function the
+    ops object holds for the op says it is the wrong one."""
+    r = _fixup(e, ".pvpass.code", rtype)
+    e.set_reloc(r, sym=_symbol(e, other))
+
+
 def fixup_one_byte_late(e: Elf):
     """i386 (REL): the R_386_32 field one byte later, over the immediate."""
     r = _fixup(e, ".pvpass.code", "R_386_32")
@@ -469,6 +476,8 @@ MUTANTS = [
     ("reloc64", "pcrel_off one byte off", pcrel_off_by_one),
     ("reloc64", "wrong displacement (PC32 addend -4 KiB)", fixup_wrong_displacement),
     ("reloc64", "write to code (32S fixup against a function)", fixup_names_code),
+    ("systems32", "write to another address (R_386_32: xen_vcpu)",
+     lambda e: fixup_other_datum(e, "R_386_32", "xen_vcpu")),
     ("systems64", "RIP-relative field not rebased (pcrel_off cleared)", pcrel_not_rebased),
     ("systems32", "wrong displacement (R_386_32 field one byte late)", fixup_one_byte_late),
     ("reloc64", "write elsewhere: movl $7, (%rax)", lambda e: store_through_register(e, "R_X86_64_32S",

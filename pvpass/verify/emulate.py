@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
-                     UC_MEM_FETCH_UNMAPPED, UC_MODE_32, UC_MODE_64, Uc, UcError)
+                     UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE, UC_MODE_32, UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
 from capstone.x86_const import X86_OP_MEM
 
@@ -327,6 +327,42 @@ def conv_reg(conv: abi.Convention, name: str | None) -> str | None:
     if name.startswith("r") and name[-1] in "dwb" and name[:-1] in conv.gprs:
         return name[:-1]
     return name if name in conv.gprs else None
+
+
+def accessed(m: Machine, target: int, state: str) -> set[tuple[int, int]] | None:
+    """The memory (address, size) outside the stack that the function at
+    `target` reads or writes, called from a random state with %gs at
+    PERCPU_BASE; None when it faults or does not return."""
+    conv, mu = m.conv, m.mu
+    rng = random.Random(state)
+    m.reset()
+    ret = STACK_LO + 0x10                 # emulation stops when the function returns here
+    sp = STACK_LO + STACK_SIZE - 0x2000 - conv.word
+    mu.mem_write(sp, ret.to_bytes(conv.word, "little"))
+    for r, rid in m.rids.items():
+        mu.reg_write(rid, sp if r == conv.sp else rng.getrandbits(conv.bits) & ~abi.TF)
+    mu.reg_write(m.flags, 0x202)
+    if conv.bits == 64:
+        mu.reg_write(X.UC_X86_REG_GS_BASE, PERCPU_BASE)
+        mu.reg_write(X.UC_X86_REG_FS_BASE, m.art.image.tp or TLS_BASE)
+    seen: set[tuple[int, int]] = set()
+
+    def on_access(uc, access, addr, size, value, _):
+        if access == UC_MEM_WRITE:
+            m.written(addr, size)
+        if not STACK_LO <= addr < STACK_LO + STACK_SIZE:
+            seen.add((addr, size))
+
+    hooks = [mu.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, on_access)]
+    try:
+        mu.emu_start(target, ret, count=MAX_INSNS)
+        done = mu.reg_read(m.ip) == ret
+    except UcError:
+        done = False
+    finally:
+        for h in hooks:
+            mu.hook_del(h)
+    return seen if done else None
 
 
 def _stand_in(m: Machine, uc, rng: random.Random, sp: int) -> None:

@@ -10,7 +10,7 @@ from capstone import CS_AC_WRITE
 from capstone import x86_const as CX
 
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
-from .emulate import Expect, Machine, Named, Outcome, prove
+from .emulate import PERCPU_BASE, TLS_BASE, Expect, Machine, Named, Outcome, accessed, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
 
@@ -163,6 +163,28 @@ def _trampoline_target(art: Artifact, addr: int) -> int | None:
     return art.image.address_of(name[len(TRAMP_PREFIX):].rsplit("_", 1)[0])
 
 
+def _named_by_target(m: Machine, art: Artifact, backend: str, site: SiteCopy, named: list[Named],
+                     seed: str) -> list[str]:
+    """An inline replacement stands for the function its backend's ops
+    object holds for the op: the memory it names must be memory that
+    function accesses (run from two random states). Unknown when the ops
+    object is not in the file or the function does not run on its own."""
+    target = art.ops_object_target(backend, site.type) if named and backend != IN_FILE else None
+    if target is None:
+        return []
+    seen: set[tuple[int, int]] = set()
+    for i in range(2):
+        got = accessed(m, target, f"{seed}:target:{i}")
+        if got is None:
+            return []
+        seen |= got
+    base = {"": 0, "gs": PERCPU_BASE, "fs": art.image.tp or TLS_BASE}
+    return [f"the inline replacement's access at +{n.offset} names {n.symbol}, which "
+            f"{art.image.where(target)} (what {backend} holds for the op) never accesses"
+            for n in named if not any(a < base[n.segment] + n.addr + n.size and base[n.segment] + n.addr < a + k
+                                      for a, k in seen)]
+
+
 def verify(path: str, backend: str | None, seed: str, states: int, arch: str | None = None,
            maps: list[tuple[str, int]] = ()) -> Report:
     art = read(path)
@@ -225,6 +247,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
             home, home_addr = (rec.code, rec.code_addr) if rec is not None else (code, site.addr)
             named, bad = named_memory(art, home, home_addr) if rec is None or rec.kind == "inline" \
                 else ([], [])
+            bad = bad or _named_by_target(machine, art, b, site, named, f"{seed}:{b}:{site.addr:#x}")
             if bad:
                 rep.failed += 1
                 rep.lines.extend(f"{path}: {site.where}: backend {b}: {p}" for p in bad)
