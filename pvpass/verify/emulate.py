@@ -187,11 +187,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         before[r] = v
     flags0 = 0x202 | (rng.getrandbits(16) & abi.CC_FLAGS)
     mu.reg_write(m.flags, flags0)
-    seg_base = {"": 0, "gs": 0, "fs": 0}
-    if art.bits == 64:        # a per-CPU area for %gs: forms, a thread's for %fs: ones
-        seg_base.update(gs=PERCPU_BASE + PAGE * rng.randrange(256), fs=art.image.tp or TLS_BASE)
-        mu.reg_write(X.UC_X86_REG_GS_BASE, seg_base["gs"])
-        mu.reg_write(X.UC_X86_REG_FS_BASE, seg_base["fs"])
+    seg_base = set_segments(m, PERCPU_BASE + PAGE * rng.randrange(256))
     named_at = {site.addr + n.offset: n for n in expect.named}
     mapped: list[int] = []
     st = {"count": 0, "entry": None, "ret": None, "args": None, "result": None, "in": False,
@@ -329,10 +325,21 @@ def conv_reg(conv: abi.Convention, name: str | None) -> str | None:
     return name if name in conv.gprs else None
 
 
-def accessed(m: Machine, target: int, state: str) -> set[tuple[int, int]] | None:
-    """The memory (address, size) outside the stack that the function at
-    `target` reads or writes, called from a random state with %gs at
-    PERCPU_BASE; None when it faults or does not return."""
+def set_segments(m: Machine, gs: int) -> dict[str, int]:
+    """Segment bases by prefix: on x86-64 %gs is a per-CPU area (at `gs`),
+    %fs the end of the file's TLS block; unicorn keeps i386 bases at 0."""
+    if m.art.bits != 64:
+        return {"": 0, "gs": 0, "fs": 0}
+    fs = m.art.image.tp or TLS_BASE
+    m.mu.reg_write(X.UC_X86_REG_GS_BASE, gs)
+    m.mu.reg_write(X.UC_X86_REG_FS_BASE, fs)
+    return {"": 0, "gs": gs, "fs": fs}
+
+
+def accessed(m: Machine, target: int, state: str) -> tuple[dict[str, int], set[tuple[int, int]]] | None:
+    """The segment bases and the memory (address, size) outside the stack
+    that the function at `target` reads or writes, called from a random
+    state with %gs at PERCPU_BASE; None when it faults or does not return."""
     conv, mu = m.conv, m.mu
     rng = random.Random(state)
     m.reset()
@@ -342,9 +349,7 @@ def accessed(m: Machine, target: int, state: str) -> set[tuple[int, int]] | None
     for r, rid in m.rids.items():
         mu.reg_write(rid, sp if r == conv.sp else rng.getrandbits(conv.bits) & ~abi.TF)
     mu.reg_write(m.flags, 0x202)
-    if conv.bits == 64:
-        mu.reg_write(X.UC_X86_REG_GS_BASE, PERCPU_BASE)
-        mu.reg_write(X.UC_X86_REG_FS_BASE, m.art.image.tp or TLS_BASE)
+    bases = set_segments(m, PERCPU_BASE)
     seen: set[tuple[int, int]] = set()
 
     def on_access(uc, access, addr, size, value, _):
@@ -362,7 +367,7 @@ def accessed(m: Machine, target: int, state: str) -> set[tuple[int, int]] | None
     finally:
         for h in hooks:
             mu.hook_del(h)
-    return seen if done else None
+    return (bases, seen) if done else None
 
 
 def _stand_in(m: Machine, uc, rng: random.Random, sp: int) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ..diag import PvError
 from capstone import CS_AC_WRITE
 from capstone import x86_const as CX
 
+from ..diag import PvError
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
-from .emulate import PERCPU_BASE, TLS_BASE, Expect, Machine, Named, Outcome, accessed, prove
+from .emulate import Expect, Machine, Named, Outcome, accessed, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
 
@@ -143,7 +143,10 @@ def named_memory(art: Artifact, home: bytes, home_addr: int) -> tuple[list[Named
             addr = op.mem.disp + (i.address + i.size if op.mem.base else 0)
             addr &= (1 << art.bits) - 1
             seg = i.reg_name(op.mem.segment) if op.mem.segment in (CX.X86_REG_GS, CX.X86_REG_FS) else ""
-            sym = art.image.holder(addr, op.size)
+            # %gs: names a per-CPU offset (a symbol's address, as in the
+            # kernel); %fs: a TLS variable below the thread pointer
+            held = (addr + art.image.tp) & ((1 << art.bits) - 1) if seg == "fs" and art.image.tp else addr
+            sym = art.image.holder(held, op.size)
             shown = f"{seg + ':' if seg else ''}{addr:#x}"
             verb = "writes" if op.access & CS_AC_WRITE else "reads"
             if sym is None:
@@ -177,8 +180,8 @@ def _named_by_target(m: Machine, art: Artifact, backend: str, site: SiteCopy, na
         got = accessed(m, target, f"{seed}:target:{i}")
         if got is None:
             return []
-        seen |= got
-    base = {"": 0, "gs": PERCPU_BASE, "fs": art.image.tp or TLS_BASE}
+        base, more = got
+        seen |= more
     return [f"the inline replacement's access at +{n.offset} names {n.symbol}, which "
             f"{art.image.where(target)} (what {backend} holds for the op) never accesses"
             for n in named if not any(a < base[n.segment] + n.addr + n.size and base[n.segment] + n.addr < a + k
