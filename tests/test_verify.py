@@ -88,3 +88,36 @@ def test_thread_local_state_of_a_target_is_linked_on_x86_64():
     R_X86_64_TPOFF32): applied, so they run as linked, none stood in."""
     rep = verify(str(artifact("systems64")), "xen_ops", "pvpass", 8, maps=maps("systems64"))
     assert rep.failed == 0 and rep.proved == rep.sites == 8 and rep.notes == [], rep.notes + rep.lines
+
+
+EXTERN_DATUM = r"""#define PVPASS_OPS ext_pv
+#include <pvpass.h>
+struct ext_ops_t { void (PVPASS_REGPARM *set)(unsigned long); };
+struct ext_ops_t ext_pv;
+extern unsigned int ext_flag;                   /* defined elsewhere */
+void PVPASS_REGPARM ext_set(unsigned long);
+PV_CALLEE_SAVE(ext_set, "");
+static const struct ext_ops_t ext_ops = { .set = ext_set };
+PV_INLINE(ext_ops, set, STORE, "");
+void set(unsigned long v) { PV_VCALLEE1(set, v); }
+"""
+
+
+@pytest.mark.parametrize("arch,store", [("x86_64", "movl %edi, ext_flag(%rip)"), ("i386", "movl %eax, ext_flag")])
+def test_an_undefined_datum_gets_a_stand_in_the_patch_must_store_to(tmp, arch, store):
+    from pvpass.verify.artifact import read
+    from pvpass.verify.run import named_memory
+    from conftest import gcc_c
+    src = tmp / "ext.c"
+    src.write_text(EXTERN_DATUM.replace("STORE", f'"{store}"'))
+    obj = gcc_c(src, tmp / "ext.o", arch, ["-O2", "-fno-pie"])
+    linked = tmp / "ext.linked.o"
+    r = run_pvpass("link", str(obj), "--source", str(src), "-o", str(linked), "--", "-fno-pie")
+    assert r.returncode == 0, r.stderr
+    rep = verify(str(linked), "ext_ops", "pvpass", 16)
+    assert rep.failed == 0 and rep.proved == rep.sites >= 1, rep.lines
+    art = read(str(linked))
+    rec = next(r for r in art.records if r.kind == "inline")
+    named, bad = named_memory(art, rec.code, rec.code_addr)
+    assert not bad and [n.symbol for n in named] == ["ext_flag+0x0"]
+    assert art.image.address_of("ext_flag") in art.image.standins

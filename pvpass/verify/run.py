@@ -173,7 +173,7 @@ def _named_by_target(m: Machine, art: Artifact, backend: str, site: SiteCopy, na
     function accesses (run from two random states). Unknown when the ops
     object is not in the file or the function does not run on its own."""
     target = art.ops_object_target(backend, site.type) if named and backend != IN_FILE else None
-    if target is None:
+    if target is None or target in art.image.standins:      # a stand-in runs no code of the op
         return []
     seen: set[tuple[int, int]] = set()
     for i in range(2):
