@@ -47,6 +47,10 @@ def test_command_exit_codes_and_determinism(tmp):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     r = run_pvpass("verify", str(tmp / "missing.o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    for spec, msg in ((str(tmp / "no.bin") + "@0x50000000", "No such file"), ("rom.bin", "takes FILE@ADDR"),
+                      (f"{obj}@0x5000000x", "takes FILE@ADDR"), (str(tmp) + "@0x50000000", "Is a directory")):
+        r = run_pvpass("verify", obj, "--map", spec)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_verify_source_builds_then_verifies():

@@ -91,8 +91,8 @@ class Image:
 
     def add_blob(self, name: str, addr: int, data: bytes) -> None:
         """Code or data the program maps at run time (a ROM), at its address."""
-        if not data:
-            raise PvError(f"{name}: empty file")
+        if not data or len(data) > MAX_IMAGE:
+            raise PvError(f"{name}: {len(data):#x} bytes: empty or too large to map (at most {MAX_IMAGE:#x})")
         end = addr + len(data)
         for start, buf in self.chunks.items():
             if start < end and addr < start + len(buf):
