@@ -87,10 +87,12 @@ def test_each_relocation_kind_names_the_memory_verify_checks(name, kinds):
     assert got == kinds
 
 
-def test_thread_local_state_of_a_target_is_linked_on_x86_64():
-    """systems.c's Xen functions read a __thread CPU number (%fs:,
-    R_X86_64_TPOFF32): applied, so they run as linked, none stood in."""
-    rep = verify(str(artifact("systems64")), "xen_ops", "pvpass", 8, maps=maps("systems64"))
+@pytest.mark.parametrize("name", ["systems64", "systems32"])
+def test_thread_local_state_of_a_target_is_linked(name):
+    """systems.c's Xen functions read a __thread CPU number (%fs:
+    R_X86_64_TPOFF32, %gs: R_386_TLS_LE): applied, so they run as linked,
+    none stood in."""
+    rep = verify(str(artifact(name)), "xen_ops", "pvpass", 8, maps=maps(name))
     assert rep.failed == 0 and rep.proved == rep.sites == 8 and rep.notes == [], rep.notes + rep.lines
 
 

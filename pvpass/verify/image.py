@@ -21,6 +21,7 @@ SHF_ALLOC = 2
 SHF_EXECINSTR = 4
 SHF_TLS = 0x400
 R_X86_64_TPOFF32 = 23       # local-exec TLS: S + A - the thread pointer
+R_386_TLS_LE = 17           # the same on i386, through %gs (its base is 0 in unicorn)
 
 # relocation types by arch: what is computed (S+A, S+A-P, G+A-P, ...)
 _ABS = {"i386": {1}, "x86_64": {1, 10, 11}}
@@ -197,6 +198,8 @@ def _load_object(obj: ElfObject, img: Image) -> None:
                 v, size = S + r.addend - P, (8 if t == 24 else 4)
             elif arch == "x86_64" and t == R_X86_64_TPOFF32 and img.tp is not None:
                 v, size = S + r.addend - img.tp, 4
+            elif arch == "i386" and t == R_386_TLS_LE:      # thread pointer 0: %gs:S is S
+                v, size = S + r.addend, 4
             elif t in _GOTPC[arch]:
                 slot = got.setdefault(S, GOT_BASE + 8 * len(got))
                 v, size = slot + r.addend - P, 4
