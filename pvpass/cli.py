@@ -88,39 +88,46 @@ def cmd_emit(argv: list[str]) -> int:
     return write_output(a.output, text)
 
 
-@command("verify", "prove by emulation that every patch keeps its site's clobber contract")
+@command("verify", "prove by emulation every patch an object or program holds")
 def cmd_verify(argv: list[str]) -> int:
-    from .diag import EXIT_FINDINGS, Diagnostic
-    from .emit.plan import make_plan
-    from .frontend.scan import scan
-    from .patch.prove import prove
+    from .diag import EXIT_FINDINGS
+    from .verify.build import build_for_verify, is_elf
+    from .verify.run import verify
     args, cpp = split_cppflags(argv)
-    p = _base("verify", "prove by emulation that every patch keeps its site's clobber contract")
-    p.add_argument("source")
+    p = _base("verify", "prove by emulation every patch an object or program holds")
+    p.add_argument("file", help="an object or program (or a C source: built with gcc and linked first)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--backend", help="only this backend's patches")
+    g.add_argument("--all", action="store_true", help="every backend the file has records for (default)")
+    p.add_argument("--states", type=int, default=32, help="random start states per (site copy, backend)")
+    p.add_argument("--seed", default="pvpass", help="seed of the start states")
+    p.add_argument("--map", action="append", default=[], metavar="FILE@ADDR",
+                   help="raw code the program maps at run time (a ROM), at ADDR; repeatable")
     a = p.parse_args(args)
-    arch = get_arch(a.arch)
-    inv = scan(a.source, arch, cpp).inventory
-    plan = make_plan(arch, inv)
-    for d in plan.diagnostics:
-        emit(d)
-    bad = proved = skipped = 0
-    for (i, bname), patch in sorted(plan.patches.items()):
-        site = plan.sites[i]
-        ops = inv.ops_struct_for(site.ops_object)
-        target = next(b for b in plan.backends if b.name == bname).targets.get(site.op)
-        res = prove(arch, site, ops.op(site.op) if ops else None, patch,
-                    target.contract if target else None)
-        if res.skipped:
-            skipped += 1
-        elif res.ok:
-            proved += 1
-        else:
-            bad += 1
-            emit(Diagnostic(site.loc, "error", f"backend {bname}, {site.op}: {patch.note}: "
-                                               + "; ".join(res.problems), "PV004"))
-    print(f"{proved} patches proved, {bad} failed, {skipped} not emulated "
-          f"({len(plan.sites)} sites x {len(plan.backends)} backends)")
-    return EXIT_FINDINGS if bad or plan.diagnostics else EXIT_OK
+    if a.states < 1:
+        raise PvError("pvpass verify: --states takes a positive number")
+    maps = [_file_at(m) for m in a.map]
+    if is_elf(a.file):
+        if cpp:
+            raise PvError("pvpass verify: preprocessor flags are for a C source, not an object")
+        rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None, maps)
+    else:
+        with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
+            rep = verify(obj, a.backend, a.seed, a.states, maps=maps)
+    for line in rep.notes + rep.lines:
+        print(line, file=sys.stderr)
+    print(rep.summary())
+    return EXIT_FINDINGS if rep.failed else EXIT_OK
+
+
+def _file_at(spec: str) -> tuple[str, int]:
+    path, _, addr = spec.rpartition("@")
+    try:
+        if path:
+            return path, int(addr, 0)
+    except ValueError:
+        pass
+    raise PvError(f"pvpass verify: --map takes FILE@ADDR (ADDR like 0x50000000), not '{spec}'")
 
 
 def _object_and_scan(name: str, help: str, argv: list[str], extra, backend: bool = True):

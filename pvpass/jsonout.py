@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from .arch import Arch, get_arch
 from .diag import Loc
-from .model import SCHEMA_VERSION, Backend, Inventory, OpsStruct, Site
+from .emit.stubs import inline_stub
+from .encode import EncodeError
+from .model import SCHEMA_VERSION, Backend, Contract, Inventory, OpsStruct, Site
 
 
 def loc_json(loc: Loc | None) -> dict | None:
@@ -23,13 +26,21 @@ def ops_json(o: OpsStruct) -> dict:
     }
 
 
-def backend_json(b: Backend) -> dict:
+def contract_json(c: Contract, arch: Arch) -> dict:
+    d = {"kind": c.kind, "clobbers": list(c.clobbers), "text": c.text}
+    if c.kind == "inline" and c.text is not None:
+        try:           # the memory an inline replacement stores to ("sym+4", "%gs:sym")
+            d["writes_memory"] = list(inline_stub(arch, c.text).memory_writes)
+        except EncodeError:
+            d["writes_memory"] = None      # lint reports it (PV004)
+    return d
+
+
+def backend_json(b: Backend, arch: Arch) -> dict:
     return {
         "name": b.name, "loc": loc_json(b.loc), "builtin": b.builtin,
         "absent": sorted(b.absent),
-        "targets": [{"op": t.op, "function": t.function,
-                     "contract": {"kind": t.contract.kind, "clobbers": list(t.contract.clobbers),
-                                  "text": t.contract.text},
+        "targets": [{"op": t.op, "function": t.function, "contract": contract_json(t.contract, arch),
                      "loc": loc_json(t.loc)}
                     for _, t in sorted(b.targets.items())],
     }
@@ -50,7 +61,7 @@ def inventory_json(inv: Inventory) -> dict:
         "schema": SCHEMA_VERSION, "tool": "pvpass", "kind": "inventory",
         "source": inv.source, "arch": inv.arch,
         "ops": [ops_json(o) for o in inv.ops],
-        "backends": [backend_json(b) for b in inv.backends],
+        "backends": [backend_json(b, get_arch(inv.arch)) for b in inv.backends],
         "sites": [site_json(s) for s in inv.sites],
     }
 

@@ -55,8 +55,42 @@ KINDS = {"inline": 1, "call": 2, "trampoline": 3, "nop": 4}
 
 
 def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int | None,
-               kind: str) -> bytes:
+               kind: str, pcrel_off: int | None = None) -> bytes:
     """A record with its three pointers zero (they are relocated)."""
     ptrs = bytes(3 * arch.ptr_size)
-    return ptrs + struct.pack("<BBHBBH", type_, length, clobbers & 0xFFFF,
-                              NO_CALL if call_off is None else call_off, KINDS[kind], 0)
+    return ptrs + struct.pack("<BBHBBBB", type_, length, clobbers & 0xFFFF,
+                              NO_CALL if call_off is None else call_off, KINDS[kind],
+                              NO_CALL if pcrel_off is None else pcrel_off, 0)
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    backend: int          # the three pointers, as relocated/linked
+    code: int
+    target: int
+    type: int
+    length: int
+    clobbers: int
+    call_off: int | None
+    kind: str
+    pcrel_off: int | None  # a RIP-relative disp32 inside the code (None: 0 or 0xff)
+
+
+def patch_size(arch: Arch) -> int:
+    return 3 * arch.ptr_size + 8
+
+
+def unpack_patch(arch: Arch, data: bytes) -> list[PatchRecord]:
+    """Decode `.pvpass.patches` (the runtime's struct pvpass_patch)."""
+    size = patch_size(arch)
+    if len(data) % size:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {size}-byte patch records")
+    ptr = "<QQQ" if arch.bits == 64 else "<III"
+    names = {v: k for k, v in KINDS.items()}
+    out = []
+    for i in range(0, len(data), size):
+        b, c, t = struct.unpack_from(ptr, data, i)
+        typ, ln, clob, call, kind, pcrel, _ = struct.unpack_from("<BBHBBBB", data, i + 3 * arch.ptr_size)
+        out.append(PatchRecord(b, c, t, typ, ln, clob, None if call == NO_CALL else call,
+                               names.get(kind, f"kind {kind}"), None if pcrel in (0, 0xFF) else pcrel))
+    return out

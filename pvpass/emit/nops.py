@@ -34,6 +34,17 @@ GENERIC32 = {
 
 TABLES = {"p6": P6, "k8": K8, "generic": GENERIC32}
 MAX_NOP = 8
+# `generic` is the kernel's i386 table: on x86-64 its `lea 0(%esi),%esi` and
+# `mov %esi,%esi` write %esi, which zeroes the upper half of %rsi.
+TABLES_FOR_BITS = {32: ("p6", "k8", "generic"), 64: ("p6", "k8")}
+
+
+def check_table(bits: int, table: str) -> None:
+    """Refuse a NOP table that is not a no-op on the arch."""
+    if table not in TABLES_FOR_BITS[bits]:
+        from ..diag import PvError
+        raise PvError(f"--nops {table}: not a no-op table for {bits}-bit code (it writes %esi, "
+                      f"zeroing the upper half of %rsi); use {' or '.join(TABLES_FOR_BITS[bits])}")
 
 
 def nop_fill(n: int, table: str = "p6") -> bytes:

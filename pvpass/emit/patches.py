@@ -35,8 +35,20 @@ class PatchError(Exception):
     """A backend/op/site combination that cannot be patched as declared."""
 
 
+def site_clobbers(arch: Arch, site: Site) -> set[str]:
+    """The registers a site really lets the callee change. The kernel's masks
+    mean "any register the platform has": i386 CLBR_ANY is (1 << 4) - 1 with
+    the %edi bit, yet no C-convention callee changes %edi and the kernel's asm
+    does not clobber it. So in the kernel dialect a mask bit for a register
+    the C convention preserves is no licence to change it."""
+    regs = set(site.clobbers)
+    if site.dialect == "kernel":
+        regs &= set(arch.caller_saved)
+    return regs
+
+
 def allowed_writes(arch: Arch, site: Site, op: Op | None) -> set[str]:
-    allowed = set(site.clobbers)
+    allowed = site_clobbers(arch, site)
     if (op is not None and op.returns) or site.returns:
         allowed.add(arch.ret_reg)
     return allowed
@@ -58,11 +70,15 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
         except EncodeError as e:
             raise PatchError(f"inline replacement for {site.op} in backend {backend.name} "
                              f"does not assemble: {e}") from None
+        if sum(f.pcrel for f in stub.fixups) > 1:
+            raise PatchError(f"inline replacement for {site.op} in backend {backend.name} has "
+                             f"more than one RIP-relative operand: the runtime rebases one")
         extra = [r for r in stub.writes if r not in allowed]
         if len(stub.code) <= site.length and not extra:
             pad = site.length - len(stub.code)
+            mem = f"; writes {', '.join(stub.memory_writes)}" if stub.memory_writes else ""
             return Patch("inline", stub.code + nop_fill(pad, nops), None, None, None, stub,
-                         f"inline '{c.text}' ({len(stub.code)} bytes) + {pad} bytes of NOPs")
+                         f"inline '{c.text}' ({len(stub.code)} bytes) + {pad} bytes of NOPs{mem}")
         reason = (f"'{c.text}' is {len(stub.code)} bytes, the site {site.length}"
                   if len(stub.code) > site.length else
                   f"'{c.text}' writes {', '.join(extra)}, outside the site's clobber set")
@@ -83,3 +99,9 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
     t = trampoline(arch, target.function, extra)
     return Patch("trampoline", call + pad, 0, t.name, t, None,
                  f"call {t.name}: saves {', '.join(extra)} around {target.function}{why}")
+
+
+def pcrel_offset(p: Patch) -> int | None:
+    """Where the RIP-relative field of an inline patch is (the runtime
+    rebases it from the patch's code to the site), or None."""
+    return next((f.offset for f in p.inline.fixups if f.pcrel), None) if p.inline else None

@@ -8,6 +8,7 @@ from ..arch import Arch
 from ..diag import Diagnostic, Note
 from ..model import Backend, Inventory, Op, Site
 from .native import builtin_backends
+from .nops import check_table
 from .patches import Patch, PatchError, decide
 from .stubs import Trampoline
 
@@ -91,6 +92,7 @@ def table_diagnostics(inv: Inventory) -> list[Diagnostic]:
 
 
 def make_plan(arch: Arch, inv: Inventory, nops: str = "p6", builtin: bool = True) -> EmitPlan:
+    check_table(arch.bits, nops)
     rows = [TableRow(site_label(i), s.type_number, s.length, s.mask, site_comment(s))
             for i, s in enumerate(inv.sites)]
     backends = all_backends(arch, inv, builtin)

@@ -12,6 +12,7 @@ from ..arch import Arch
 from ..model import SCHEMA_VERSION
 from .. import table
 from .plan import EmitPlan, TableRow
+from .patches import pcrel_offset
 from .stubs import disassemble
 
 
@@ -34,16 +35,27 @@ def table_asm(arch: Arch, rows: list[TableRow]) -> list[str]:
 
 
 def code_asm(arch: Arch, code: bytes, call_offset: int | None = None,
-             call_target: str | None = None) -> list[str]:
-    """`.byte` lines, one per instruction, disassembly in the comment."""
+             call_target: str | None = None, fixups=()) -> list[str]:
+    """`.byte` lines, one per instruction, disassembly in the comment; a
+    symbol's field (an inline replacement's fixup) is a `.reloc` + `.long 0`."""
     out = []
+    fields = {f.offset: f for f in fixups}
     for off, size, text in disassemble(arch, code):
         chunk = code[off:off + size]
         if call_offset is not None and off == call_offset and chunk[0] == 0xE8:
             out.append(f"\t.byte 0xe8\t# call {call_target}")
             out.append(f"\t.long {call_target} - . - 4")
             continue
-        out.append("\t.byte " + ", ".join(f"{b:#04x}" for b in chunk) + f"\t# {text}")
+        at = next((o for o in sorted(fields) if off <= o < off + size), None)
+        if at is None:
+            out.append("\t.byte " + ", ".join(f"{b:#04x}" for b in chunk) + f"\t# {text}")
+            continue
+        f = fields[at]
+        out.append("\t.byte " + ", ".join(f"{b:#04x}" for b in code[off:at]) + f"\t# {text}")
+        out.append(f"\t.reloc ., {f.type}, {f.symbol}{f.addend:+d}")
+        out.append("\t.long 0")
+        if at + 4 < off + size:
+            out.append("\t.byte " + ", ".join(f"{b:#04x}" for b in code[at + 4:off + size]))
     return out
 
 
@@ -93,9 +105,10 @@ def patches_asm(plan: EmitPlan) -> list[str]:
                  f"\t.byte {s.type_number}, {s.length}\t# type, len",
                  f"\t.short {s.mask:#x}\t# clobbers",
                  f"\t.byte {call}, {table.KINDS[p.kind]}\t# call offset, kind: {p.kind}",
-                 "\t.short 0"]
+                 f"\t.byte {pcrel_offset(p) if pcrel_offset(p) is not None else '0xff'}, 0"
+                 f"\t# RIP-relative field, pad"]
         # The call's rel32 stays zero here: the runtime computes it at the site.
-        code += [f"{lab}:\t# {p.note}"] + code_asm(arch, p.code)
+        code += [f"{lab}:\t# {p.note}"] + code_asm(arch, p.code, fixups=p.inline.fixups if p.inline else ())
     recs.append("\t.popsection")
     code.append("\t.popsection")
     strs = [f'\t.pushsection {table.STRINGS_SECTION},"aMS",@progbits,1']
@@ -173,6 +186,10 @@ def render_json(plan: EmitPlan) -> dict:
             d["call"] = {"offset": p.call_offset, "target": p.call_target,
                          "reloc": {"offset": p.call_offset + 1, "type": reloc_pc,
                                    "symbol": p.call_target, "addend": -4}}
+        if p.inline is not None and p.inline.fixups:
+            d["relocs"] = [{"offset": f.offset, "type": f.type, "symbol": f.symbol, "addend": f.addend}
+                           for f in p.inline.fixups]
+            d["writes_memory"] = list(p.inline.memory_writes)
         return d
 
     return {

@@ -1,6 +1,7 @@
 """Stubs, assembled with keystone: inline replacements (with the registers
-they write, read back from the bytes by capstone) and trampolines that save
-exactly the registers a target clobbers beyond what its sites allow."""
+they write and the memory they name, read back from the bytes by capstone)
+and trampolines that save exactly the registers a target clobbers beyond
+what its sites allow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,24 @@ from functools import lru_cache
 import capstone
 
 from ..arch import Arch
-from ..encode import EncodeError, assemble
+from ..encode import EncodeError, SymField, assemble, assemble_symbolic
+
+
+@dataclass(frozen=True)
+class Fixup:
+    """A symbol's 32-bit field in an inline replacement, and the relocation
+    GNU as writes for it."""
+    offset: int          # of the field in the code (which holds zero)
+    type: str            # R_386_32 | R_X86_64_PC32 | R_X86_64_32S | R_X86_64_32
+    symbol: str
+    addend: int          # RELA addend (i386 REL: the link step stores it in the field)
+    value: int           # the address named is segment:symbol + value
+    writes: bool         # the instruction stores to that memory
+    segment: str = ""    # "gs", "fs" for per-CPU / thread-local memory
+
+    @property
+    def pcrel(self) -> bool:
+        return self.type.endswith("PC32")
 
 
 @dataclass(frozen=True)
@@ -17,6 +35,13 @@ class Inline:
     text: str
     code: bytes
     writes: tuple[str, ...]     # general registers written (stack pointer excluded)
+    fixups: tuple[Fixup, ...] = ()
+
+    @property
+    def memory_writes(self) -> tuple[str, ...]:
+        """What memory the replacement stores to, as `sym+addend` text."""
+        return tuple((f"%{f.segment}:" if f.segment else "") + f.symbol + (f"{f.value:+d}" if f.value else "")
+                     for f in self.fixups if f.writes)
 
 
 @dataclass(frozen=True)
@@ -61,8 +86,41 @@ def written_gprs(arch: Arch, code: bytes) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4096)
 def inline_stub(arch: Arch, text: str) -> Inline:
-    code = assemble(arch, text)
-    return Inline(text, code, written_gprs(arch, code))
+    code, fields = assemble_symbolic(arch, text)
+    return Inline(text, code, written_gprs(arch, code), tuple(_fixup(arch, text, code, f) for f in fields))
+
+
+def apply_fixups(code: bytes, fixups: tuple[Fixup, ...], at: int, addresses: dict[str, int]) -> bytes:
+    """The bytes a linker writes for `code` placed at address `at`, with the
+    named symbols at `addresses` (S + A, or S + A - P for PC32)."""
+    buf = bytearray(code)
+    for f in fixups:
+        v = addresses[f.symbol] + f.addend - ((at + f.offset) if f.pcrel else 0)
+        buf[f.offset:f.offset + 4] = (v & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(buf)
+
+
+def _fixup(arch: Arch, text: str, code: bytes, f: SymField) -> Fixup:
+    """Which relocation GNU as writes for a symbol's field."""
+    for ins in _cs(arch.bits).disasm(code, 0):
+        if not ins.address <= f.offset < ins.address + ins.size:
+            continue
+        if any(g in ins.groups for g in (capstone.CS_GRP_CALL, capstone.CS_GRP_JUMP, capstone.CS_GRP_RET)):
+            raise EncodeError(f"'{text}': a branch to {f.symbol} in an inline replacement: "
+                              f"make {f.symbol} the backend's target instead")
+        mem = [o for o in ins.operands if o.type == capstone.x86.X86_OP_MEM]
+        writes = bool(mem) and bool(mem[0].access & capstone.CS_AC_WRITE)
+        seg = ins.reg_name(mem[0].mem.segment) if mem and mem[0].mem.segment else ""
+        if mem and mem[0].mem.base == capstone.x86.X86_REG_RIP:
+            # keystone kept the literal displacement; as counts from the field's end
+            end = ins.address + ins.size
+            return Fixup(f.offset, "R_X86_64_PC32", f.symbol, f.value - (end - f.offset), f.value, writes, seg)
+        if arch.bits == 32:
+            return Fixup(f.offset, "R_386_32", f.symbol, f.value, f.value, writes, seg)
+        # an address, or an immediate sign-extended to 64 bits: 32S; else zero-extended
+        wide = bool(mem) or any(o.size == 8 for o in ins.operands)
+        return Fixup(f.offset, "R_X86_64_32S" if wide else "R_X86_64_32", f.symbol, f.value, f.value, writes, seg)
+    raise EncodeError(f"'{text}': no instruction holds the field of {f.symbol}")
 
 
 def trampoline_name(target: str, arch: Arch, saved: tuple[str, ...]) -> str:

@@ -103,3 +103,25 @@ def is_lvalue_global(expr) -> bool:
         e = e.name
     return isinstance(e, c_ast.ID)
 
+
+
+def argument_registers(arch: Arch, a) -> set[str]:
+    """The argument registers an asm statement loads: inputs with a register
+    constraint ("0" follows the output it matches) and in-out outputs ("+a"
+    carries argument 1 under regparm(3), "+D" under the x86-64 psABI)."""
+    out: set[str] = set()
+    for o in a.inputs:
+        c = o.constraint
+        if c.isdigit() and int(c) < len(a.outputs):
+            c = a.outputs[int(c)].constraint
+        out |= _arg_letter_reg(arch, c)
+    for o in a.outputs:
+        if "+" in o.constraint:
+            out |= _arg_letter_reg(arch, o.constraint)
+    return out
+
+
+def _arg_letter_reg(arch: Arch, c: str) -> set[str]:
+    letters = [ch for ch in c if ch.isalpha()]
+    r = arch.constraint_reg(letters[0]) if len(letters) == 1 else None
+    return {r} if r in arch.arg_regs else set()

@@ -25,7 +25,7 @@ from .asmtemplate import (Direct, Indirect, Label, OpRef, Stmt, Template, Templa
                           parse_template, render_stmt)
 from .cparse import walk
 from .layout import TypeEnv
-from .operands import PLACEHOLDER, CodeModel, is_lvalue_global, print_operand
+from .operands import PLACEHOLDER, CodeModel, argument_registers, is_lvalue_global, print_operand
 from .ops import OpsIndex, member_path, op_path
 from .pptext import PPText
 
@@ -240,10 +240,11 @@ class SiteBuilder:
     def _site(self, a, body, exprs, function, dialect, ops: OpsStruct, path, typenum,
               clobbers, mask) -> Site:
         instrs, length = self.encode(a, body, exprs, ops)
-        nargs = len({r for o in a.inputs if (r := _arg_reg(self.arch, a, o))})
+        nargs = len(argument_registers(self.arch, a))
         if dialect == "pvpass":
             names = {o.name for o in a.operands if o.name}
-            nargs = sum(1 for i in range(1, 7) if f"pv_a{i}" in names)
+            # named arguments (the 4th may be on the stack), or hand-written registers
+            nargs = max(nargs, sum(1 for i in range(1, 7) if f"pv_a{i}" in names))
             returns = "pv_ret" in names
         else:
             returns = None
@@ -363,18 +364,6 @@ def _struct_tag(t_node) -> str | None:
     t = getattr(t_node, "type", None)
     t = getattr(t, "type", t)
     return t.name if isinstance(t, c_ast.Struct) else None
-
-
-def _arg_reg(arch: Arch, a: AsmStmt, o: Operand) -> str | None:
-    """The argument register an input operand loads, if any ("0" follows
-    the output it matches)."""
-    c = o.constraint
-    if c.isdigit() and int(c) < len(a.outputs):
-        c = a.outputs[int(c)].constraint
-    letters = [ch for ch in c if ch.isalpha()]
-    if len(letters) == 1 and arch.constraint_reg(letters[0]) in arch.arg_regs:
-        return arch.constraint_reg(letters[0])
-    return None
 
 
 def _find(tpl: Template, cpos: int, text: str) -> int:

@@ -15,6 +15,11 @@
  *                                 caller-saved register
  *   PV_CALLEEn(type, op, a1..an)  callee-save convention: the site lets the
  *   PV_VCALLEEn(op, a1..an)       callee clobber only the return register
+ *   PV_EAXCALLn(type, op, a1..an) i386 only, the 2007 site (0-3 arguments):
+ *   PV_VEAXCALLn(op, a1..an)      pushl %ecx; pushl %edx; call; popl %edx;
+ *                                 popl %ecx -- 10 bytes that let the callee
+ *                                 clobber only %eax (a 10-byte inline
+ *                                 replacement such as `movl $0, sym` fits)
  *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
  *   PVPASS_END                    sites with their own clobber set
  *
@@ -97,6 +102,32 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
+
+#ifndef __x86_64__
+/* The eax-clobber site of 2.6.21 i386 (the seed thread's): the site saves
+ * %ecx and %edx itself, so gcc only loses %eax, and the patcher has 10 bytes.
+ * No x86-64 analogue: saving eight registers takes 24 bytes of push/pop
+ * around the call, pushes would overwrite the red zone below %rsp, and the
+ * stack alignment at the call is unknown; PV_CALLEEn with a callee-save
+ * target (or a generated trampoline) does that work out of line instead. */
+#define __PV_EAX(type, ret, op, ...)						\
+	({ unsigned long __pv_ax;						\
+	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
+		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
+		: ret (__pv_ax)							\
+		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: "memory", "cc");						\
+	   (type)__pv_ax; })
+
+#define PV_EAXCALL0(t, op)		__PV_EAX(t, [pv_ret] "=a", op)
+#define PV_EAXCALL1(t, op, a)		__PV_EAX(t, [pv_ret] "=a", op, __PV_A1(a))
+#define PV_EAXCALL2(t, op, a, b)	__PV_EAX(t, [pv_ret] "=a", op, __PV_A1(a), __PV_A2(b))
+#define PV_EAXCALL3(t, op, a, b, c)	__PV_EAX(t, [pv_ret] "=a", op, __PV_A1(a), __PV_A2(b), __PV_A3(c))
+#define PV_VEAXCALL0(op)		((void)__PV_EAX(unsigned long, "=a", op))
+#define PV_VEAXCALL1(op, a)		((void)__PV_EAX(unsigned long, "=a", op, __PV_A1(a)))
+#define PV_VEAXCALL2(op, a, b)		((void)__PV_EAX(unsigned long, "=a", op, __PV_A1(a), __PV_A2(b)))
+#define PV_VEAXCALL3(op, a, b, c)	((void)__PV_EAX(unsigned long, "=a", op, __PV_A1(a), __PV_A2(b), __PV_A3(c)))
+#endif
 
 #define PV_CALL0(t, op)			__PV_C(t, [pv_ret] "=a", op, , )
 #define PV_CALL1(t, op, a)		__PV_C(t, [pv_ret] "=a", op, , , __PV_A1(a))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .. import table
 from ..arch import Arch
 from ..diag import Diagnostic, PvError, emit
-from ..emit.patches import PatchError
+from ..emit.patches import Patch, PatchError, pcrel_offset
 from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
@@ -26,6 +26,8 @@ from .tableread import read_entries
 TRAMP_SECTION = ".text.pvpass"
 R_ABS = {"i386": 1, "x86_64": 1}          # R_386_32, R_X86_64_64
 R_CALL = {"i386": 2, "x86_64": 4}         # R_386_PC32, R_X86_64_PLT32
+# the relocations an inline replacement's symbol fields need (emit/stubs.py Fixup)
+R_FIXUP = {"R_386_32": 1, "R_X86_64_PC32": 2, "R_X86_64_32": 10, "R_X86_64_32S": 11}
 
 
 @dataclass
@@ -186,6 +188,7 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: boo
     tramps: dict[str, tuple[int, Trampoline]] = {}
     tramp_text = bytearray()
     tramp_relocs: list[NewReloc] = []
+    code_relocs: list[NewReloc] = []
     seen = set()
     P = arch.ptr_size
     for b in backends:
@@ -207,8 +210,10 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: boo
                 strings += b.name.encode() + b"\0"
             code_off = len(code)
             code += p.code
+            code_relocs += fixup_relocs(p, code_off)
             base = len(recs)
-            recs += table.pack_patch(arch, c.type, c.length, c.clobbers, p.call_offset, p.kind)
+            recs += table.pack_patch(arch, c.type, c.length, c.clobbers, p.call_offset, p.kind,
+                                     pcrel_offset(p))
             rec_relocs.append(NewReloc(base, R_ABS[arch.name], SymRef(section=table.STRINGS_SECTION), name_off[b.name]))
             rec_relocs.append(NewReloc(base + P, R_ABS[arch.name], SymRef(section=table.CODE_SECTION), code_off))
             if p.trampoline is not None:
@@ -227,7 +232,7 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: boo
     if not recs:
         return [], []          # no backend needs a record: add nothing
     out = [NewSection(table.PATCH_SECTION, SHF_ALLOC, P, bytes(recs), rec_relocs),
-           NewSection(table.CODE_SECTION, SHF_ALLOC, 1, bytes(code)),
+           NewSection(table.CODE_SECTION, SHF_ALLOC, 1, bytes(code), code_relocs),
            NewSection(table.STRINGS_SECTION, SHF_ALLOC | SHF_MERGE | SHF_STRINGS, 1, bytes(strings),
                       entsize=1)]
     syms = []
@@ -235,3 +240,11 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: boo
         out.append(NewSection(TRAMP_SECTION, SHF_ALLOC | SHF_EXECINSTR, 16, bytes(tramp_text), tramp_relocs))
         syms = [NewSymbol(t.name, TRAMP_SECTION, off, len(t.code)) for off, t in sorted(tramps.values())]
     return out, syms
+
+
+def fixup_relocs(p: Patch, at: int) -> list[NewReloc]:
+    """The relocations of an inline replacement's symbol fields, for its
+    copy at offset `at` (in .pvpass.code, or in a site's section)."""
+    fixups = p.inline.fixups if p.inline is not None else ()
+    return [NewReloc(at + f.offset, R_FIXUP[f.type], SymRef(symbol=f.symbol), f.addend) for f in fixups]
+

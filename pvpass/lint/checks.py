@@ -8,7 +8,7 @@ from pycparser import c_ast
 
 from ..arch import Arch
 from ..diag import Diagnostic, Loc, Note, PvError
-from ..emit.patches import PatchError, decide
+from ..emit.patches import PatchError, decide, site_clobbers
 from ..emit.plan import all_backends
 from ..emit.stubs import inline_stub
 from ..encode import EncodeError
@@ -41,7 +41,7 @@ def check_clobbers(res: ScanResult, arch: Arch) -> list[Diagnostic]:
     for src in res.sources:
         site = src.site
         eff = effects(arch, src.asm)
-        allowed = set(site.clobbers)
+        allowed = site_clobbers(arch, site)
         missing = [r for r in arch.gprs if r in allowed and r not in eff.written]
         if missing:
             out.append(_d(site.loc, "PV002",
@@ -51,7 +51,7 @@ def check_clobbers(res: ScanResult, arch: Arch) -> list[Diagnostic]:
         clobberable = {r for r, _ in arch.clobber_bits}
         result = {arch.ret_reg} if site.returns else set()
         extra = [r for r in arch.gprs if r in eff.written and r in clobberable
-                 and r not in allowed and r not in result]
+                 and r not in site.clobbers and r not in result]
         if extra:
             out.append(_d(site.loc, "PV002",
                           f"the asm statement declares {', '.join('%' + r for r in extra)} clobbered, but the "

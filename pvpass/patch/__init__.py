@@ -1,2 +1,2 @@
-"""Patch and prove: apply a backend's patches ahead of time, show sites
-before and after, and prove patches keep their clobber contracts."""
+"""Ahead-of-time patching and the before/after view of site copies
+(proofs are in pvpass/verify)."""

@@ -2,9 +2,10 @@
 of a linked object, so the program runs patched without the runtime.
 
 Each copy's indirect call loses its relocation (the operand that named the
-ops object); an inline replacement needs none, a call gets a PC-relative
-relocation to its target or to the trampoline the link step put in
-`.text.pvpass`. The table stays, so `pvpass table` still lists the sites.
+ops object); an inline replacement gets the relocations of the symbols it
+names (R_386_32, R_X86_64_PC32, R_X86_64_32S, R_X86_64_32), a call gets a
+PC-relative relocation to its target or to the trampoline the link step
+put in `.text.pvpass`. The table stays, so `pvpass table` still lists the sites.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..frontend.scan import ScanResult
 from ..link.copies import Copy, copy_patch, find_copies
 from ..link.elfobj import ElfObject
 from ..link.elfwrite import Edit, NewReloc, SymRef, add_sections
-from ..link.step import R_CALL, TRAMP_SECTION
+from ..link.step import R_CALL, TRAMP_SECTION, fixup_relocs
 
 
 @dataclass
@@ -46,11 +47,20 @@ def plan_copies(obj: ElfObject, res: ScanResult, backend: str) -> list[PatchedCo
         except PatchError as e:
             raise PvError(f"{e} (backend {backend}, site {inv.sites[c.site].loc})") from None
         code = obj.section_data(obj.section(c.section))[c.offset:c.offset + c.length]
-        after = [t for _, _, t in disassemble(obj.arch, p.code)] if p.kind != "keep" else []
+        after = [_named(t, off, size, p) for off, size, t in disassemble(obj.arch, p.code)] \
+            if p.kind != "keep" else []
         if p.call_offset is not None:
             after[0] = f"call {p.call_target}"
         out.append(PatchedCopy(c, p, [t for _, _, t in disassemble(obj.arch, code)], after))
     return out
+
+
+def _named(text: str, off: int, size: int, p: Patch) -> str:
+    """An instruction's text, with the symbol its relocated field names."""
+    for f in p.inline.fixups if p.inline is not None else ():
+        if off <= f.offset < off + size:
+            text += f" <{f.symbol}{f.value:+d}>" if f.value else f" <{f.symbol}>"
+    return text
 
 
 def patch_object(obj: ElfObject, res: ScanResult, backend: str) -> bytes:
@@ -66,6 +76,7 @@ def patch_object(obj: ElfObject, res: ScanResult, backend: str) -> bytes:
         e = edits.setdefault(c.section, Edit())
         e.writes.append((c.offset, p.code))
         e.drop.append((c.offset, c.offset + c.length))
+        e.relocs += fixup_relocs(p, c.offset)
         if p.call_offset is not None:
             if p.trampoline is not None and p.call_target not in tramps:
                 raise PvError(f"{obj.path}: trampoline {p.call_target} is missing: link with "

@@ -1,11 +1,15 @@
 /* pvpass_rt.c -- apply pvpass patch records to the running program.
  * Walks __parainstructions (the kernel's table layout) and, for each site,
  * copies the chosen backend's bytes over it, computing a call's rel32 for
- * the site's own address, with the text made writable for the copy. */
+ * the site's own address. All or nothing: every site's patch is prepared
+ * and checked before the first byte is written. Each page written keeps
+ * the protection it had (read from /proc/self/maps), plus write access
+ * only while the bytes are copied. */
 #include "pvpass_rt.h"
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -21,50 +25,134 @@ const struct pvpass_patch *pvpass_find(const char *backend, const struct paravir
 	return 0;
 }
 
-static int protect(void *addr, size_t len, int prot)
+/* The bytes record p puts over site s, in buf (s->len bytes); -1 with errno
+ * set when they cannot be made for the site's address. */
+static int prepare(const struct paravirt_patch_site *s, const struct pvpass_patch *p,
+		   unsigned char *buf)
+{
+	memcpy(buf, p->code, s->len);
+	if (p->call_off != 0xff) {
+		intptr_t next = (intptr_t)(s->instr + p->call_off + 5);
+		intptr_t delta = (intptr_t)p->target - next;
+		int32_t rel = (int32_t)delta;
+
+		if ((intptr_t)rel != delta || p->call_off + 5 > s->len) {
+			errno = ERANGE;
+			return -1;
+		}
+		memcpy(buf + p->call_off + 1, &rel, 4);
+	}
+	if (p->pcrel_off != 0xff) {
+		/* The linker resolved the disp32 for the copy in .pvpass.code;
+		 * the same target seen from the site (the kernel's alternatives
+		 * code does this too). */
+		int32_t disp;
+		intptr_t delta;
+
+		memcpy(&disp, buf + p->pcrel_off, 4);
+		delta = (intptr_t)disp + (intptr_t)(p->code - s->instr);
+		disp = (int32_t)delta;
+		if ((intptr_t)disp != delta || p->pcrel_off + 4 > s->len) {
+			errno = ERANGE;
+			return -1;
+		}
+		memcpy(buf + p->pcrel_off, &disp, 4);
+	}
+	return 0;
+}
+
+/* The protection of the mapping holding addr, from /proc/self/maps; -1 if
+ * no mapping holds it. */
+static int page_prot(uintptr_t addr)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long lo, hi;
+	char perms[5];
+	int prot = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%lx-%lx %4s%*[^\n]", &lo, &hi, perms) == 3) {
+		if (lo <= addr && addr < hi) {
+			prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			       (perms[2] == 'x' ? PROT_EXEC : 0);
+			break;
+		}
+	}
+	fclose(f);
+	if (prot < 0)
+		errno = EFAULT;
+	return prot;
+}
+
+/* Copy len bytes to dst, page by page: each page made writable, written,
+ * and given back the protection it had. */
+static int write_text(unsigned char *dst, const unsigned char *src, size_t len)
 {
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = (uintptr_t)addr & ~(pg - 1);
-	uintptr_t end = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+	uintptr_t a = (uintptr_t)dst, end = a + len;
 
-	return mprotect((void *)start, end - start, prot);
+	while (a < end) {
+		uintptr_t page = a & ~(pg - 1), stop = page + pg < end ? page + pg : end;
+		int prot = page_prot(page);
+
+		if (prot < 0)
+			return -1;
+		if (!(prot & PROT_WRITE) && mprotect((void *)page, pg, prot | PROT_WRITE))
+			return -1;
+		memcpy((void *)a, src + (a - (uintptr_t)dst), stop - a);
+		if (!(prot & PROT_WRITE) && mprotect((void *)page, pg, prot))
+			return -1;
+		a = stop;
+	}
+	__builtin___clear_cache((char *)dst, (char *)dst + len);
+	return 0;
+}
+
+int pvpass_apply_report(const char *backend, struct pvpass_report *r)
+{
+	struct paravirt_patch_site *s;
+	unsigned char buf[256];
+
+	memset(r, 0, sizeof(*r));
+	/* check every site first: nothing is written unless all can be (the
+	 * count of kept sites is complete even when one fails) */
+	for (s = __parainstructions; s < __parainstructions_end; s++) {
+		const struct pvpass_patch *p = pvpass_find(backend, s);
+
+		if (!p)
+			r->kept++;
+		else if (!r->failed && (prepare(s, p, buf) || page_prot((uintptr_t)s->instr) < 0 ||
+					page_prot((uintptr_t)s->instr + s->len - 1) < 0)) {
+			r->failed = s;
+			r->error = errno;
+		}
+	}
+	if (r->failed)
+		return -1;
+	for (s = __parainstructions; s < __parainstructions_end; s++) {
+		const struct pvpass_patch *p = pvpass_find(backend, s);
+
+		if (!p)
+			continue;
+		if (prepare(s, p, buf) || write_text(s->instr, buf, s->len)) {
+			r->failed = s;
+			r->error = errno;
+			return -1;
+		}
+		r->patched++;
+	}
+	return (int)r->patched;
 }
 
 int pvpass_apply(const char *backend, unsigned *kept)
 {
-	struct paravirt_patch_site *s;
-	unsigned char buf[256];
-	unsigned left = 0;
-	int done = 0;
+	struct pvpass_report r;
+	int n = pvpass_apply_report(backend, &r);
 
-	for (s = __parainstructions; s < __parainstructions_end; s++) {
-		const struct pvpass_patch *p = pvpass_find(backend, s);
-
-		if (!p) {
-			left++;
-			continue;
-		}
-		memcpy(buf, p->code, s->len);
-		if (p->call_off != 0xff) {
-			intptr_t next = (intptr_t)(s->instr + p->call_off + 5);
-			intptr_t delta = (intptr_t)p->target - next;
-			int32_t rel = (int32_t)delta;
-
-			if ((intptr_t)rel != delta || p->call_off + 5 > s->len) {
-				errno = ERANGE;
-				return -1;
-			}
-			memcpy(buf + p->call_off + 1, &rel, 4);
-		}
-		if (protect(s->instr, s->len, PROT_READ | PROT_WRITE | PROT_EXEC))
-			return -1;
-		memcpy(s->instr, buf, s->len);
-		if (protect(s->instr, s->len, PROT_READ | PROT_EXEC))
-			return -1;
-		__builtin___clear_cache((char *)s->instr, (char *)s->instr + s->len);
-		done++;
-	}
 	if (kept)
-		*kept = left;
-	return done;
+		*kept = r.kept;
+	if (n < 0)
+		errno = r.error;
+	return n;
 }

@@ -22,15 +22,32 @@ struct pvpass_patch {
 	unsigned char type, len;
 	unsigned short clobbers;
 	unsigned char call_off, kind;	/* kind: 1 inline, 2 call, 3 trampoline, 4 nop */
-	unsigned short pad;
+	unsigned char pcrel_off;	/* a RIP-relative disp32 in code, if not 0xff: */
+	unsigned char pad2;		/* it is rebased from code to the site */
 };
 
 extern struct paravirt_patch_site __parainstructions[], __parainstructions_end[];
 extern const struct pvpass_patch __pvpass_patches[], __pvpass_patches_end[];
 
-/* Patch every site for `backend`. Returns the number of sites patched (and
- * the number left as indirect calls in *kept, if not NULL), or -1 with errno
- * set if the text could not be made writable or a call is out of range. */
+/* What pvpass_apply_report did: sites patched, sites left as indirect calls
+ * (no record for the backend), and on failure the site it failed on and
+ * the errno value. */
+struct pvpass_report {
+	unsigned patched, kept;
+	const struct paravirt_patch_site *failed;
+	int error;
+};
+
+/* Patch every site for `backend`, all or nothing: every site's patch is
+ * checked before any is written. Returns the number of sites patched, or
+ * -1 (errno set: ERANGE for a call out of rel32 range, EFAULT for a site
+ * outside any mapping, or mprotect's) with r->failed naming the site and
+ * r->patched the sites written before a failure while writing (0 when the
+ * check failed). Each page written keeps the protection it had. */
+int pvpass_apply_report(const char *backend, struct pvpass_report *r);
+
+/* pvpass_apply_report's count, with the number of sites left as indirect
+ * calls in *kept (if not NULL; set on failure too). */
 int pvpass_apply(const char *backend, unsigned *kept);
 
 /* The record pvpass_apply would use for one site, or NULL. */

@@ -1,0 +1,1 @@
+"""`pvpass verify`: prove, by emulation, the patches an object or program holds."""

@@ -1,0 +1,42 @@
+"""`pvpass verify SRC.c`, a convenience: compile the source with gcc (the
+arch's flag, -O2, -fno-pie) and run the link step with the built-in
+backends, in a temporary directory; the result is verified like any object."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+
+from ..arch import Arch
+from ..diag import EXIT_NO_TOOL, PvError
+from ..frontend.preprocess import include_dir
+
+
+def is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError as e:
+        raise PvError(f"{path}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def build_for_verify(source: str, arch: Arch, cpp: list[str]):
+    from ..frontend.scan import scan
+    from ..link.elfobj import ElfObject
+    from ..link.step import link_object
+    with tempfile.TemporaryDirectory(prefix="pvpass-verify-") as d:
+        obj = os.path.join(d, "site.o")
+        cmd = ["gcc", arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise PvError("gcc not found (needed to build a C source for verify)", code=EXIT_NO_TOOL) from None
+        if r.returncode:
+            raise PvError(f"{source}: gcc failed:\n{r.stderr.strip()}")
+        res = scan(source, arch, ["-fno-pie", *cpp])
+        out = os.path.join(d, "linked.o")
+        with open(out, "wb") as f:
+            f.write(link_object(ElfObject.read(obj), res, True).data)
+        yield out
