@@ -22,6 +22,9 @@
  *                                 replacement such as `movl $0, sym` fits)
  *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
  *   PVPASS_END                    sites with their own clobber set
+ *   PVPASS_RZ_SKIP ... PVPASS_RZ_END
+ *                                 x86-64: step %rsp over the red zone around
+ *                                 a hand-written site (see below)
  *
  *   PV_CALLEE_SAVE(fn, "regs")    fn is callee-save: it changes only "regs"
  *   PV_INLINE(backend, op, "insns", "regs")
@@ -48,6 +51,26 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define PVPASS_SITE(op, regs)	"# pvpass: site " #op " clobbers(" regs ")\n\t"
 #define PVPASS_END		"\n\t# pvpass: end\n\t"
 #define PVPASS_CALL		"call *%[pv_op]"
+
+/* The x86-64 red zone (psABI 3.2.2): gcc keeps data in the 128 bytes below
+ * %rsp in a function it compiles as a leaf, and it takes an asm's `call` for
+ * no call at all. The call pushes its return address there and the target
+ * builds its frame there, as do a patched-in direct call and a trampoline.
+ * So every site runs with %rsp 128 bytes lower, restored after `end`; the
+ * site's own bytes (what is patched) stay as they were. lea, not sub, so
+ * the flags survive for hand-written sites that do not clobber "cc". The
+ * kernel's ASM_CALL_CONSTRAINT ("+r" of an %rsp register variable) does not
+ * do this: gcc's stack_ptr_mod pass compares the stored rtx with
+ * stack_pointer_rtx by identity, the variable's rtx is another one, so the
+ * function keeps its red zone (tests/test_redzone.py shows both).
+ * i386 has no red zone: both expand to nothing. */
+#ifdef __x86_64__
+#define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
+#define PVPASS_RZ_END		PVPASS_END "lea 128(%%rsp), %%rsp"
+#else
+#define PVPASS_RZ_SKIP
+#define PVPASS_RZ_END
+#endif
 
 #define PV_CALLEE_SAVE(fn, regs) \
 	__asm__("# pvpass: target " #fn " callee-save clobbers(" regs ")")
@@ -88,7 +111,8 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* C convention: everything caller-saved may change. */
 #define __PV_C(type, ret, op, pre, post, ...)					\
 	({ __PV_DECL;								\
-	   __asm__ __volatile__(pre PVPASS_SITE(op, PVPASS_C_REGS) PVPASS_CALL post	\
+	   __asm__ __volatile__(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
+		PVPASS_CALL post PVPASS_RZ_END					\
 		: ret (__pv_ax), __PV_C_OUT					\
 		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
 		: __PV_C_CLOB);							\
@@ -97,7 +121,8 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* Callee-save convention: only the return register may change. */
 #define __PV_CS(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
-	   __asm__ __volatile__(PVPASS_SITE(op, PVPASS_RET_REGS) PVPASS_CALL	\
+	   __asm__ __volatile__(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
+		PVPASS_CALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
 		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
 		: "memory", "cc");						\
