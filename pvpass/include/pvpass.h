@@ -63,6 +63,8 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * do this: gcc's stack_ptr_mod pass compares the stored rtx with
  * stack_pointer_rtx by identity, the variable's rtx is another one, so the
  * function keeps its red zone (tests/test_redzone.py shows both).
+ * The operands are read with %rsp moved: a hand-written site takes no
+ * %rsp-relative memory operand. No CFI for the step (README, Limits).
  * i386 has no red zone: both expand to nothing. */
 #ifdef __x86_64__
 #define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
@@ -132,9 +134,9 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* The eax-clobber site of 2.6.21 i386 (the seed thread's): the site saves
  * %ecx and %edx itself, so gcc only loses %eax, and the patcher has 10 bytes.
  * No x86-64 analogue: saving eight registers takes 24 bytes of push/pop
- * around the call, pushes would overwrite the red zone below %rsp, and the
- * stack alignment at the call is unknown; PV_CALLEEn with a callee-save
- * target (or a generated trampoline) does that work out of line instead. */
+ * around the call, and the stack alignment at the call is unknown;
+ * PV_CALLEEn with a callee-save target (or a generated trampoline) does
+ * that work out of line instead. */
 #define __PV_EAX(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
 	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
