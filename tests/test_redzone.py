@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-from capstone.x86 import X86_OP_MEM, X86_REG_RSP
+from capstone.x86 import X86_OP_MEM, X86_REG_RBP, X86_REG_RSP
+from elftools.dwarf.callframe import FDE
 from elftools.elf.elffile import ELFFile
 
 from conftest import INCLUDE, run_pvpass
@@ -33,6 +34,10 @@ struct rz_ops pv_ops;
 #include <pvpass.h>
 #include <pvpass_rt.h>
 
+#if defined(RZ_BARE) || defined(RZ_KERNEL) || defined(RZ_KERNEL_LOCAL) || defined(RZ_NOFRAME)
+#undef PVPASS_RZ_FRAME
+#define PVPASS_RZ_FRAME
+#endif
 #if defined(RZ_BARE) || defined(RZ_KERNEL) || defined(RZ_KERNEL_LOCAL)
 #undef PVPASS_RZ_SKIP
 #undef PVPASS_RZ_END
@@ -106,6 +111,7 @@ OPTS = ("-O1", "-O2", "-O3", "-Os")
 # variant -> (defines, leaf functions)
 VARIANTS = {
     "pvpass.h": ([], ("leaf_f", "leaf_g")),
+    "step without frame": (["-DRZ_NOFRAME"], ("leaf_f", "leaf_g")),
     "no step": (["-DRZ_BARE"], ("leaf_f", "leaf_g")),
     "kernel": (["-DRZ_KERNEL", "-DRZ_C_ONLY"], ("leaf_f",)),
     "kernel, local": (["-DRZ_KERNEL_LOCAL", "-DRZ_C_ONLY"], ("leaf_f",)),
@@ -158,6 +164,7 @@ def test_only_the_step_keeps_a_leaf_callers_red_zone(builds, opt):
     got = {v: (_run(exe), _run(exe, "patched")) for (o, v), (_, exe) in builds.items() if o == opt}
     assert got == {
         "pvpass.h": ("f=right g=right",) * 2,
+        "step without frame": ("f=right g=right",) * 2,
         "no step": ("f=wrong g=wrong",) * 2,
         "kernel": ("f=wrong",) * 2,
         "kernel, local": ("f=wrong",) * 2,
@@ -174,24 +181,31 @@ def test_patched_sites_are_a_direct_call_and_a_trampoline(builds, tree):
 
 
 def _function(obj: Path, name: str):
-    """Capstone's instructions of one function of an object."""
+    """Capstone's instructions of one function of an object or program."""
     with open(obj, "rb") as f:
         elf = ELFFile(f)
         sym = elf.get_section_by_name(".symtab").get_symbol_by_name(name)[0]
-        text = elf.get_section(sym["st_shndx"]).data()
+        sec = elf.get_section(sym["st_shndx"])
+        off = sym["st_value"] - sec["sh_addr"]
+        code = sec.data()[off:off + sym["st_size"]]
     md = Cs(CS_ARCH_X86, CS_MODE_64)
     md.detail = True
-    return list(md.disasm(text[sym["st_value"]:sym["st_value"] + sym["st_size"]], sym["st_value"]))
+    return list(md.disasm(code, sym["st_value"]))
 
 
 def _below_rsp(insns) -> list[int]:
+    """Displacements of memory operands below %rsp: %rsp-based, or %rbp-based
+    after `mov rbp, rsp` (the callers here allocate no frame: _moves_rsp)."""
+    bases = {X86_REG_RSP}
+    if any(i.mnemonic == "mov" and i.op_str == "rbp, rsp" for i in insns):
+        bases.add(X86_REG_RBP)
     return [op.mem.disp for i in insns for op in i.operands
-            if op.type == X86_OP_MEM and op.mem.base == X86_REG_RSP and op.mem.disp < 0]
+            if op.type == X86_OP_MEM and op.mem.base in bases and op.mem.disp < 0]
 
 
 def _moves_rsp(i) -> bool:
-    """Writes %rsp other than by push/pop/call/ret: a frame, or the step."""
-    return X86_REG_RSP in i.regs_access()[1] and i.mnemonic not in ("push", "pop", "call", "ret")
+    """Writes %rsp other than by push/pop/call/ret/leave: a frame, or the step."""
+    return X86_REG_RSP in i.regs_access()[1] and i.mnemonic not in ("push", "pop", "call", "ret", "leave")
 
 
 def _table(obj: Path) -> list[dict]:
@@ -207,11 +221,12 @@ def test_gcc_keeps_the_red_zone_and_the_step_brackets_the_site(builds, opt):
             calls = [k for k, i in enumerate(insns) if i.mnemonic == "call"]
             assert len(calls) == 1, (variant, fn)
             # gcc stores below %rsp and allocates no frame, whichever variant
+            # (pvpass.h's callers keep a frame pointer equal to %rsp)
             assert _below_rsp(insns), (variant, fn)
             assert min(_below_rsp(insns)) >= -128
             moves = [(i.mnemonic, i.op_str) for i in insns if _moves_rsp(i)]
             k = calls[0]
-            if variant == "pvpass.h":
+            if variant in ("pvpass.h", "step without frame"):
                 assert moves == [("lea", "rsp, [rsp - 0x80]"), ("lea", "rsp, [rsp + 0x80]")], fn
                 assert (insns[k - 1].op_str, insns[k + 1].op_str) == ("rsp, [rsp - 0x80]", "rsp, [rsp + 0x80]")
             else:
@@ -225,6 +240,29 @@ def test_gcc_keeps_the_red_zone_and_the_step_brackets_the_site(builds, opt):
     for e in fixed:
         call = next(i for i in _function(obj, e["function"]) if i.mnemonic == "call")
         assert (call.address, call.size) == (e["offset"], e["len"])
+
+
+def _cfa_reg(exe: Path, pc: int) -> int:
+    """The CFA register (DWARF number) of .eh_frame's row for pc."""
+    with open(exe, "rb") as f:
+        for e in ELFFile(f).get_dwarf_info().EH_CFI_entries():
+            if isinstance(e, FDE) and e["initial_location"] <= pc < e["initial_location"] + e["address_range"]:
+                return [r for r in e.get_decoded().table if r["pc"] <= pc][-1]["cfa"].reg
+    raise AssertionError(f"no FDE for {pc:#x}")
+
+
+@pytest.mark.parametrize("opt", OPTS)
+def test_unwind_info_at_the_site_is_frame_pointer_based(builds, opt):
+    """The step has no CFI: with a %rsp-based CFA an unwinder stopped in the
+    target would misplace the caller's frame. PVPASS_RZ_FRAME keeps a frame
+    pointer in every function holding a site, so the rule there is %rbp-based
+    (DWARF 6); without it gcc's rule is %rsp-based (DWARF 7)."""
+    for variant, want in (("pvpass.h", 6), ("step without frame", 7)):
+        exe = builds[opt, variant][1]
+        for fn in VARIANTS[variant][1]:
+            call = next(i for i in _function(exe, fn) if i.mnemonic == "call")
+            # an unwinder looks up the return address - 1
+            assert _cfa_reg(exe, call.address + call.size - 1) == want, (variant, fn)
 
 
 def test_the_kernel_variants_really_pass_rsp(tree):

@@ -22,9 +22,10 @@
  *                                 replacement such as `movl $0, sym` fits)
  *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
  *   PVPASS_END                    sites with their own clobber set
- *   PVPASS_RZ_SKIP ... PVPASS_RZ_END
+ *   PVPASS_RZ_SKIP ... PVPASS_RZ_END, PVPASS_RZ_FRAME
  *                                 x86-64: step %rsp over the red zone around
- *                                 a hand-written site (see below)
+ *                                 a hand-written site, keep a frame pointer
+ *                                 (after its first input; see below)
  *
  *   PV_CALLEE_SAVE(fn, "regs")    fn is callee-save: it changes only "regs"
  *   PV_INLINE(backend, op, "insns", "regs")
@@ -64,14 +65,21 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * stack_pointer_rtx by identity, the variable's rtx is another one, so the
  * function keeps its red zone (tests/test_redzone.py shows both).
  * The operands are read with %rsp moved: a hand-written site takes no
- * %rsp-relative memory operand. No CFI for the step (README, Limits).
- * i386 has no red zone: both expand to nothing. */
+ * %rsp-relative memory operand.
+ * The step has no CFI: in a function whose CFA is %rsp-based, an unwinder
+ * stopped in the target would misplace the caller's frame. PVPASS_RZ_FRAME,
+ * an input operand that is never printed, makes the function keep a frame
+ * pointer (gcc: __builtin_frame_address(0) sets accesses_prior_frames, so
+ * the frame pointer is not eliminated), and the CFA is %rbp-based there.
+ * i386 has no red zone: all three expand to nothing. */
 #ifdef __x86_64__
 #define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
 #define PVPASS_RZ_END		PVPASS_END "lea 128(%%rsp), %%rsp"
+#define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
 #else
 #define PVPASS_RZ_SKIP
 #define PVPASS_RZ_END
+#define PVPASS_RZ_FRAME
 #endif
 
 #define PV_CALLEE_SAVE(fn, regs) \
@@ -116,7 +124,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
 		PVPASS_CALL post PVPASS_RZ_END					\
 		: ret (__pv_ax), __PV_C_OUT					\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
 		: __PV_C_CLOB);							\
 	   (type)__pv_ax; })
 
@@ -126,7 +134,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
 		PVPASS_CALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
@@ -142,7 +150,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
 		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
