@@ -3,11 +3,13 @@
 gcc takes an asm's `call` for no call, so in a function it compiles as a leaf
 it keeps data below %rsp across a site, where the return address, the
 target's frame, a patched-in direct call or a trampoline land. pvpass.h steps
-%rsp over the red zone around every x86-64 site. One leaf function per site
-kind, built with real gcc at -O1/-O2/-O3/-Os: as shipped, without the step,
-and with the kernel's ASM_CALL_CONSTRAINT (an %rsp register variable as an
-in-out operand) instead of it; gcc's code is read with capstone, and the
-programs run unpatched and patched (direct call, trampoline)."""
+%rsp over the red zone around every x86-64 site, and keeps a frame pointer
+there so that the unwind info stays right. One leaf function per site kind,
+built with real gcc at -O1/-O2/-O3/-Os: as shipped, with the step but no
+frame pointer, without the step, and with the kernel's ASM_CALL_CONSTRAINT
+(an %rsp register variable as an in-out operand) instead of it; gcc's code
+is read with capstone, its .eh_frame with pyelftools, and the programs run
+unpatched and patched (direct call, trampoline)."""
 from __future__ import annotations
 
 import json

@@ -58,19 +58,17 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * no call at all. The call pushes its return address there and the target
  * builds its frame there, as do a patched-in direct call and a trampoline.
  * So every site runs with %rsp 128 bytes lower, restored after `end`; the
- * site's own bytes (what is patched) stay as they were. lea, not sub, so
- * the flags survive for hand-written sites that do not clobber "cc". The
- * kernel's ASM_CALL_CONSTRAINT ("+r" of an %rsp register variable) does not
- * do this: gcc's stack_ptr_mod pass compares the stored rtx with
+ * site's own bytes (what is patched) stay as they were. lea, not sub, keeps
+ * the flags of hand-written sites that do not clobber "cc". The operands
+ * are read with %rsp moved: a hand-written site takes no %rsp-relative one.
+ * The kernel's ASM_CALL_CONSTRAINT ("+r" of an %rsp register variable) does
+ * not do this: gcc's stack_ptr_mod pass compares the stored rtx with
  * stack_pointer_rtx by identity, the variable's rtx is another one, so the
  * function keeps its red zone (tests/test_redzone.py shows both).
- * The operands are read with %rsp moved: a hand-written site takes no
- * %rsp-relative memory operand.
- * The step has no CFI: in a function whose CFA is %rsp-based, an unwinder
- * stopped in the target would misplace the caller's frame. PVPASS_RZ_FRAME,
- * an input operand that is never printed, makes the function keep a frame
- * pointer (gcc: __builtin_frame_address(0) sets accesses_prior_frames, so
- * the frame pointer is not eliminated), and the CFA is %rbp-based there.
+ * The step has no CFI, so an unwinder would misplace the caller's frame if
+ * its CFA were %rsp-based: PVPASS_RZ_FRAME, an input never printed, keeps a
+ * frame pointer (__builtin_frame_address(0) sets gcc's
+ * accesses_prior_frames), and the CFA is %rbp-based across the step.
  * i386 has no red zone: all three expand to nothing. */
 #ifdef __x86_64__
 #define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
@@ -124,7 +122,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
 		PVPASS_CALL post PVPASS_RZ_END					\
 		: ret (__pv_ax), __PV_C_OUT					\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: __PV_C_CLOB);							\
 	   (type)__pv_ax; })
 
@@ -134,7 +132,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
 		PVPASS_CALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
@@ -150,7 +148,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
 		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
