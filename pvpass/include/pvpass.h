@@ -22,6 +22,10 @@
  *                                 replacement such as `movl $0, sym` fits)
  *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
  *   PVPASS_END                    sites with their own clobber set
+ *   PVPASS_RZ_SKIP ... PVPASS_RZ_END, PVPASS_RZ_FRAME
+ *                                 x86-64: step %rsp over the red zone around
+ *                                 a hand-written site, keep a frame pointer
+ *                                 (after its first input; see below)
  *
  *   PV_CALLEE_SAVE(fn, "regs")    fn is callee-save: it changes only "regs"
  *   PV_INLINE(backend, op, "insns", "regs")
@@ -48,6 +52,33 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define PVPASS_SITE(op, regs)	"# pvpass: site " #op " clobbers(" regs ")\n\t"
 #define PVPASS_END		"\n\t# pvpass: end\n\t"
 #define PVPASS_CALL		"call *%[pv_op]"
+
+/* The x86-64 red zone (psABI 3.2.2): gcc keeps data in the 128 bytes below
+ * %rsp in a function it compiles as a leaf, and it takes an asm's `call` for
+ * no call at all. The call pushes its return address there and the target
+ * builds its frame there, as do a patched-in direct call and a trampoline.
+ * So every site runs with %rsp 128 bytes lower, restored after `end`; the
+ * site's own bytes (what is patched) stay as they were. lea, not sub, keeps
+ * the flags of hand-written sites that do not clobber "cc". The operands
+ * are read with %rsp moved: a hand-written site takes no %rsp-relative one.
+ * The kernel's ASM_CALL_CONSTRAINT ("+r" of an %rsp register variable) does
+ * not do this: gcc's stack_ptr_mod pass compares the stored rtx with
+ * stack_pointer_rtx by identity, the variable's rtx is another one, so the
+ * function keeps its red zone (tests/test_redzone.py shows both).
+ * The step has no CFI, so an unwinder would misplace the caller's frame if
+ * its CFA were %rsp-based: PVPASS_RZ_FRAME, an input never printed, keeps a
+ * frame pointer (__builtin_frame_address(0) sets gcc's
+ * accesses_prior_frames), and the CFA is %rbp-based across the step.
+ * i386 has no red zone: all three expand to nothing. */
+#ifdef __x86_64__
+#define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
+#define PVPASS_RZ_END		PVPASS_END "lea 128(%%rsp), %%rsp"
+#define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
+#else
+#define PVPASS_RZ_SKIP
+#define PVPASS_RZ_END
+#define PVPASS_RZ_FRAME
+#endif
 
 #define PV_CALLEE_SAVE(fn, regs) \
 	__asm__("# pvpass: target " #fn " callee-save clobbers(" regs ")")
@@ -88,18 +119,20 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* C convention: everything caller-saved may change. */
 #define __PV_C(type, ret, op, pre, post, ...)					\
 	({ __PV_DECL;								\
-	   __asm__ __volatile__(pre PVPASS_SITE(op, PVPASS_C_REGS) PVPASS_CALL post	\
+	   __asm__ __volatile__(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
+		PVPASS_CALL post PVPASS_RZ_END					\
 		: ret (__pv_ax), __PV_C_OUT					\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: __PV_C_CLOB);							\
 	   (type)__pv_ax; })
 
 /* Callee-save convention: only the return register may change. */
 #define __PV_CS(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
-	   __asm__ __volatile__(PVPASS_SITE(op, PVPASS_RET_REGS) PVPASS_CALL	\
+	   __asm__ __volatile__(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
+		PVPASS_CALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
@@ -107,9 +140,9 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* The eax-clobber site of 2.6.21 i386 (the seed thread's): the site saves
  * %ecx and %edx itself, so gcc only loses %eax, and the patcher has 10 bytes.
  * No x86-64 analogue: saving eight registers takes 24 bytes of push/pop
- * around the call, pushes would overwrite the red zone below %rsp, and the
- * stack alignment at the call is unknown; PV_CALLEEn with a callee-save
- * target (or a generated trampoline) does that work out of line instead. */
+ * around the call, and the stack alignment at the call is unknown;
+ * PV_CALLEEn with a callee-save target (or a generated trampoline) does
+ * that work out of line instead. */
 #define __PV_EAX(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
 	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
