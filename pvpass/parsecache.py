@@ -25,7 +25,6 @@ from pathlib import Path
 from pycparser import c_ast
 from pycparser.c_parser import Coord
 
-from . import __version__
 from .atomicio import write_atomic
 
 FORMAT = "pvpass-chunk-2"
@@ -150,8 +149,8 @@ class ParseCache:
     def __init__(self) -> None:
         self.dir: Path | None = None
         if os.environ.get("PVPASS_CACHE", "1") != "0":
-            from .buildcache import cache_root
-            self.dir = cache_root() / f"chunks-{__version__}-{_PYCPARSER}"
+            from .buildcache import cache_root, code_identity
+            self.dir = cache_root() / f"chunks-{code_identity()}-{_PYCPARSER}"
 
     def key(self, text: str, file: str, line: int, col: int, typedefs: frozenset[str]) -> str:
         used = sorted(set(_IDENTS.findall(text)) & typedefs)

@@ -4,9 +4,11 @@ linked. Undefined functions get stand-in addresses, so a call to them can
 be emulated by a stand-in (`emulate.py`)."""
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass, field
 
+from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
 from ..diag import PvError
@@ -214,7 +216,10 @@ def _load_object(obj: ElfObject, img: Image) -> None:
 
 
 def _load_program(obj: ElfObject, img: Image) -> None:
-    for seg in obj.elf.iter_segments():
+    # program headers and dynamic relocations: pyelftools, on the bytes the
+    # project's reader already checked (verify is not on the build path)
+    elf = ELFFile(io.BytesIO(obj.data))
+    for seg in elf.iter_segments():
         if seg["p_type"] == "PT_TLS" and obj.arch.bits == 64:
             # the initial TLS image as the thread's block, %fs at its end
             # (.tbss has addresses but no bytes of its own in a program)
@@ -234,10 +239,10 @@ def _load_program(obj: ElfObject, img: Image) -> None:
     # Dynamic relocations: the loader's work, done with stand-ins for what
     # lives in shared libraries.
     word = obj.arch.bits // 8
-    for s in obj.elf.iter_sections():
+    for s in elf.iter_sections():
         if not isinstance(s, RelocationSection) or not s["sh_flags"] & SHF_ALLOC:
             continue
-        syms = obj.elf.get_section(s["sh_link"]) if s["sh_link"] else None
+        syms = elf.get_section(s["sh_link"]) if s["sh_link"] else None
         for r in s.iter_relocations():
             t, P = r["r_info_type"], r["r_offset"]
             addend = r["r_addend"] if r.is_RELA() else None
