@@ -113,6 +113,8 @@ def cmd_verify(argv: list[str]) -> int:
         rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None, maps)
     else:
         with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
+            if obj is None:
+                return EXIT_FINDINGS
             rep = verify(obj, a.backend, a.seed, a.states, maps=maps)
     for line in rep.notes + rep.lines:
         print(line, file=sys.stderr)

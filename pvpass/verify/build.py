@@ -23,9 +23,21 @@ def is_elf(path: str) -> bool:
 
 @contextlib.contextmanager
 def build_for_verify(source: str, arch: Arch, cpp: list[str]):
+    """Yields the linked object's path, or None when the source's sites
+    cannot be tabled or patched as declared (the diagnostics are printed,
+    as `emit` prints them)."""
+    from ..diag import emit
+    from ..emit.plan import make_plan
     from ..frontend.scan import scan
     from ..link.elfobj import ElfObject
     from ..link.step import link_object
+    res = scan(source, arch, ["-fno-pie", *cpp])
+    diags = make_plan(arch, res.inventory).diagnostics
+    for dg in diags:
+        emit(dg)
+    if any(dg.level == "error" for dg in diags):
+        yield None
+        return
     with tempfile.TemporaryDirectory(prefix="pvpass-verify-") as d:
         obj = os.path.join(d, "site.o")
         cmd = ["gcc", arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
@@ -35,7 +47,6 @@ def build_for_verify(source: str, arch: Arch, cpp: list[str]):
             raise PvError("gcc not found (needed to build a C source for verify)", code=EXIT_NO_TOOL) from None
         if r.returncode:
             raise PvError(f"{source}: gcc failed:\n{r.stderr.strip()}")
-        res = scan(source, arch, ["-fno-pie", *cpp])
         out = os.path.join(d, "linked.o")
         with open(out, "wb") as f:
             f.write(link_object(ElfObject.read(obj), res, True).data)
