@@ -309,3 +309,23 @@ def test_clang_leaf_runs_right(tree):
     subprocess.run(["clang", "-O2", "-fno-pie", "-no-pie", "-I", str(INCLUDE), "-I", rt, str(d / "rz.c"),
                     str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"], check=True, capture_output=True)
     assert _run(exe) == "f=right g=right"
+
+
+def test_no_red_zone_builds_drop_the_step(tree):
+    """-mno-red-zone with PVPASS_NO_RED_ZONE: the sites as the kernel has
+    them (no lea pair, no forced frame pointer), and the leaf caller right."""
+    d, rt, ldscript = tree
+    texts = {}
+    for name, defs in (("bare", ["-DRZ_BARE"]), ("opt-out", ["-DPVPASS_NO_RED_ZONE"])):
+        obj, exe = d / f"norz_{name}.o", d / f"norz_{name}"
+        subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", "gcc", "-O2", "-fno-pie", "-mno-red-zone",
+                        *defs, "-I", str(INCLUDE), "-I", rt, "-c", str(d / "rz.c"), "-o", str(obj)],
+                       check=True, capture_output=True)
+        subprocess.run(["gcc", "-no-pie", str(obj), str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"],
+                       check=True, capture_output=True)
+        assert (_run(exe), _run(exe, "patched")) == ("f=right g=right",) * 2
+        with open(obj, "rb") as f:
+            texts[name] = ELFFile(f).get_section_by_name(".text").data()
+    assert texts["bare"] == texts["opt-out"]
+    insns = list(Cs(CS_ARCH_X86, CS_MODE_64).disasm(texts["opt-out"], 0))
+    assert not any(i.mnemonic == "lea" and i.op_str.startswith("rsp") for i in insns)

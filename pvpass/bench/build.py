@@ -15,7 +15,7 @@ from ..diag import EXIT_NO_TOOL, PvError
 # the ops are reached without the GOT (README, Limits). x86-64: the kernel's
 # -mno-red-zone, since an asm `call` pushes its return address over the red
 # zone of a function gcc believes to be a leaf.
-ARCH_FLAGS = {"x86_64": ["-m64", "-mno-red-zone"], "i386": ["-m32", "-fno-pie"]}
+ARCH_FLAGS = {"x86_64": ["-m64", "-mno-red-zone", "-DPVPASS_NO_RED_ZONE"], "i386": ["-m32", "-fno-pie"]}
 CFLAGS = ["-O2", "-Wall"]
 
 

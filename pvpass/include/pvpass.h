@@ -69,8 +69,11 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * its CFA were %rsp-based: PVPASS_RZ_FRAME, an input never printed, keeps a
  * frame pointer (__builtin_frame_address(0) sets gcc's
  * accesses_prior_frames), and the CFA is %rbp-based across the step.
- * i386 has no red zone: all three expand to nothing. */
-#ifdef __x86_64__
+ * i386 has no red zone: all three expand to nothing. Code built with
+ * -mno-red-zone (as the kernel and most unikernels are) needs no step:
+ * define PVPASS_NO_RED_ZONE with that flag, and only then (gcc has no macro
+ * that says the flag is on). */
+#if defined(__x86_64__) && !defined(PVPASS_NO_RED_ZONE)
 #define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
 #define PVPASS_RZ_END		PVPASS_END "lea 128(%%rsp), %%rsp"
 #define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
