@@ -31,6 +31,7 @@ from functools import lru_cache
 from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, KS_OPT_SYNTAX_ATT, Ks
 
 from .arch import Arch
+from .textsplit import split_commas
 
 # Far above any real statement's time (microseconds), so it only fires on a hang.
 KEYSTONE_TIMEOUT = 5.0
@@ -53,23 +54,6 @@ _PREFIXES = {"lock", "rep", "repe", "repz", "repne", "repnz", "notrack", "data16
              "cs", "ds", "es", "fs", "gs", "ss"}
 # characters no operand of a directive starts with (keystone hangs on them)
 _BAD_LEAD = set(",)]:=<>|^&!~\\/?`'\"[%*")
-
-
-def _split_top(s: str) -> list[str]:
-    """Split at commas outside parentheses."""
-    out, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth <= 0:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return out
 
 
 _DATA = {".byte", ".short", ".word", ".value", ".2byte", ".long", ".int", ".4byte", ".quad", ".8byte"}
@@ -103,7 +87,7 @@ def _refuse_unsafe(text: str) -> None:
                 raise EncodeError(f"cannot assemble '{text}': directive '{word}' is not accepted "
                                   f"(only data directives: {', '.join(sorted(_DATA))})")
             if word.startswith(".") and rest.strip():
-                for operand in _split_top(rest):
+                for operand in split_commas(rest, "([", ")]"):
                     o = operand.strip()
                     if not o or o[0] in _BAD_LEAD:
                         raise EncodeError(f"cannot assemble '{text}': directive '{stmt.strip()}' "
@@ -196,16 +180,8 @@ class SymField:
 
 
 def _split_operands(s: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in s:
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-            continue
-        depth += ch == "("
-        depth -= ch == ")"
-        cur += ch
-    return out + [cur] if cur.strip() else out
+    parts = split_commas(s)
+    return parts if parts[-1].strip() else parts[:-1]
 
 
 def _statements(text: str) -> list[tuple[str, list[str]]]:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ..textsplit import split_commas
+
 _TAG_DEF = re.compile(r'\b(struct|union|enum)\s+(?:__attribute__\s*\(\(.*?\)\)\s*)*([A-Za-z_]\w*)\s*\{')
 _IDENT = re.compile(r'[A-Za-z_]\w*')
 _KEYWORDS = frozenset("""auto break case char const continue default do double else enum
@@ -202,7 +204,7 @@ def typedef_names_of(decl: str) -> list[str]:
     s = strip_balanced(s, "[", "]")
     s = s.strip().rstrip(";")
     names = []
-    for part in _split_top(s):
+    for part in split_commas(s):
         part = part.strip()
         # Drop trailing parameter lists: `(*name)(int)` or `name(void)`.
         while part.endswith(")"):
@@ -219,22 +221,6 @@ def typedef_names_of(decl: str) -> list[str]:
         if ids:
             names.append(ids[-1])
     return names
-
-
-def _split_top(s: str) -> list[str]:
-    out, depth, cur = [], 0, []
-    for ch in s:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return out
 
 
 def _matching_open(s: str, close: int) -> int:
