@@ -62,7 +62,7 @@ def test_keystone_guard_gives_up_on_a_stuck_engine(monkeypatch):
     assert encode._asm_guarded(64, "nop", 0)[0] == [0x90]          # a fresh engine works
 
 
-@pytest.mark.parametrize("cmd", ["emit", "verify"])
+@pytest.mark.parametrize("cmd", ["emit", "verify", "lint"])
 def test_site_over_255_bytes(cmd):
     r = run_pvpass(cmd, str(BAD / "site_too_long.c"))
     _one_error(r, 1, "site_too_long.c:7:2:", "the site is 306 bytes: longer than the 255 bytes")

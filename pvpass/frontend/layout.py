@@ -7,6 +7,7 @@ constants are looked up through the chunk index and parsed on demand.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pycparser import c_ast
@@ -62,6 +63,7 @@ class TypeEnv:
         self._typedefs: dict[str, CType] = {}
         self._enums: dict[str, int] = {}
         self._typedef_chunks: dict[str, int] | None = None
+        self._in_progress: set[tuple[str, str]] = set()   # what is being laid out now
 
     # --- lookups --------------------------------------------------------------
 
@@ -77,10 +79,23 @@ class TypeEnv:
         pc = self.p.parse(self.p.tu.chunks[idx])
         for td in walk(pc.ast, c_ast.Typedef):
             if td.name == name:
-                t = self.from_decl_type(td.type, pc)
+                with self._laying_out(("typedef", name), f"type '{name}'", loc):
+                    t = self.from_decl_type(td.type, pc)
                 self._typedefs[name] = t
                 return t
         raise PvError(f"cannot find the definition of type '{name}'", loc)
+
+    @contextmanager
+    def _laying_out(self, key: tuple[str, str], what: str, loc: Loc | None):
+        """A type that contains itself by value has no layout (gcc: an
+        incomplete type); without this the layout would recurse forever."""
+        if key in self._in_progress:
+            raise PvError(f"{what} contains itself: it has no size", loc)
+        self._in_progress.add(key)
+        try:
+            yield
+        finally:
+            self._in_progress.discard(key)
 
     def _typedef_index(self) -> dict[str, int]:
         if self._typedef_chunks is None:
@@ -117,7 +132,8 @@ class TypeEnv:
         cls = {"struct": c_ast.Struct, "union": c_ast.Union, "enum": c_ast.Enum}[kind]
         for node in walk(pc.ast, cls):
             if node.name == name and (node.values if kind == "enum" else node.decls) is not None:
-                t = self._aggregate(node, pc)
+                with self._laying_out(key, f"{kind} {name}", loc):
+                    t = self._aggregate(node, pc)
                 self._tags[key] = t
                 return t
         raise PvError(f"cannot find the definition of {kind} {name}", loc)

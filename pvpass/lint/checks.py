@@ -9,7 +9,7 @@ from pycparser import c_ast
 from ..arch import Arch
 from ..diag import Diagnostic, Loc, Note, PvError
 from ..emit.patches import PatchError, decide, site_clobbers
-from ..emit.plan import all_backends
+from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.stubs import inline_stub
 from ..encode import EncodeError
 from ..frontend.asmtemplate import Indirect, OpRef, parse_template, TemplateError
@@ -71,6 +71,10 @@ def check_lengths_and_backends(res: ScanResult, arch: Arch) -> list[Diagnostic]:
             out.append(_d(site.loc, "PV003", f"the site is {site.length} bytes: too short for a "
                                              f"5-byte call ({site.op})"))
             continue
+        too_long = length_unfit(site.op, site.length)
+        if too_long:
+            out.append(_d(site.loc, "PV003", too_long))
+            continue
         ops = inv.ops_struct_for(site.ops_object)
         op = ops.op(site.op) if ops else None
         for b in backends:
@@ -106,9 +110,9 @@ def check_ops(res: ScanResult) -> list[Diagnostic]:
         seen = {}
         for op in ops.ops:
             loc = op.loc or ops.loc or Loc(res.pp.main_file)
-            if op.type_number > 255:
-                out.append(_d(loc, "PV005", f"op {op.path} has type number {op.type_number}, "
-                                            f"which does not fit the table's one-byte type field"))
+            too_big = type_unfit(op.path, op.type_number)
+            if too_big:
+                out.append(_d(loc, "PV005", too_big))
             first = seen.get(op.type_number)
             if first is not None:
                 notes = [Note(first.loc, f"{first.path} has it too")] if first.loc else []
