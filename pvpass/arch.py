@@ -5,7 +5,7 @@ modules ask an `Arch` instead of testing the name.
 """
 from __future__ import annotations
 
-import platform
+import os
 from dataclasses import dataclass
 
 from .diag import PvError
@@ -116,7 +116,7 @@ ARCHES = {"i386": I386, "x86_64": X86_64}
 
 
 def host_arch_name() -> str:
-    m = platform.machine().lower()
+    m = os.uname().machine.lower()     # what platform.machine() reads, without importing it
     return "i386" if m in ("i386", "i486", "i586", "i686", "x86") else "x86_64"
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
@@ -98,6 +97,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
             signal.signal(s, _on_signal)
     try:
         try:
+            import tempfile             # only writers pay for it
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                        dir=path.parent if str(path.parent) else ".")
             _live.add(tmp)

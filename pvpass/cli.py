@@ -2,7 +2,6 @@
 is a thin shell over a pure pipeline stage."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from . import __version__
@@ -26,9 +25,15 @@ def split_cppflags(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise PvError(f"{self.prog}: {message}")
+def _Parser(**kw) -> argparse.ArgumentParser:
+    """An ArgumentParser whose errors are PvErrors; argparse is imported here
+    so that `pvpass cc`, which parses nothing, does not pay for it."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise PvError(f"{self.prog}: {message}")
+    return Parser(**kw)
 
 
 def _base(name: str, help: str) -> argparse.ArgumentParser:
