@@ -178,7 +178,7 @@ class ResultCache:
         try:
             d = self._path(key).parent
             d.mkdir(parents=True, exist_ok=True)
-            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), durable=False)
+            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), durable=False, sweep=False)
         except OSError:
             return                            # a cache that cannot be written is no cache
         if int(key[2:4], 16) == 0:            # one store in 256 checks the size

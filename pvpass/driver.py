@@ -260,20 +260,22 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
     if not kernel and not may_hold_sites(obj):
         return None              # no relocated `call *`: no site can be here
     pp = _preprocess(c)
-    headers = _line_marker_files(pp.text)
+    headers = pp.files()
     if not kernel and "pvpass" not in pp.text:
         return None, headers     # no annotation: the relocated `call *` is no site
     from .arch import get_arch
     from .frontend.scan import scan_reported
-    res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args())
+    res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args(), compiled=True)
     if not res.inventory.sites:
         if kernel:
             check_table(obj)     # the source shows no site: the object's table still holds
         return None, headers
     from .link.step import plan_link
     plan = plan_link(obj, res, records=records if records is not None or kernel else None)
-    value = _plan_json(plan) if plan.sections else None
-    _apply(c.object, data, value, obj)
+    if not plan.sections:
+        return None, headers
+    value = _plan_json(plan)     # before writing: the writer fills REL addends in
+    _add_sections(c.object, obj, plan.sections, plan.symbols)
     return value, headers
 
 
@@ -307,15 +309,6 @@ def _dep_files(c: Compile) -> list[str] | None:
     return names or None
 
 
-_MARKER = re.compile(r'^# \d+ "((?:[^"\\\n]|\\.)*)"', re.M)
-
-
-def _line_marker_files(text: str) -> list[str]:
-    """Every file the preprocessed text came from (its line markers)."""
-    names = set(_MARKER.findall(text))
-    return sorted(n.replace('\\"', '"').replace("\\\\", "\\") for n in names)
-
-
 def _plan_json(plan) -> dict:
     def sec(s):
         return {"name": s.name, "flags": s.flags, "align": s.align, "data": s.data.hex(),
@@ -337,16 +330,20 @@ def _plan_from_json(v: dict):
     return secs, syms
 
 
-def _apply(path: str, data: bytes, value, obj=None) -> None:
-    """Add the recorded sections to the compiler's object (None: nothing)."""
+def _apply(path: str, data: bytes, value) -> None:
+    """Add a cached result's sections to the compiler's object (None: nothing)."""
     if value is None:
         return
-    from .atomicio import write_atomic
     from .link.elfobj import ElfObject
-    from .link.elfwrite import add_sections
     secs, syms = _plan_from_json(value)
+    _add_sections(path, ElfObject(path, data), secs, syms)
+
+
+def _add_sections(path: str, obj, secs, syms) -> None:
+    from .atomicio import write_atomic
+    from .link.elfwrite import add_sections
     # no fsync: the compiler does not sync the objects of a build either
-    write_atomic(path, add_sections(obj or ElfObject(path, data), secs, syms), durable=False)
+    write_atomic(path, add_sections(obj, secs, syms), durable=False)
 
 
 def _remove(path: str) -> None:

@@ -167,7 +167,7 @@ def assemble(arch: Arch, text: str, addr: int = 0) -> bytes:
 # address (`movl $0, 0x1000`, `%gs:0x1000`) RIP-relative; `(,%riz,1)` gives
 # GNU as's SIB form, so the placeholder gets it.
 
-_PREFIXES = {"lock", "rep", "repe", "repz", "repne", "repnz"}
+_SYM_PREFIXES = {"lock", "rep", "repe", "repz", "repne", "repnz"}
 _SYM_RE = re.compile(r"(?<![%\w.])([A-Za-z_.][\w.$]*)")
 _BASE, _STEP, _MOVE = 0x10000000, 0x01000000, 0x01010101
 
@@ -190,7 +190,7 @@ def _statements(text: str) -> list[tuple[str, list[str]]]:
     for st in re.split(r"[;\n]", text):
         words = st.strip().split(None, 1)
         pre = []
-        while words and words[0].lower() in _PREFIXES:
+        while words and words[0].lower() in _SYM_PREFIXES:
             pre.append(words[0])
             words = words[1].split(None, 1) if len(words) > 1 else []
         if words:

@@ -179,7 +179,7 @@ class ParseCache:
         try:
             d = self.dir / key[:2]
             d.mkdir(parents=True, exist_ok=True)
-            write_atomic(d / key, data, durable=False)     # a torn entry is a miss
+            write_atomic(d / key, data, durable=False, sweep=False)     # a torn entry is a miss
         except OSError:
             pass            # a cache that cannot be written is no cache
 

@@ -46,8 +46,11 @@ def unpack(arch: Arch, data: bytes) -> list[tuple[int, int, int, int]]:
 
 # --- per-backend patch records (pvpass's runtime ABI, runtime/pvpass_rt.h) ---
 #   const char *backend; const u8 *code; void *target;
-#   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind; u16 pad;
+#   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind;
+#   u8 pcrel_off (0xff: none); u8 pad2;
 PATCH_SECTION = ".pvpass.patches"
+TRAMP_SECTION = ".text.pvpass"          # the generated trampolines
+TRAMP_PREFIX = "__pvpass_tramp_"        # their symbols: __pvpass_tramp_<target>_<mask>
 CODE_SECTION = ".pvpass.code"
 STRINGS_SECTION = ".pvpass.strings"
 NO_CALL = 0xFF

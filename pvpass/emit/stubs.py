@@ -10,6 +10,7 @@ from functools import lru_cache
 import capstone
 
 from ..arch import Arch
+from ..table import TRAMP_PREFIX
 from ..encode import EncodeError, SymField, assemble, assemble_symbolic
 
 
@@ -124,7 +125,7 @@ def _fixup(arch: Arch, text: str, code: bytes, f: SymField) -> Fixup:
 
 
 def trampoline_name(target: str, arch: Arch, saved: tuple[str, ...]) -> str:
-    return f"__pvpass_tramp_{target}_{arch.mask(saved):x}"
+    return f"{TRAMP_PREFIX}{target}_{arch.mask(saved):x}"
 
 
 @lru_cache(maxsize=4096)

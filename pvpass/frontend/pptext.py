@@ -47,6 +47,10 @@ class PPText:
         self._files.append(_unescape_name(m.group(2)))
         self._lines.append(int(m.group(1)))
 
+    def files(self) -> list[str]:
+        """Every file the line markers name (the main source and its headers)."""
+        return sorted(set(self._files))
+
     def loc(self, off: int) -> Loc:
         """The (file, line, column) of offset `off` as gcc -E reports it."""
         i = bisect.bisect_right(self._offsets, off) - 1

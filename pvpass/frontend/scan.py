@@ -46,12 +46,13 @@ def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> Scan
     return scan_reported(preprocess(src, arch, cppflags), arch, cppflags, report)
 
 
-def scan_reported(pp: PPText, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
+def scan_reported(pp: PPText, arch: Arch, cppflags: list[str], report: bool = True,
+                  compiled: bool = False) -> ScanResult:
     """`scan_pp` with locations mapped to the source the user wrote and,
     with `report`, its warnings printed (the build path's entry)."""
     try:
         with _fewer_collections():
-            res = scan_pp(pp, arch, cppflags)
+            res = scan_pp(pp, arch, cppflags, compiled)
     except PvError as e:
         if e.loc is not None:
             e.loc = pp.user_loc(e.loc)
@@ -76,7 +77,10 @@ def _fewer_collections():
         gc.set_threshold(*old)
 
 
-def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
+def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False) -> ScanResult:
+    """`compiled`: the compiler has already compiled this text (the build
+    path), so C the parser cannot follow needs no gcc -fsyntax-only to tell a
+    warning from an error."""
     tu = chunks.split(pp.text)
     parser = ChunkParser(pp, tu)
     env = TypeEnv(parser, arch)
@@ -86,7 +90,7 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str]) -> ScanResult:
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted({c.index for off in _marks(pp.text) if (c := tu.chunk_at(off)) is not None})
     warnings: list[Diagnostic] = []
-    accepts: list[bool] = []
+    accepts: list[bool] = [True] if compiled else []
 
     def compiler_ok() -> bool:
         if not accepts:

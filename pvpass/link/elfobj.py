@@ -355,6 +355,7 @@ class ElfObject:
         names = _R_NAMES[self.arch.name]
         widths = _R_WIDTH[self.arch.name]
         out: list[Reloc] = []
+        tdata: bytes | None = None          # the target's bytes, for REL addends (read once)
         for s in self.sections:
             if s["sh_type"] not in ("SHT_REL", "SHT_RELA") or s["sh_info"] != idx:
                 continue
@@ -370,17 +371,13 @@ class ElfObject:
                                    f"relocation {k} in {s.name} at {off:#x} is outside "
                                    f"{target.name} ({target['sh_size']:#x} bytes)")
                 if addend is None:
-                    addend = self._implicit_addend(target, off, width)
+                    if tdata is None:
+                        tdata = self.section_data(target)
+                    addend = _implicit_addend(tdata, off, width)
                 out.append(Reloc(off, rt, names.get(rt, str(rt)), syms[si], addend))
         out.sort(key=lambda r: r.offset)
         self._relocs[idx] = out
         return out
-
-    def _implicit_addend(self, sec: Section, off: int, width: int) -> int:
-        data = self.section_data(sec)
-        if width not in (1, 2, 4, 8) or off + width > len(data):
-            return 0
-        return int.from_bytes(data[off:off + width], "little", signed=True)
 
     def section_name_of(self, sym: Symbol) -> str | None:
         if isinstance(sym.shndx, int) and 0 < sym.shndx < len(self.sections):
@@ -417,6 +414,13 @@ class ElfObject:
                 return s.name, offset - s.value
             k -= 1
         return None
+
+
+def _implicit_addend(data: bytes, off: int, width: int) -> int:
+    """A REL relocation's addend: the bytes it applies to."""
+    if width not in (1, 2, 4, 8) or off + width > len(data):
+        return 0
+    return int.from_bytes(data[off:off + width], "little", signed=True)
 
 
 def merge_ranges(ranges) -> list[tuple[int, int]]:

@@ -23,7 +23,7 @@ from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewRelo
                        NewSection, NewSymbol, SymRef, add_sections, require_relocatable)
 from .tableread import read_entries
 
-TRAMP_SECTION = ".text.pvpass"
+TRAMP_SECTION = table.TRAMP_SECTION
 R_ABS = {"i386": 1, "x86_64": 1}          # R_386_32, R_X86_64_64
 R_CALL = {"i386": 2, "x86_64": 4}         # R_386_PC32, R_X86_64_PLT32
 # the relocations an inline replacement's symbol fields need (emit/stubs.py Fixup)

@@ -14,6 +14,8 @@ an FF opcode with ModRM (and SIB). Objects with none need no front-end run.
 """
 from __future__ import annotations
 
+import bisect
+
 from dataclasses import dataclass
 
 from .. import table
@@ -39,7 +41,7 @@ def check_table(obj: ElfObject) -> list[CheckedEntry]:
     bits = obj.arch.bits
     ptr = obj.arch.ptr_size
     datas: dict[str, bytes] = {}
-    relocs: dict[str, list] = {}
+    starts: dict[str, list[int]] = {}     # relocation offsets per section (sorted)
     for i, e in enumerate(read_entries(obj)):
         where = f"{obj.path}: {table.SECTION} entry {i} ({e.section}+{e.offset:#x})"
         sec = obj.section(e.section)
@@ -48,7 +50,7 @@ def check_table(obj: ElfObject) -> list[CheckedEntry]:
         data = datas.get(e.section)
         if data is None:
             data = datas[e.section] = obj.section_data(sec)
-            relocs[e.section] = obj.relocations_for(e.section)
+            starts[e.section] = [r.offset for r in obj.relocations_for(e.section)]
         if e.length == 0 or e.offset + e.length > len(data):
             raise PvError(f"{where}: length {e.length} runs past the section's end")
         ins = _disasm(bits, data, e.offset, e.offset + e.length)
@@ -56,9 +58,10 @@ def check_table(obj: ElfObject) -> list[CheckedEntry]:
             raise PvError(f"{where}: length {e.length} does not end on an instruction boundary")
         calls = [x for x in ins if _norm(x[2]) in ("call", "jmp") and x[3].startswith("*")]
         found = None
+        rels, offs = obj.relocations_for(e.section), starts[e.section]
         for addr, size, _, _ in calls:
-            for r in relocs[e.section]:
-                if addr <= r.offset < addr + size and r.symbol.kind not in ("STT_FUNC", "STT_SECTION"):
+            for r in rels[bisect.bisect_left(offs, addr):bisect.bisect_left(offs, addr + size)]:
+                if r.symbol.kind not in ("STT_FUNC", "STT_SECTION"):
                     if r.type_name in _PCREL:
                         found = (r.symbol.name, r.addend + (addr + size - r.offset))
                     elif r.type_name in _ABS:

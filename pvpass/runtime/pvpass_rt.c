@@ -61,21 +61,31 @@ static int prepare(const struct paravirt_patch_site *s, const struct pvpass_patc
 	return 0;
 }
 
+/* The mapping page_prot found last: sites mostly share one text mapping,
+ * and write_text gives every page back the protection it read, so it stays
+ * true during one apply (reset at its start). */
+static unsigned long seen_lo, seen_hi;
+static int seen_prot = -1;
+
 /* The protection of the mapping holding addr, from /proc/self/maps; -1 if
  * no mapping holds it. */
 static int page_prot(uintptr_t addr)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
+	FILE *f;
 	unsigned long lo, hi;
 	char perms[5];
 	int prot = -1;
 
+	if (seen_prot >= 0 && seen_lo <= addr && addr < seen_hi)
+		return seen_prot;
+	f = fopen("/proc/self/maps", "r");
 	if (!f)
 		return -1;
 	while (fscanf(f, "%lx-%lx %4s%*[^\n]", &lo, &hi, perms) == 3) {
 		if (lo <= addr && addr < hi) {
 			prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 			       (perms[2] == 'x' ? PROT_EXEC : 0);
+			seen_lo = lo, seen_hi = hi, seen_prot = prot;
 			break;
 		}
 	}
@@ -115,6 +125,7 @@ int pvpass_apply_report(const char *backend, struct pvpass_report *r)
 	unsigned char buf[256];
 
 	memset(r, 0, sizeof(*r));
+	seen_prot = -1;		/* mappings may have changed since the last apply */
 	/* check every site first: nothing is written unless all can be (the
 	 * count of kept sites is complete even when one fails) */
 	for (s = __parainstructions; s < __parainstructions_end; s++) {

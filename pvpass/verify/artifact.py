@@ -4,6 +4,7 @@ backend names and code, and each site's bytes as they are in the file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import struct
 
@@ -16,8 +17,7 @@ from ..diag import PvError
 from ..link.elfobj import ElfObject
 from .image import Image, load
 
-TRAMP_SECTION = ".text.pvpass"
-TRAMP_PREFIX = "__pvpass_tramp_"      # the link step's trampoline symbols
+TRAMP_SECTION, TRAMP_PREFIX = table.TRAMP_SECTION, table.TRAMP_PREFIX
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,14 @@ class Artifact:
     def find(self, backend: str, s: SiteCopy) -> Record | None:
         """pvpass_find in pvpass_rt.c: the first record of the backend with
         the site's type, length and clobber mask."""
-        return next((r for r in self.records if r.type == s.type and r.length == s.length
-                     and r.clobbers == s.clobbers and r.backend == backend), None)
+        return self._by_key.get((backend, s.type, s.length, s.clobbers))
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, int, int, int], Record]:
+        out: dict[tuple[str, int, int, int], Record] = {}
+        for r in self.records:
+            out.setdefault((r.backend, r.type, r.length, r.clobbers), r)    # the first wins
+        return out
 
     def ops_object_target(self, backend: str, type_: int) -> int | None:
         """The function the backend's ops initializer (an object named like
@@ -130,10 +136,15 @@ def _trampolines(img: Image) -> list[tuple[int, int]]:
     return sorted((a, a + size) for a, size, name in img.symbols if name.startswith(TRAMP_PREFIX))
 
 
-def disasm(bits: int, code: bytes, addr: int = 0) -> list:
+@lru_cache(maxsize=2)
+def _cs(bits: int) -> Cs:
     cs = Cs(CS_ARCH_X86, CS_MODE_64 if bits == 64 else CS_MODE_32)
     cs.detail = True
-    return list(cs.disasm(code, addr))
+    return cs
+
+
+def disasm(bits: int, code: bytes, addr: int = 0) -> list:
+    return list(_cs(bits).disasm(code, addr))
 
 
 def holds_indirect_call(bits: int, code: bytes) -> bool:

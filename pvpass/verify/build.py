@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import tempfile
 
 from ..arch import Arch
-from ..diag import EXIT_NO_TOOL, PvError
+from .. import tools
+from ..diag import PvError
 from ..frontend.preprocess import include_dir
 
 
@@ -41,12 +41,7 @@ def build_for_verify(source: str, arch: Arch, cpp: list[str]):
     with tempfile.TemporaryDirectory(prefix="pvpass-verify-") as d:
         obj = os.path.join(d, "site.o")
         cmd = ["gcc", arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True)
-        except FileNotFoundError:
-            raise PvError("gcc not found (needed to build a C source for verify)", code=EXIT_NO_TOOL) from None
-        if r.returncode:
-            raise PvError(f"{source}: gcc failed:\n{r.stderr.strip()}")
+        tools.run(cmd, what=f"{source}: gcc")
         out = os.path.join(d, "linked.o")
         with open(out, "wb") as f:
             f.write(link_object(ElfObject.read(obj), res, True).data)

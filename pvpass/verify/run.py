@@ -213,8 +213,9 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                          f"(code reached through them is not run as linked), first: {art.image.unsupported[0]}")
     machine = Machine(art)
     stood_in: set[int] = set()
+    patched_in_file = set(aot)
     for site in art.sites:
-        if site in aot:
+        if site in patched_in_file:
             rec = art.find(aot_backend, site) if aot_backend else None
             pairs = [(aot_backend or IN_FILE, site.code, rec)]
             differs = _differs_from_runtime(art, site, rec)
