@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "testdata"
 INCLUDE = ROOT / "pvpass" / "include"
 REPRO = TESTDATA / "bad" / "fuzz"
-C_TARGETS = ("scan", "lint", "emit", "verify")
+C_TARGETS = ("scan", "lint", "emit", "verify", "cc")
 OBJ_TARGETS = ("link", "table", "show", "patch")
 TARGETS = C_TARGETS + OBJ_TARGETS
 MEMORY = 2 << 30
@@ -91,7 +91,8 @@ class Result:
 class Stats:
     inputs: int = 0
     runs: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0        # wall
+    cpu: float = 0.0            # user + sys, this process and its children
     findings: list[Result] = field(default_factory=list)
     exits: dict = field(default_factory=dict)       # exit code -> inputs
 
@@ -250,10 +251,13 @@ def command(case: Case, inp: Path, out: Path) -> list[str]:
             "lint": [str(inp), "-o", str(out)],
             "emit": [str(inp), "--format", "asm", "-o", str(out)],
             "verify": [str(inp)],
+            "cc": ["gcc", "-O2", "-c", str(inp), "-o", str(out)],
             "link": [str(inp), "--source", src, "-o", str(out)],
             "table": [str(inp), "--source", src],
             "show": [str(inp), "--source", src, "--backend", "native"],
             "patch": [str(inp), "--source", src, "--backend", "native", "-o", str(out)]}[t]
+    if t == "cc":       # the build path: the compiler's command after `--`
+        return [sys.executable, "-m", "pvpass", "cc", "--", *args, *case.cflags]
     return [sys.executable, "-m", "pvpass", t, *args, "--", *case.cflags]
 
 
@@ -267,7 +271,7 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
     with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
         d = Path(d)
         inp = d / f"input{case.suffix}"
-        out = d / "out.txt" if case.target in C_TARGETS else d / "out.o"
+        out = d / "out.o" if case.target in ("cc",) + OBJ_TARGETS else d / "out.txt"
         inp.write_bytes(case.data)
         before = hashlib.sha256(case.data).hexdigest()
         tmpdir = d / "tmp"             # the child's TMPDIR: must be empty again at the end
@@ -300,8 +304,8 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         # lint's report is complete with findings (1) or unparsable files (2) too
         if out.exists() and rc != 0 and not (case.target == "lint" and rc in (1, 2)):
             problems.append(f"output written with exit code {rc}")
-        if rc == 0 and out.exists() and case.target in ("link", "patch") \
-                and not _readelf_complaints(inp):
+        if rc == 0 and out.exists() and case.target in ("link", "patch", "cc") \
+                and (case.target == "cc" or not _readelf_complaints(inp)):
             c = _readelf_complaints(out)
             if c:
                 problems.append(f"readelf rejects the output: {c.splitlines()[0]}")
@@ -340,25 +344,36 @@ def load(meta_path: Path) -> Case:
     return Case(meta["target"], data, suffix, meta["source"], cflags, meta["how"])
 
 
+def _cpu() -> float:
+    """CPU seconds (user + sys) of this process and its waited-for children."""
+    ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(r.ru_utime + r.ru_stime for r in ru)
+
+
 def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | None, seed: int,
-             timeout: float, save_to: Path | None, log=None) -> dict[str, Stats]:
-    """Fuzz each target for `seconds_each` or `inputs_each` inputs."""
+             timeout: float, save_to: Path | None, log=None, cpu_clock: bool = False) -> dict[str, Stats]:
+    """Fuzz each target for `seconds_each` (of wall time, or of CPU time with
+    `cpu_clock`, so a run beside other work still gets its share) or
+    `inputs_each` inputs."""
     log = log or (lambda s: print(s, flush=True))
     stats: dict[str, Stats] = {}
     with tempfile.TemporaryDirectory(prefix="pvfuzz-corpus.") as w:
         corpus = Corpus(Path(w))
+        # `cc` shares one result cache across its inputs, so hits are fuzzed too
+        env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(w) / "cache"))
         for t in targets:
             rng = random.Random(f"{seed}:{t}")
             st = stats[t] = Stats()
             seen: set[str] = set()
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), _cpu()
             while True:
-                if seconds_each is not None and time.monotonic() - t0 >= seconds_each:
+                spent = _cpu() - c0 if cpu_clock else time.monotonic() - t0
+                if seconds_each is not None and spent >= seconds_each:
                     break
                 if inputs_each is not None and st.inputs >= inputs_each:
                     break
                 case = corpus.case(rng, t)
-                res = run_case(case, timeout)
+                res = run_case(case, timeout, env)
                 st.inputs += 1
                 st.runs += 1
                 st.exits[res.rc] = st.exits.get(res.rc, 0) + 1
@@ -369,7 +384,8 @@ def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | 
                         st.findings.append(res)
                         where = save(res, save_to) if save_to else None
                         log(f"FINDING {t}: {res.problem} ({case.how})" + (f" -> {where}" if where else ""))
-            st.seconds = time.monotonic() - t0
-            log(f"{t}: {st.inputs} inputs, {st.runs} runs, {st.seconds / 60:.1f} min, "
-                f"{len(st.findings)} findings, exit codes {dict(sorted(st.exits.items(), key=str))}")
+            st.seconds, st.cpu = time.monotonic() - t0, _cpu() - c0
+            log(f"{t}: {st.inputs} inputs, {st.runs} runs, {st.seconds / 60:.1f} min wall, "
+                f"{st.cpu / 60:.1f} min CPU, {len(st.findings)} findings, "
+                f"exit codes {dict(sorted(st.exits.items(), key=str))}")
     return stats

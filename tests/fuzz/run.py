@@ -2,6 +2,7 @@
 """Fuzz pvpass's commands by hand (see harness.py for what is checked):
 
     nice -n 10 .venv/bin/python tests/fuzz/run.py --minutes 30 --target link
+    nice -n 19 .venv/bin/python tests/fuzz/run.py --minutes 30 --cpu   # beside other work
     .venv/bin/python tests/fuzz/run.py --replay testdata/bad/fuzz/link-0123abcd.json
 
 Findings are saved under testdata/bad/fuzz/ (--save DIR to change, --no-save
@@ -22,6 +23,8 @@ def main() -> int:
     p.add_argument("--target", action="append", choices=harness.TARGETS + ("all",),
                    help="command to fuzz (repeatable; default all)")
     p.add_argument("--minutes", type=float, help="per target")
+    p.add_argument("--cpu", action="store_true",
+                   help="count --minutes in CPU time (user+sys, children included), not wall time")
     p.add_argument("--inputs", type=int, help="per target (instead of, or with, --minutes)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per input")
@@ -42,11 +45,13 @@ def main() -> int:
     if a.minutes is None and a.inputs is None:
         p.error("give --minutes or --inputs")
     stats = harness.campaign(targets, a.minutes * 60 if a.minutes else None, a.inputs, a.seed,
-                             a.timeout, None if a.no_save else a.save)
-    print(f"{'target':<8} {'inputs':>7} {'runs':>7} {'minutes':>8} {'findings':>9}  exit codes 0/1/2/3")
+                             a.timeout, None if a.no_save else a.save, cpu_clock=a.cpu)
+    print(f"{'target':<8} {'inputs':>7} {'runs':>7} {'wall min':>8} {'CPU min':>8} {'findings':>9}"
+          "  exit codes 0/1/2/3")
     for t, s in stats.items():
         ex = "/".join(str(s.exits.get(c, 0)) for c in (0, 1, 2, 3))
-        print(f"{t:<8} {s.inputs:>7} {s.runs:>7} {s.seconds / 60:>8.1f} {len(s.findings):>9}  {ex}")
+        print(f"{t:<8} {s.inputs:>7} {s.runs:>7} {s.seconds / 60:>8.1f} {s.cpu / 60:>8.1f} "
+              f"{len(s.findings):>9}  {ex}")
     return 1 if any(s.findings for s in stats.values()) else 0
 
 
