@@ -6,32 +6,24 @@ modules ask an `Arch` instead of testing the name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
-from .diag import PvError
+from .errors import PvError
+
+# The records every `pvpass cc` loads (Arch here, table.Entry, the ELF
+# reader's symbols and relocations) are named tuples, not dataclasses:
+# importing `dataclasses` (it pulls in `inspect`) costs ~10 ms per compile.
 
 
-@dataclass(frozen=True)
-class Arch:
-    name: str
-    bits: int
-    ptr_size: int
-    # Clobber-mask bits in the kernel's order (CLBR_EAX=1, CLBR_ECX=2, ...).
-    clobber_bits: tuple[tuple[str, int], ...]
-    # Registers a plain C function may change (System V caller-saved GPRs).
-    caller_saved: tuple[str, ...]
-    ret_reg: str
-    arg_regs: tuple[str, ...]
-    # Single-letter register constraints of gcc's machine description.
-    constraint_regs: tuple[tuple[str, str], ...]
-    gcc_flag: str
-    as_flag: str
-    elf_class: int
-    elf_machine: str
-    abs_reloc: str
-    entry_size: int
-    # Stack alignment the ABI requires at a call instruction.
-    stack_align: int
+class Arch(namedtuple("Arch", [
+        "name", "bits", "ptr_size",
+        "clobber_bits",     # ((reg, bit), ...) in the kernel's order (CLBR_EAX=1, CLBR_ECX=2, ...)
+        "caller_saved",     # registers a plain C function may change (System V caller-saved GPRs)
+        "ret_reg", "arg_regs",
+        "constraint_regs",  # ((letter, reg), ...): gcc's single-letter register constraints
+        "gcc_flag", "as_flag", "elf_class", "elf_machine", "abs_reloc", "entry_size",
+        "stack_align"])):   # the stack alignment the ABI requires at a call instruction
+    __slots__ = ()
 
     @property
     def gprs(self) -> tuple[str, ...]:

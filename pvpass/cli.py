@@ -6,9 +6,15 @@ import sys
 
 from . import __version__
 from .arch import get_arch
-from .diag import EXIT_BAD_INPUT, EXIT_OK, PvError, emit
+from .errors import EXIT_BAD_INPUT, EXIT_OK, PvError
 
 _COMMANDS: dict[str, tuple] = {}
+
+
+def emit(d) -> None:
+    """diag.emit, imported when something is said (`pvpass cc` mostly says nothing)."""
+    from .diag import emit as _emit
+    _emit(d)
 
 
 def command(name: str, help: str):

@@ -13,10 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_FINDINGS = 1     # lint findings at error level
-EXIT_BAD_INPUT = 2    # bad input or usage
-EXIT_NO_TOOL = 3      # a required external tool is missing
+from .errors import (EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_NO_TOOL, EXIT_OK,  # noqa: F401
+                     PvError, ToolMissing)
 
 
 @dataclass(frozen=True, order=True)
@@ -52,28 +50,6 @@ class Diagnostic:
 
     def sort_key(self) -> tuple:
         return (self.loc, self.rule, self.message)
-
-
-class PvError(Exception):
-    """A fatal problem with the input or the environment."""
-
-    def __init__(self, message: str, loc: Loc | None = None,
-                 code: int = EXIT_BAD_INPUT, rule: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.loc = loc
-        self.code = code
-        self.rule = rule
-
-    def diagnostic(self) -> Diagnostic:
-        return Diagnostic(self.loc or Loc("pvpass"), "error", self.message, self.rule)
-
-
-class ToolMissing(PvError):
-    def __init__(self, tool: str, why: str = "") -> None:
-        extra = f" ({why})" if why else ""
-        super().__init__(f"required tool '{tool}' not found{extra}",
-                         Loc("pvpass"), EXIT_NO_TOOL)
 
 
 _line_cache: dict[str, list[str] | None] = {}

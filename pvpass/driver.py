@@ -4,12 +4,12 @@ The compiler runs exactly as asked (its object, warnings, debug info and
 dependency files are its own), then each `-c` compile of one C source gets
 only the work it needs:
 
-- a hit in the result cache (pvpass/buildcache.py): the recorded sections
-  are added to the fresh object; no preprocessing, no analysis;
 - an object with a compiler-made table (kernel dialect): an object-only
   check of each entry (pvpass/link/tablecheck.py); nothing is added unless
   `--records` / PVPASS_RECORDS names backends whose patch records to add;
 - an object with no relocated `call *` (no site can be there): nothing;
+- a hit in the result cache (pvpass/buildcache.py): the recorded sections
+  are added to the fresh object; no preprocessing, no analysis;
 - otherwise the source is preprocessed with the user's own flags (no extra
   defines or include paths; dependency outputs stripped so the compiler's
   are not overwritten), analysed, and the link step merges the table and
@@ -25,16 +25,15 @@ Anything else (linking, -E, -S, -M/-MM, several sources, assembler input)
 passes through untouched."""
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from .diag import PvError, ToolMissing, recording
-from . import tools
+from .errors import PvError, ToolMissing
+
+# Every compile of a build comes through here: the common paths (a kernel
+# table to check, an object with no site) import only os, sys, struct and the
+# ELF reader; the rest (subprocess, hashlib, pathlib, dataclasses, the front
+# end) loads where it is needed.
 
 # Options that take a separate argument.
 _WITH_ARG = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote",
@@ -51,18 +50,20 @@ _WRAPPERS = {"ccache", "distcc", "icecc", "sccache", "buildcache"}
 _LANG_C = ("c", "cpp-output")
 
 
-@dataclass
 class Compile:
     """One compiler command, taken apart."""
-    compiler: list[str]          # e.g. ["ccache", "gcc"]
-    args: list[str]
-    sources: list[str] = field(default_factory=list)
-    out: str | None = None
-    compile_only: bool = False
+    __slots__ = ("compiler", "args", "sources", "out", "compile_only")
+
+    def __init__(self, compiler: list[str], args: list[str]) -> None:
+        self.compiler = compiler         # e.g. ["ccache", "gcc"]
+        self.args = args
+        self.sources: list[str] = []
+        self.out: str | None = None
+        self.compile_only = False
 
     @property
     def object(self) -> str:
-        return self.out or Path(self.sources[0]).with_suffix(".o").name
+        return self.out or os.path.splitext(os.path.basename(self.sources[0]))[0] + ".o"
 
     @property
     def real_compiler(self) -> str:
@@ -85,26 +86,6 @@ class Compile:
                 out.append(x)
             i += 1
         return out
-
-    def dep_file(self) -> str | None:
-        """The dependency file the compile writes, if it lists every file the
-        compile read (-MD; -MMD leaves out system headers, so only with
-        -nostdinc and no -isystem, as in the kernel)."""
-        path, full = None, False
-        for i, x in enumerate(self.args):
-            if x.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
-                path, full = x.split(",", 2)[2], x.startswith("-Wp,-MD,")
-            elif x in ("-MD", "-MMD"):
-                full = x == "-MD"
-                path = path or str(Path(self.object).with_suffix(".d"))
-            elif x == "-MF" and i + 1 < len(self.args):
-                path = self.args[i + 1]
-        if path is None:
-            return None
-        if not full and ("-nostdinc" not in self.args
-                         or any(a.startswith("-isystem") for a in self.args)):
-            return None
-        return path
 
     def cache_args(self) -> list[str]:
         """The flags that decide the result: all but the names of the object
@@ -197,40 +178,74 @@ def run_cc(argv: list[str]) -> int:
     if not argv:
         raise PvError("pvpass cc: expected a compiler command after '--'")
     c = parse_compile(argv)
-    for w in c.compiler:
-        tools.which(w)
+    if len(c.compiler) > 1:          # the compiler behind a wrapper: say so ourselves
+        from . import tools
+        for w in c.compiler[1:]:
+            tools.which(w)
     if not c.compile_only:
         try:
             os.execvp(argv[0], argv)      # nothing for the pass: become the compiler
         except OSError as e:
-            raise ToolMissing(argv[0], str(e)) from None
-    from .buildcache import ResultCache
-    cache = ResultCache()
-    key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
-                    f"records={records}") if cache.dir else None
-    hit = cache.get(key) if key else None
-    rc = subprocess.call(argv)
+            raise ToolMissing(argv[0], e.strerror) from None
+    rc = _call(argv)
     if rc != 0:
         return rc                # the compiler's diagnostics were the ones that mattered
     try:
-        data = _read(c.object)
-        if hit is not None and hit["object"] == _sha(data):
-            try:
-                _apply(c.object, data, hit["value"])
-                sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
-                return 0
-            except Exception:    # the entry is untrusted data: failing to apply it is a miss
-                pass
-        with recording() as said:
-            found = _analyse(c, data, records)
-        if found is not None and key:
-            value, headers = found
-            from .buildcache import headers_of
-            cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
+        _after_compile(c, records)
     except PvError:
         _remove(c.object)        # like a failed compile: no object
         raise
     return 0
+
+
+def _after_compile(c: Compile, records) -> None:
+    """What the fresh object needs. The two cheap verdicts come first, as a
+    cache lookup (hashing the source, stat'ing its headers) would cost more
+    than they do: a kernel-dialect table is checked from the object alone,
+    and an object with no relocated `call *` needs nothing."""
+    from . import table
+    from .link.elfobj import ElfObject
+    from .link.tablecheck import check_table, may_hold_sites
+    data = _read(c.object)
+    obj = ElfObject(c.object, data)
+    kernel = obj.section(table.SECTION) is not None
+    if kernel and not records:
+        check_table(obj)         # needs neither the source nor the preprocessor
+        return
+    if not kernel and not may_hold_sites(obj):
+        return                   # no site can be here; the object is not rewritten
+    from .buildcache import ResultCache, headers_of
+    cache = ResultCache()
+    key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
+                    f"records={records}") if cache.dir else None
+    hit = cache.get(key) if key else None
+    if hit is not None and hit["object"] == _sha(data):
+        try:
+            _apply(c.object, data, hit["value"])
+            sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
+            return
+        except Exception:        # the entry is untrusted data: failing to apply it is a miss
+            pass
+    from .diag import recording
+    with recording() as said:
+        value, headers = _analyse(c, obj, kernel, records)
+    if key:
+        cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
+
+
+def _call(argv: list[str]) -> int:
+    """Run the compiler and wait: subprocess.call's result (-N: killed by
+    signal N) without importing subprocess (~10 ms on every compile)."""
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ)
+    except OSError as e:
+        raise ToolMissing(argv[0], e.strerror) from None
+    try:
+        _, status = os.waitpid(pid, 0)
+    except KeyboardInterrupt:         # the compiler got the same ^C: let it finish dying
+        os.waitpid(pid, 0)
+        raise
+    return os.waitstatus_to_exitcode(status)
 
 
 def _read(path: str) -> bytes:
@@ -242,23 +257,13 @@ def _read(path: str) -> bytes:
 
 
 def _sha(data: bytes) -> str:
+    import hashlib
     return hashlib.sha256(data).hexdigest()
 
 
-def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | None:
-    """Do what this object needs. Returns (what was added, the headers the
-    analysis read) when worth caching, else None."""
-    from .link.elfobj import ElfObject
-    from .link.tablecheck import check_table, may_hold_sites
-    from . import table
-    obj = ElfObject(c.object, data)
-    kernel = obj.section(table.SECTION) is not None
-    if kernel and not records:
-        check_table(obj)         # object-only: needs neither the source nor the preprocessor
-        deps = _dep_files(c)
-        return (None, deps) if deps else None
-    if not kernel and not may_hold_sites(obj):
-        return None              # no relocated `call *`: no site can be here
+def _analyse(c: Compile, obj, kernel: bool, records) -> tuple[object, list[str]]:
+    """The full analysis of an object that may hold sites: (what was added,
+    or None; the headers the analysis read, for the cache entry)."""
     pp = _preprocess(c)
     headers = pp.files()
     if not kernel and "pvpass" not in pp.text:
@@ -268,6 +273,7 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
     res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args(), compiled=True)
     if not res.inventory.sites:
         if kernel:
+            from .link.tablecheck import check_table
             check_table(obj)     # the source shows no site: the object's table still holds
         return None, headers
     from .link.step import plan_link
@@ -281,6 +287,7 @@ def _analyse(c: Compile, data: bytes, records) -> tuple[object, list[str]] | Non
 
 def _preprocess(c: Compile):
     from .frontend.pptext import PPText
+    from . import tools
     src = c.sources[0]
     if src.endswith(".i") and "-x" not in c.args:
         return PPText(_read(src).decode(errors="replace"), src)
@@ -289,24 +296,6 @@ def _preprocess(c: Compile):
         raise PvError(f"{src}: preprocessing for pvpass failed though the compile succeeded:\n"
                       + r.stderr.decode(errors="replace").strip())
     return PPText(r.stdout.decode(errors="replace"), src)
-
-
-def _dep_files(c: Compile) -> list[str] | None:
-    """The files the compile's own dependency file lists (make syntax: the
-    first rule; backslash-newline continues, backslash-space escapes)."""
-    path = c.dep_file()
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(errors="surrogateescape")
-    except OSError:
-        return None
-    rule = text.replace("\\\n", " ").split("\n", 1)[0]
-    _, sep, deps = rule.partition(": ")
-    if not sep:
-        return None
-    names = [n.replace("\\ ", " ").replace("$$", "$") for n in re.split(r"(?<!\\)\s+", deps) if n]
-    return names or None
 
 
 def _plan_json(plan) -> dict:

@@ -6,20 +6,17 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .arch import Arch
 
 SECTION = ".parainstructions"
 
 
-@dataclass(frozen=True, order=True)
-class Entry:
-    section: str          # where the site is (object) or "" with `address` (linked file)
-    offset: int           # site offset in that section, or its address
-    type: int
-    length: int
-    clobbers: int
+class Entry(namedtuple("Entry", "section offset type length clobbers")):
+    """One table entry. section: where the site is (object), or "" in a
+    linked file, where offset is then its address; ordered by place."""
+    __slots__ = ()
 
 
 def _fmt(arch: Arch) -> str:
@@ -66,17 +63,11 @@ def pack_patch(arch: Arch, type_: int, length: int, clobbers: int, call_off: int
                               NO_CALL if pcrel_off is None else pcrel_off, 0)
 
 
-@dataclass(frozen=True)
-class PatchRecord:
-    backend: int          # the three pointers, as relocated/linked
-    code: int
-    target: int
-    type: int
-    length: int
-    clobbers: int
-    call_off: int | None
-    kind: str
-    pcrel_off: int | None  # a RIP-relative disp32 inside the code (None: 0 or 0xff)
+class PatchRecord(namedtuple("PatchRecord", "backend code target type length clobbers call_off kind pcrel_off")):
+    """One record. backend, code, target: the three pointers, as relocated or
+    linked; call_off: None for no call; pcrel_off: a RIP-relative disp32
+    inside the code (None: 0 or 0xff)."""
+    __slots__ = ()
 
 
 def patch_size(arch: Arch) -> int:

@@ -16,12 +16,12 @@ import os
 import stat
 import struct
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections import namedtuple
 from functools import cached_property
 from itertools import accumulate
 
 from ..arch import ARCHES, Arch
-from ..diag import PvError
+from ..errors import PvError
 
 _MACHINES = {3: "i386", 62: "x86_64"}
 _OTHER_MACHINES = {2: "SPARC", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
@@ -59,34 +59,32 @@ SYM_SIZE = {32: 16, 64: 24}
 REL_SIZE = {(32, False): 8, (32, True): 12, (64, False): 16, (64, True): 24}
 
 
-@dataclass(frozen=True)
-class Symbol:
-    index: int
-    name: str
-    value: int
-    size: int
-    kind: str           # STT_FUNC, STT_SECTION, ...
-    bind: str
-    shndx: object       # section index or 'SHN_UNDEF'/'SHN_ABS'/...
+# Named tuples (see arch.py): every `pvpass cc` reads objects.
+class Symbol(namedtuple("Symbol", "index name value size kind bind shndx")):
+    """kind: STT_FUNC, STT_SECTION, ...; shndx: a section index, or
+    'SHN_UNDEF'/'SHN_ABS'/..."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Reloc:
-    offset: int         # in the section the relocations apply to
-    type: int
-    type_name: str
-    symbol: Symbol
-    addend: int
+class Reloc(namedtuple("Reloc", "offset type type_name symbol addend")):
+    """offset: in the section the relocations apply to; addend made explicit
+    (REL: read from the section)."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True, eq=False)
 class Section:
     """One section header; `sec["sh_type"]` gives the type's name
     (`SHT_NOBITS`, or the number when unnamed), other fields their values."""
-    index: int
-    name: str
-    header_offset: int      # where its header is in the file
-    fields: dict
+    __slots__ = ("index", "name", "header_offset", "fields")
+
+    def __init__(self, index: int, name: str, header_offset: int, fields: dict) -> None:
+        self.index = index
+        self.name = name
+        self.header_offset = header_offset    # where its header is in the file
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        return f"Section({self.index}, {self.name!r})"
 
     def __getitem__(self, key: str):
         if key == "sh_type":

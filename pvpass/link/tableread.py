@@ -6,7 +6,7 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from .. import table
-from ..diag import PvError
+from ..errors import PvError
 from .elfobj import ElfObject
 
 
