@@ -22,10 +22,15 @@ class CodeModel:
     pie: bool             # -fpie/-fPIE (Debian's default)
 
 
-@lru_cache(maxsize=64)
 def code_model(arch: Arch, flags: tuple[str, ...]) -> CodeModel:
     """Ask the compiler which model the user's flags select."""
-    keep = [f for f in flags if f.startswith(("-f", "-m", "-O"))]
+    # keyed on the flags that can change it: a lint over a build's TUs,
+    # whose -D/-I differ per file, asks once per set of -f/-m/-O flags
+    return _code_model(arch, tuple(f for f in flags if f.startswith(("-f", "-m", "-O"))))
+
+
+@lru_cache(maxsize=64)
+def _code_model(arch: Arch, keep: tuple[str, ...]) -> CodeModel:
     r = tools.run(["gcc", arch.gcc_flag, *keep, "-dM", "-E", "-x", "c", "-"],
                   input=b"", check=False)
     macros = r.stdout.decode(errors="replace")

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The whole kernel as the benchmark (run by hand; hours for vmlinux on 2 cores).
 
-    tests/bench/kernel_tus.sh /work/wt/kernel          # source + x86-64 config
-    .venv/bin/python tests/bench/kernel_build.py /work/wt/kernel [TARGET...] [-j N]
+    tests/bench/kernel_tus.sh /work/kbench             # source + x86-64 config
+    .venv/bin/python tests/bench/kernel_build.py /work/kbench [TARGET...] [-j N] [--arch i386]
 
 TARGETs default to `vmlinux`; give directories (`arch/x86/kernel/ mm/`) for
 a subset. Three out-of-tree builds from clean with reproducible-build
 settings (KBUILD_BUILD_TIMESTAMP/USER/HOST fixed), the config of
-WORKDIR/build-x86_64/.config:
+WORKDIR/build-x86_64/.config (x86_64 defconfig + PARAVIRT_XXL + XEN_PV, made
+by kernel_tus.sh), or with --arch i386 of WORKDIR/build-i386/.config
+(i386_defconfig + PARAVIRT + PARAVIRT_SPINLOCKS + KVM_GUEST, made here):
 
   plain    make -jN CC=gcc
   cold     make -jN CC="pvpass cc -- gcc"     (empty pvpass cache)
@@ -37,14 +39,27 @@ HERE = Path(__file__).resolve().parent
 PVPASS = Path(sys.executable).with_name("pvpass")
 
 
+def i386_config(src: Path, work: Path) -> Path:
+    build = work / "build-i386"
+    config = build / ".config"
+    if not config.exists():
+        make = ["make", "-s", "-C", str(src), f"O={build}", "ARCH=i386"]
+        subprocess.run([*make, "i386_defconfig"], check=True, capture_output=True)
+        subprocess.run([str(src / "scripts/config"), "--file", str(config), "-e", "HYPERVISOR_GUEST",
+                        "-e", "PARAVIRT", "-e", "PARAVIRT_SPINLOCKS", "-e", "KVM_GUEST",
+                        "-d", "DEBUG_INFO", "-d", "DEBUG_INFO_BTF"], check=True)
+        subprocess.run([*make, "olddefconfig"], check=True, capture_output=True)
+    return config
+
+
 def build(src: Path, out: Path, config: Path, targets: list[str], cc: str, jobs: int, env: dict,
-          clean: bool = True) -> tuple[float, float, str]:
+          clean: bool = True, arch: list[str] = ()) -> tuple[float, float, str]:
     if clean and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / ".config").exists():
         shutil.copy(config, out / ".config")
-    make = ["make", "-C", str(src), f"O={out}"]
+    make = ["make", "-C", str(src), f"O={out}", *arch]
     subprocess.run([*make, "olddefconfig"], env=env, check=True, capture_output=True)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -83,23 +98,27 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("targets", nargs="*", default=["vmlinux"])
     ap.add_argument("-j", type=int, default=os.cpu_count())
+    ap.add_argument("--arch", choices=("x86_64", "i386"), default="x86_64")
     ap.add_argument("--keep-plain", action="store_true",
                     help="reuse the plain build of an earlier run (same targets)")
     a = ap.parse_args()
     work = a.work.resolve()
     src = work / "linux-source-6.1"
-    config = work / "build-x86_64" / ".config"
+    i386 = a.arch == "i386"
+    config = i386_config(src, work) if i386 else work / "build-x86_64" / ".config"
+    sfx = "-i386" if i386 else ""               # i386 builds live beside the x86-64 ones
+    arch = ["ARCH=i386"] if i386 else []
     env = dict(os.environ, KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026",
                KBUILD_BUILD_USER="pvpass", KBUILD_BUILD_HOST="pvpass", KBUILD_BUILD_VERSION="1",
-               PVPASS_CACHE_DIR=str(work / "bench-cache"))
-    shutil.rmtree(work / "bench-cache", ignore_errors=True)
+               PVPASS_CACHE_DIR=str(work / f"bench-cache{sfx}"))
+    shutil.rmtree(work / f"bench-cache{sfx}", ignore_errors=True)
     timecc = str(HERE / "timecc")
     runs = {}
     for name, cc, clean in (("plain", "gcc", True), ("cold", f"{PVPASS} cc -- gcc", True),
                             ("warm", f"{PVPASS} cc -- gcc", False)):
-        out = work / ("bench-plain" if name == "plain" else "bench-pvpass")
-        log = work / f"bench-{name}.times"
-        saved = work / f"bench-{name}.json"
+        out = work / (f"bench-plain{sfx}" if name == "plain" else f"bench-pvpass{sfx}")
+        log = work / f"bench-{name}{sfx}.times"
+        saved = work / f"bench-{name}{sfx}.json"
         if name == "plain" and a.keep_plain and saved.exists():
             cpu, wall, text = json.loads(saved.read_text())
             runs[name] = (cpu, wall, text, per_tu(log))
@@ -108,18 +127,24 @@ def main() -> None:
         log.unlink(missing_ok=True)
         e = dict(env, PVPASS_TU_LOG=str(log))
         if name == "warm":
-            subprocess.run(["make", "-C", str(src), f"O={out}", "clean"], env=e, check=True, capture_output=True)
-        cpu, wall, text = build(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean)
+            subprocess.run(["make", "-C", str(src), f"O={out}", *arch, "clean"], env=e, check=True,
+                           capture_output=True)
+        cpu, wall, text = build(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean, arch)
         runs[name] = (cpu, wall, text, per_tu(log))
         saved.write_text(json.dumps([cpu, wall, text]))
         print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
               f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
+    plain_warn = {l for l in runs["plain"][2].splitlines() if "warning:" in l}
+    for name in ("cold", "warm"):
+        new = [l for l in runs[name][2].splitlines() if "warning:" in l and l not in plain_warn]
+        print(f"{name}: {len(new)} warning lines the plain build does not print"
+              + "".join(f"\n  {l}" for l in new[:5]))
     pc, pw = runs["plain"][:2]
     for name in ("cold", "warm"):
         c, w = runs[name][:2]
         print(f"{name}/plain: CPU {c / pc:.3f}x  wall {w / pw:.3f}x")
     plain_tus = runs["plain"][3]
-    pvout = work / "bench-pvpass"
+    pvout = work / f"bench-pvpass{sfx}"
     for name in ("cold", "warm"):
         tus = runs[name][3]
         common = [o for o in tus if o in plain_tus and plain_tus[o] > 0]
@@ -131,7 +156,7 @@ def main() -> None:
             rs = [r for r, _ in ratios]
             print(f"{name} per-TU CPU ratio, {label} ({len(objs)}): median {statistics.median(rs):.2f}x "
                   f"p90 {pct(rs, 0.9):.2f}x  worst: " + ", ".join(f"{o} {r:.2f}x" for r, o in ratios[:5]))
-    plain_out = work / "bench-plain"
+    plain_out = work / f"bench-plain{sfx}"
     if (plain_out / "vmlinux").exists() and (pvout / "vmlinux").exists():
         same = (plain_out / "vmlinux").read_bytes() == (pvout / "vmlinux").read_bytes()
         print(f"vmlinux byte-identical: {same}")
