@@ -115,6 +115,20 @@ def test_plain_call_shortcut_takes_only_its_shape(tmp):
     assert [c.offset for c in check_table(o)] == [8, 8, 8]
 
 
+@pytest.mark.parametrize("code,expect", [
+    ("movl $-1, %edx\nmovl sym, %eax\n", False),     # BA FF FF FF FF | A1 abs32: no jmp *sym(%ecx)
+    ("movl $-1, %edx\ncall *sym\n", True),
+    ("movl $-1, %edx\njmp *sym(%ecx)\n", True)])
+def test_may_hold_sites_decodes_its_candidates(tmp, code, expect):
+    """On i386 the byte pattern of a relocated `jmp *disp32(%ecx)` (FF A1)
+    also ends every `mov sym, %eax` after a 0xFF byte; only a real indirect
+    call or jump makes an object a candidate (gas is the oracle)."""
+    (tmp / "f.s").write_text(f".data\n.globl sym\nsym: .long 0\n.text\n.globl f\n.type f, @function\n"
+                             f"f:\n{code}ret\n.size f, .-f\n")
+    assert gcc("-m32", "-c", str(tmp / "f.s"), "-o", str(tmp / "f.o")).returncode == 0
+    assert may_hold_sites(ElfObject.read(str(tmp / "f.o"))) is expect
+
+
 def _edit_entry(o: ElfObject, i: int, field: int, value: int) -> ElfObject:
     """A copy of the object with one byte of table entry i changed
     (field 0: type, 1: length)."""

@@ -401,6 +401,12 @@ class ElfObject:
         return out
 
     def function_at(self, section: str, offset: int) -> tuple[str, int] | None:
+        """The symbol (function first) covering section+offset, and the
+        offset into it."""
+        s = self.symbol_covering(section, offset)
+        return None if s is None else (s.name, offset - s.value)
+
+    def symbol_covering(self, section: str, offset: int) -> Symbol | None:
         """The symbol (function first) covering section+offset: the one with
         the highest start, a FUNC among equals; a size-0 symbol covers all
         after it."""
@@ -409,7 +415,7 @@ class ElfObject:
         while k >= 0 and ends[k] > offset:        # nothing at or before k reaches offset otherwise
             s = syms[k]
             if s.size == 0 or offset < s.value + s.size:
-                return s.name, offset - s.value
+                return s
             k -= 1
         return None
 

@@ -112,7 +112,13 @@ def _decoded_call(obj: ElfObject, data: bytes, e, rels, offs, where: str) -> tup
 
 def may_hold_sites(obj: ElfObject) -> bool:
     """True when some executable section has a relocated disp32 that ends a
-    `call *`/`jmp *` memory operand (FF /2../5 with ModRM, maybe SIB)."""
+    `call *`/`jmp *` memory operand (FF /2../5 with ModRM, maybe SIB).
+
+    The byte pattern alone is not enough on i386, where `mov sym, %eax`
+    (A1 + abs32) after any 0xFF byte reads as `jmp *sym(%ecx)`: a candidate
+    is confirmed by disassembling its function (capstone) from its start, so
+    an object without a real one costs no preprocessor run."""
+    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
     for sec in obj.sections:
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -122,10 +128,30 @@ def may_hold_sites(obj: ElfObject) -> bool:
         data = obj.section_data(sec)
         for r in rels:
             o = r.offset
-            if o >= 2 and data[o - 2] == 0xFF and _mem_call_modrm(data[o - 1], sib=None):
-                return True
-            if o >= 3 and data[o - 3] == 0xFF and _mem_call_modrm(data[o - 2], sib=data[o - 1]):
-                return True
+            if (o >= 2 and data[o - 2] == 0xFF and _mem_call_modrm(data[o - 1], sib=None)) or \
+                    (o >= 3 and data[o - 3] == 0xFF and _mem_call_modrm(data[o - 2], sib=data[o - 1])):
+                if _decodes_as_call(obj, sec.name, data, o, decoded):
+                    return True
+    return False
+
+
+def _decodes_as_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> bool:
+    """Whether the instruction holding the relocated field at `off` is an
+    indirect call or jump, decoded from the start of its function (True when
+    no symbol says where that starts)."""
+    sym = obj.symbol_covering(section, off)
+    if sym is None:
+        return True
+    from .copies import _disasm, _norm      # capstone: only for candidates
+    start = sym.value
+    end = start + sym.size if sym.size else len(data)
+    ins = decoded.get((section, start))
+    if ins is None:
+        ins = decoded[(section, start)] = {i[0]: i for i in _disasm(obj.arch.bits, data, start, end)}
+    for back in range(1, 16):               # an instruction is at most 15 bytes
+        i = ins.get(off - back)
+        if i is not None and i[0] + i[1] > off:
+            return _norm(i[2]) in ("call", "jmp", "lcall", "ljmp") and i[3].startswith("*")
     return False
 
 
