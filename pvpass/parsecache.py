@@ -146,8 +146,15 @@ def _tree_ok(root) -> bool:
 
 
 class ParseCache:
+    # Entries already loaded (and checked) by this process: a lint over a
+    # build's TUs meets the same header chunks in every TU, and reading,
+    # unpickling and checking each again was a fifth of its time. The ASTs
+    # are shared, so nothing downstream may change them (nothing does).
+    _MEMORY = 4096
+
     def __init__(self) -> None:
         self.dir: Path | None = None
+        self._mem: dict[str, tuple] = {}
         if os.environ.get("PVPASS_CACHE", "1") != "0":
             from .buildcache import cache_root, code_identity
             self.dir = cache_root() / f"chunks-{code_identity()}-{_PYCPARSER}"
@@ -163,19 +170,31 @@ class ParseCache:
     def get(self, key: str):
         if self.dir is None:
             return None
+        got = self._mem.get(key)
+        if got is not None:
+            return got
         try:
             with open(self.dir / key[:2] / key, "rb") as f:
                 data = f.read(_MAX_ENTRY + 1)
         except OSError:
             return None
-        return loads(data, key) if len(data) <= _MAX_ENTRY else None
+        got = loads(data, key) if len(data) <= _MAX_ENTRY else None
+        if got is not None:
+            self._remember(key, got)
+        return got
+
+    def _remember(self, key: str, value: tuple) -> None:
+        if len(self._mem) >= self._MEMORY:
+            self._mem.clear()
+        self._mem[key] = value
 
     def put(self, key: str, ast, index) -> None:
         if self.dir is None:
             return
         data = dumps(key, ast, index)
         if data is None:
-            return
+            return                  # too deep to pickle: parsed again each time
+        self._remember(key, (ast, index))
         try:
             d = self.dir / key[:2]
             d.mkdir(parents=True, exist_ok=True)
