@@ -118,7 +118,10 @@ def test_plain_call_shortcut_takes_only_its_shape(tmp):
 @pytest.mark.parametrize("code,expect", [
     ("movl $-1, %edx\nmovl sym, %eax\n", False),     # BA FF FF FF FF | A1 abs32: no jmp *sym(%ecx)
     ("movl $-1, %edx\ncall *sym\n", True),
-    ("movl $-1, %edx\njmp *sym(%ecx)\n", True)])
+    ("movl $-1, %edx\njmp *sym\n", True),
+    ("movl $-1, %edx\njmp *sym(%ecx)\n", False),     # a base register: an array of ops, no site
+    ("movl $-1, %edx\ncall *sym(,%ecx,4)\n", False),
+    ("movl $-1, %ecx\nadcl $sym, %eax\n", False)])   # B9 FF FF FF FF | 15 imm32: decoded
 def test_may_hold_sites_decodes_its_candidates(tmp, code, expect):
     """On i386 the byte pattern of a relocated `jmp *disp32(%ecx)` (FF A1)
     also ends every `mov sym, %eax` after a 0xFF byte; only a real indirect

@@ -112,12 +112,12 @@ def _decoded_call(obj: ElfObject, data: bytes, e, rels, offs, where: str) -> tup
 
 def may_hold_sites(obj: ElfObject) -> bool:
     """True when some executable section has a relocated disp32 that ends a
-    `call *`/`jmp *` memory operand (FF /2../5 with ModRM, maybe SIB).
-
-    The byte pattern alone is not enough on i386, where `mov sym, %eax`
-    (A1 + abs32) after any 0xFF byte reads as `jmp *sym(%ecx)`: a candidate
-    is confirmed by disassembling its function (capstone) from its start, so
-    an object without a real one costs no preprocessor run."""
+    `call *`/`jmp *` memory operand with neither base nor index register
+    (FF /2../5, ModRM and maybe SIB: see _mem_call_modrm). Bytes that only
+    look like one (the end of another instruction, then an opcode byte that
+    reads as that ModRM) are told apart by disassembling the function
+    (capstone) from its start, so an object without a real one costs no
+    preprocessor run."""
     decoded: dict[tuple[str, int], dict[int, tuple]] = {}
     for sec in obj.sections:
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
@@ -156,9 +156,16 @@ def _decodes_as_call(obj: ElfObject, section: str, data: bytes, off: int, decode
 
 
 def _mem_call_modrm(modrm: int, sib: int | None) -> bool:
+    """FF /2../5 through a bare disp32: no base and no index register. That
+    is how gcc addresses a member of a global ops object (`%c[op]`, or an
+    "m" operand: absolute, or RIP-relative on x86-64); a base or index
+    register with a relocated ops address would index an array of ops
+    objects, which has no constant type number. (The based forms are also
+    where i386's `mov sym, %eax`, A1 + abs32, reads as `jmp *sym(%ecx)`
+    after any 0xFF byte.)"""
     mod, reg, rm = modrm >> 6, (modrm >> 3) & 7, modrm & 7
-    if reg not in (2, 3, 4, 5):          # call, lcall, jmp, ljmp
+    if reg not in (2, 3, 4, 5) or mod != 0:     # call, lcall, jmp, ljmp
         return False
     if sib is None:
-        return (mod == 0 and rm == 5) or (mod == 2 and rm != 4)
-    return rm == 4 and (mod == 2 or (mod == 0 and sib & 7 == 5))
+        return rm == 5
+    return rm == 4 and sib & 7 == 5 and (sib >> 3) & 7 == 4
