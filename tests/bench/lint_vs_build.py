@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""`pvpass lint -p` over a kernel build's TUs against compiling them (run by
+hand, not by pytest):
+
+    tests/bench/kernel_build.py /work/kbench          # leaves bench-plain/ and bench-plain.times
+    python3 /work/kbench/linux-source-6.1/scripts/clang-tools/gen_compile_commands.py \\
+        -d /work/kbench/bench-plain -o /work/kbench/bench-plain/compile_commands.json
+    .venv/bin/python tests/bench/lint_vs_build.py /work/kbench/bench-plain \\
+        /work/kbench/bench-plain.times [-j 2] [PATH...]
+
+Runs `pvpass lint -j N -p BUILD_DIR [PATH...]` with an empty parse cache and
+prints its CPU (user+sys, children included: the preprocessor runs) and wall
+beside the CPU the plain build's compiles of the same TUs took (from the
+per-compile log kernel_build.py writes through tests/bench/timecc), their
+ratio, and lint's summary line. The compile database's commands may start
+with timecc (kernel_build.py's CC); it is dropped from a copy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PVPASS = Path(sys.executable).with_name("pvpass")
+
+
+def compile_cpu(times: Path) -> dict[str, float]:
+    """Object (relative to the build dir) -> CPU seconds of its compile."""
+    out = {}
+    for line in times.read_text().splitlines():
+        p = line.split()
+        if len(p) == 4:
+            out[p[3].removeprefix("./")] = float(p[0]) + float(p[1])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build", type=Path)
+    ap.add_argument("times", type=Path)
+    ap.add_argument("paths", nargs="*")
+    ap.add_argument("-j", type=int, default=os.cpu_count())
+    a = ap.parse_intermixed_args()
+    entries = json.loads((a.build / "compile_commands.json").read_text())
+    cpu = compile_cpu(a.times)
+    wanted = tuple(str(Path(p).resolve()) for p in a.paths)
+    gcc_cpu, n, missing = 0.0, 0, 0
+    with tempfile.TemporaryDirectory(prefix="pvlint.") as tmp:
+        db = Path(tmp) / "db"
+        db.mkdir()
+        for e in entries:
+            e["command"] = re.sub(r"^\S*timecc\s+", "", e.get("command", ""))
+            if wanted and not e["file"].startswith(wanted):
+                continue
+            m = re.search(r"\s-o\s+(\S+)", e["command"])
+            obj = m.group(1).removeprefix("./") if m else None
+            if obj in cpu:
+                gcc_cpu += cpu[obj]
+                n += 1
+            else:
+                missing += 1
+        (db / "compile_commands.json").write_text(json.dumps(entries))
+        env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(tmp) / "cache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        p = subprocess.run([str(PVPASS), "lint", "-j", str(a.j), "-p", str(db), *a.paths],
+                           cwd=a.build, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        shutil.rmtree(Path(tmp) / "cache", ignore_errors=True)
+    lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
+    print(f"TUs linted with a compile logged: {n} (without: {missing})")
+    print(f"lint   CPU {lint_cpu:8.1f}s  wall {wall:7.1f}s  exit {p.returncode}")
+    print(f"gcc    CPU {gcc_cpu:8.1f}s  (the plain build's compiles of those TUs)")
+    print(f"lint/compile: CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched")
+    print(summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings"))
+
+
+if __name__ == "__main__":
+    main()
