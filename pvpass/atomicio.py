@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import threading
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
     path = Path(path)
     if isinstance(data, str):
         data = data.encode()
+    try:
+        st = os.stat(path)                  # symlinks followed
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # -o /dev/null, /dev/stdout, a FIFO: written through, never renamed
+        # over (as root that would replace the device with a file)
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    if st is not None and path.is_symlink():
+        path = Path(os.path.realpath(path))  # the file the link names gets the data
     if sweep:
         remove_stale(path)
     old = {}

@@ -190,6 +190,8 @@ def run_cc(argv: list[str]) -> int:
     rc = _call(argv)
     if rc != 0:
         return rc                # the compiler's diagnostics were the ones that mattered
+    if _regular(c.object) is False:
+        return 0                 # -o /dev/null (kbuild's probes), a pipe: nothing to add, nothing to remove
     try:
         _after_compile(c, records)
     except PvError:
@@ -335,8 +337,19 @@ def _add_sections(path: str, obj, secs, syms) -> None:
     write_atomic(path, add_sections(obj, secs, syms), durable=False)
 
 
-def _remove(path: str) -> None:
+def _regular(path: str) -> bool | None:
+    """Whether the compiler's output is a regular file (symlinks followed);
+    None when there is none."""
+    import stat
     try:
-        os.unlink(path)
+        return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
-        pass
+        return None
+
+
+def _remove(path: str) -> None:
+    if _regular(path):           # never a device: `-o /dev/null` run as root
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -54,3 +54,30 @@ def test_usage_errors():
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = run_pvpass("scan", "--arch", "mips", str(TESTDATA / "pvpass/sites.c"))
     assert r.returncode == 2 and "unknown architecture 'mips'" in r.stderr
+
+
+def test_outputs_that_are_no_regular_file(tmp):
+    """`-o /dev/null` or `/dev/stdout` must not be renamed over (as root that
+    replaced the device with a file): a FIFO stands in for the device, and
+    its reader gets the output; a symlink to a file keeps pointing at it."""
+    import os
+    import threading
+    src = str(TESTDATA / "pvpass" / "sites.c")
+    flags = ["--", "-I", str(TESTDATA / "pvpass"), "-I", str(TESTDATA.parent / "pvpass" / "include")]
+    fifo = tmp / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = run_pvpass("scan", src, "-o", str(fifo), *flags)
+    reader.join(30)
+    assert r.returncode == 0, r.stderr
+    assert fifo.is_fifo() and got and b'"sites"' in got[0]
+    assert [p.name for p in tmp.iterdir()] == ["fifo"]        # no temporary file left
+    real = tmp / "real.json"
+    real.write_text("old")
+    link = tmp / "link.json"
+    link.symlink_to(real)
+    r = run_pvpass("scan", src, "-o", str(link), *flags)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and b'"sites"' in real.read_bytes()

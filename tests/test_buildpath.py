@@ -203,6 +203,20 @@ def test_no_site_copy_leaves_the_object_alone(tmp):
     assert (tmp / "g.o").read_bytes() == (tmp / "p.o").read_bytes()
 
 
+@pytest.mark.parametrize("src", ["empty.c", str(TESTDATA / "kernel/k61.c")])
+def test_output_that_is_no_regular_file_is_left_alone(tmp, src):
+    """kbuild probes with `-c -x c /dev/null -o /dev/null`: the output is a
+    device, so there is nothing to add and nothing to remove (pvpass once
+    unlinked /dev/null, run as root). A symlink to it stands in here, so a
+    regression costs the link, not the machine's /dev/null."""
+    out = tmp / "out.o"
+    out.symlink_to("/dev/null")
+    (tmp / "empty.c").write_text("")
+    r = cc(tmp, "-O2", "-fno-pie", "-c", "-x", "c", str(tmp / src), "-o", str(out))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert out.is_symlink() and os.readlink(out) == "/dev/null"
+
+
 def test_which_objects_may_hold_sites(tmp):
     src = tmp / "a.c"
     src.write_text("struct o { void (*f)(void); } ops;\nint g(int x) { return x + 1; }\n"
