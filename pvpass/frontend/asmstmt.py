@@ -83,6 +83,8 @@ def decode_string(lit: str, off: int) -> tuple[str, list[int]]:
                 c, i = chr(int(m.group(), 8)), i + 1 + len(m.group())
             elif n == "x":
                 m = re.match(r'[0-9a-fA-F]+', body[i + 2:])
+                if m is None:        # gcc: "\x used with no following hex digits"
+                    raise _Malformed("\\x used with no following hex digits", body_off + start)
                 c, i = chr(int(m.group(), 16) & 0xFF), i + 2 + len(m.group())
             else:
                 c, i = n, i + 2
@@ -224,7 +226,8 @@ def _operands(toks: _Tokens, blanks, index: int, is_output: bool, end: int) -> l
             raise _Malformed("expected a constraint string", toks.peek()[2])
         constraint = ""
         while toks.peek()[0] == "str":
-            constraint += decode_string(toks.next()[1], 0)[0]
+            t = toks.next()
+            constraint += decode_string(t[1], t[2])[0]
         toks.expect("(", "before the operand's expression", end)
         depth, parts = 1, []
         expr_start = toks.peek()[2]
