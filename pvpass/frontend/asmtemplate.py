@@ -197,7 +197,21 @@ class _ToModel(Transformer):
 
 @lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
-    """Parse a decoded asm template; TemplateError carries the index."""
+    """Parse a decoded asm template; TemplateError carries the index. Deeply
+    parenthesised operands (lark's tree walks recurse) are parsed again on a
+    deep stack (frontend/deep.py), and beyond that are one error."""
+    try:
+        return _parse_template(text)
+    except RecursionError:
+        pass
+    from .deep import deep_call
+    try:
+        return deep_call(_parse_template, text)
+    except RecursionError:
+        raise TemplateError("cannot parse asm template: nested too deeply", 0) from None
+
+
+def _parse_template(text: str) -> Template:
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
