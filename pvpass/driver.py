@@ -105,10 +105,11 @@ _CPP_WITH_ARG = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote"
 _CPP_PREFIX = ("-I", "-D", "-U", "-std=", "-m", "-f", "-O", "--sysroot", "-nostdinc", "-iprefix")
 
 
-def parse(args: list[str]) -> tuple[list[str], list[str], str | None, bool]:
-    """For lint's compile database: (C sources, the flags that matter to the
-    preprocessor, -o output, is a compile-only run) of a command's arguments."""
-    c = parse_compile(["cc", *args])
+def parse(argv: list[str]) -> tuple[str, list[str]]:
+    """For lint's compile database: (the compiler behind any ccache-style
+    wrapper, the flags that matter to the preprocessor) of a whole command."""
+    c = parse_compile(argv)
+    args = c.args
     cpp, i = [], 0
     while i < len(args):
         a = args[i]
@@ -120,7 +121,7 @@ def parse(args: list[str]) -> tuple[list[str], list[str], str | None, bool]:
         if a.startswith(_CPP_PREFIX) and not a.startswith(("-MF", "-MT", "-MQ")):
             cpp.append(a)
         i += 1
-    return c.sources, cpp, c.out, c.compile_only
+    return c.real_compiler, cpp
 
 
 def parse_compile(argv: list[str]) -> Compile:
@@ -272,7 +273,7 @@ def _analyse(c: Compile, obj, kernel: bool, records) -> tuple[object, list[str]]
         return None, headers     # no annotation: the relocated `call *` is no site
     from .arch import get_arch
     from .frontend.scan import scan_reported
-    res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args(), compiled=True)
+    res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args(), compiled=True, cc=c.real_compiler)
     if not res.inventory.sites:
         if kernel:
             from .link.tablecheck import check_table

@@ -22,16 +22,17 @@ class CodeModel:
     pie: bool             # -fpie/-fPIE (Debian's default)
 
 
-def code_model(arch: Arch, flags: tuple[str, ...]) -> CodeModel:
-    """Ask the compiler which model the user's flags select."""
+def code_model(arch: Arch, flags: tuple[str, ...], cc: str) -> CodeModel:
+    """Ask the compiler `cc` which model the user's flags select (its own
+    default counts: a cross or distribution compiler may differ from gcc's)."""
     # keyed on the flags that can change it: a lint over a build's TUs,
     # whose -D/-I differ per file, asks once per set of -f/-m/-O flags
-    return _code_model(arch, tuple(f for f in flags if f.startswith(("-f", "-m", "-O"))))
+    return _code_model(arch, tuple(f for f in flags if f.startswith(("-f", "-m", "-O"))), cc)
 
 
 @lru_cache(maxsize=64)
-def _code_model(arch: Arch, keep: tuple[str, ...]) -> CodeModel:
-    r = tools.run(["gcc", arch.gcc_flag, *keep, "-dM", "-E", "-x", "c", "-"],
+def _code_model(arch: Arch, keep: tuple[str, ...], cc: str) -> CodeModel:
+    r = tools.run([cc, arch.gcc_flag, *keep, "-dM", "-E", "-x", "c", "-"],
                   input=b"", check=False)
     macros = r.stdout.decode(errors="replace")
     pie = "__PIE__" in macros or "__pie__" in macros

@@ -19,6 +19,11 @@ def include_dir() -> str:
     return str(resources.files("pvpass") / "include")
 
 
+def default_cc() -> str:
+    """The compiler the commands run when no build names one."""
+    return os.environ.get("PVPASS_CPP_CC", "gcc")
+
+
 def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> PPText:
     """Preprocess `src` (or read it if it is already preprocessed)."""
     path = Path(src)
@@ -42,14 +47,13 @@ def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None)
 
 
 def _argv(mode: str, src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> list[str]:
-    cc = cc or os.environ.get("PVPASS_CPP_CC", "gcc")
-    return [cc, mode, arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(), *cppflags, src]
+    return [cc or default_cc(), mode, arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(), *cppflags, src]
 
 
-def compiler_accepts(src: str, arch: Arch, cppflags: list[str]) -> bool:
+def compiler_accepts(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> bool:
     """Does the compiler accept `src` as C (`-fsyntax-only`)? Asked only when
     the front end cannot parse it, to tell broken C from C it cannot follow."""
-    return tools.run(_argv("-fsyntax-only", src, arch, cppflags), check=False).returncode == 0
+    return tools.run(_argv("-fsyntax-only", src, arch, cppflags, cc), check=False).returncode == 0
 
 
 def _first_error(stderr: str) -> str:

@@ -23,7 +23,7 @@ from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
 from .pptext import PPText
-from .preprocess import compiler_accepts, preprocess
+from .preprocess import compiler_accepts, default_cc, preprocess
 from .sites import SiteBuilder, SiteSource
 
 _MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
@@ -40,19 +40,21 @@ class ScanResult:
     annotations: list[tuple[Annotation, Loc]] = field(default_factory=list)
 
 
-def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True) -> ScanResult:
+def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True,
+         cc: str | None = None) -> ScanResult:
     """Scan a source. With `report`, the front end's warnings (C it cannot
-    follow) go to stderr here: the commands have nowhere else to show them."""
-    return scan_reported(preprocess(src, arch, cppflags), arch, cppflags, report)
+    follow) go to stderr here: the commands have nowhere else to show them.
+    `cc`: the compiler the build uses (`default_cc()` if none)."""
+    return scan_reported(preprocess(src, arch, cppflags, cc), arch, cppflags, report, cc=cc)
 
 
 def scan_reported(pp: PPText, arch: Arch, cppflags: list[str], report: bool = True,
-                  compiled: bool = False) -> ScanResult:
+                  compiled: bool = False, cc: str | None = None) -> ScanResult:
     """`scan_pp` with locations mapped to the source the user wrote and,
     with `report`, its warnings printed (the build path's entry)."""
     try:
         with _fewer_collections():
-            res = scan_pp(pp, arch, cppflags, compiled)
+            res = scan_pp(pp, arch, cppflags, compiled, cc)
     except PvError as e:
         if e.loc is not None:
             e.loc = pp.user_loc(e.loc)
@@ -77,7 +79,8 @@ def _fewer_collections():
         gc.set_threshold(*old)
 
 
-def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False) -> ScanResult:
+def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
+            cc: str | None = None) -> ScanResult:
     """`compiled`: the compiler has already compiled this text (the build
     path), so C the parser cannot follow needs no gcc -fsyntax-only to tell a
     warning from an error."""
@@ -85,7 +88,8 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False)
     parser = ChunkParser(pp, tu)
     env = TypeEnv(parser, arch)
     ops_index = OpsIndex(parser, env)
-    builder = SiteBuilder(pp, arch, env, ops_index, code_model(arch, tuple(cppflags)))
+    cc = cc or default_cc()
+    builder = SiteBuilder(pp, arch, env, ops_index, code_model(arch, tuple(cppflags), cc))
     sources: list[SiteSource] = []
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted({c.index for off in _marks(pp.text) if (c := tu.chunk_at(off)) is not None})
@@ -94,7 +98,7 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False)
 
     def compiler_ok() -> bool:
         if not accepts:
-            accepts.append(compiler_accepts(pp.main_file, arch, cppflags))
+            accepts.append(compiler_accepts(pp.main_file, arch, cppflags, cc))
         return accepts[0]
 
     for idx in marked:

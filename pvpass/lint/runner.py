@@ -23,9 +23,10 @@ class FileResult:
     input_error: bool = False
 
 
-def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None]) -> FileResult:
+def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None]
+              ) -> FileResult:
     """One file (a top-level function so worker processes can run it)."""
-    path, arch_name, cpp, extra_ops, cwd = job
+    path, arch_name, cpp, extra_ops, cwd, cc = job
     from ..frontend.scan import scan
     from .checks import check_all
     from .reach import unreachable
@@ -38,7 +39,7 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
         arch = get_arch(arch_name)
         res = FileResult(path)
         try:
-            scanned = scan(path, arch, list(cpp), report=False)
+            scanned = scan(path, arch, list(cpp), report=False, cc=cc)
         except PvError as e:
             d = e.diagnostic()
             if e.loc is None:
@@ -73,9 +74,10 @@ def collect(paths: list[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str]]:
-    """(file, cpp flags, directory) per entry of BUILD_DIR/compile_commands.json
-    (only those under `paths`, when given)."""
+def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str, str]]:
+    """(file, cpp flags, directory, compiler) per entry of
+    BUILD_DIR/compile_commands.json (only those under `paths`, when given):
+    a cross-compiled tree is preprocessed by its own compiler."""
     from ..driver import parse
     db = Path(build_dir) / "compile_commands.json"
     try:
@@ -91,16 +93,17 @@ def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str]
         if wanted and not f.startswith(wanted):
             continue         # before splitting: shlex takes ~8 ms per kernel command
         args = e.get("arguments") or shlex.split(e.get("command", ""))
-        _, cpp, _, _ = parse(args[1:])
-        out.append((f, cpp, d))
+        cc, cpp = parse(args)
+        out.append((f, cpp, d, cc))
     return sorted(out)
 
 
 def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResult]:
     if build_dir:
-        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d) for f, flags, d in from_compile_db(build_dir, paths)]
+        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d, cc)
+                 for f, flags, d, cc in from_compile_db(build_dir, paths)]
     else:
-        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None) for f in collect(paths)]
+        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None, None) for f in collect(paths)]
     if jobs > 1 and len(jobsl) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             return _progress(ex.map(lint_file, jobsl, chunksize=1), len(jobsl))

@@ -10,7 +10,7 @@ import tempfile
 from ..arch import Arch
 from .. import tools
 from ..diag import PvError
-from ..frontend.preprocess import include_dir
+from ..frontend.preprocess import default_cc, include_dir
 
 
 def is_elf(path: str) -> bool:
@@ -40,8 +40,9 @@ def build_for_verify(source: str, arch: Arch, cpp: list[str]):
         return
     with tempfile.TemporaryDirectory(prefix="pvpass-verify-") as d:
         obj = os.path.join(d, "site.o")
-        cmd = ["gcc", arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
-        tools.run(cmd, what=f"{source}: gcc")
+        cc = default_cc()
+        cmd = [cc, arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
+        tools.run(cmd, what=f"{source}: {cc}")
         out = os.path.join(d, "linked.o")
         with open(out, "wb") as f:
             f.write(link_object(ElfObject.read(obj), res, True).data)
