@@ -215,6 +215,8 @@ def _after_compile(c: Compile, records) -> None:
     if kernel and not records:
         check_table(obj)         # needs neither the source nor the preprocessor
         return
+    if not kernel and any(s.name.startswith(".gnu.lto_") for s in obj.sections):
+        _lto_warning(c)          # rare, so preprocessing to say it is affordable
     if not kernel and not may_hold_sites(obj):
         return                   # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of
@@ -234,6 +236,24 @@ def _after_compile(c: Compile, records) -> None:
         value, headers = _analyse(c, obj, kernel, records)
     if key:
         cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
+
+
+def _lto_warning(c: Compile) -> None:
+    """An -flto object holds GIMPLE for the link to compile: the code the
+    sites end up in is made there, after pvpass has seen the object, so no
+    table can name it (a fat object's code is dropped by an LTO link too).
+    The program stays correct, with indirect calls; say so rather than
+    leave the sites silently unpatched. The kernel dialect needs no word:
+    its table comes from the asm, which the link-time compile emits."""
+    import re
+    pp = _preprocess(c)
+    n = len(re.findall(r"pvpass\s*:\s*site\b", pp.text))
+    if n:
+        from .diag import Diagnostic, Loc, emit
+        emit(Diagnostic(Loc(c.sources[0]), "warning",
+                        f"-flto: the {n} pvpass site{'s' if n > 1 else ''} of this source cannot be tabled, "
+                        f"as their code is made at link time; they stay indirect calls "
+                        f"(compile this source with -fno-lto to have them patched)"))
 
 
 def _call(argv: list[str]) -> int:

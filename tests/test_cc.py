@@ -46,3 +46,22 @@ def test_pvpass_error_removes_the_object(tmp):
                                                                         str(TESTDATA / "pvpass/ops.h")))
     r = run_pvpass("cc", "--", "gcc", "-I", str(INCLUDE), "-c", str(src), "-o", str(tmp / "u.o"))
     assert r.returncode == 2 and "[PV005]" in r.stderr and not (tmp / "u.o").exists()
+
+
+def test_lto_sites_are_named_not_silently_lost(tmp):
+    """-flto leaves GIMPLE in the object and makes the code at link time, so
+    pvpass cannot table the sites: the object is gcc's and a warning says
+    so. The kernel dialect gets no warning: its table comes from the asm,
+    which the link-time compile emits."""
+    src = str(TESTDATA / "pvpass/sites.c")
+    env = {"PVPASS_CACHE": "0"}
+    r = run_pvpass("cc", "--", "gcc", "-O2", "-flto", "-I", str(INCLUDE), "-c", src, "-o", str(tmp / "a.o"),
+                   env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("warning: -flto: the 9 pvpass sites of this source cannot be tabled") == 1, r.stderr
+    assert r.stderr.startswith(f"{src}: warning:"), r.stderr
+    names = [s.name for s in ElfObject.read(str(tmp / "a.o")).sections]
+    assert any(n.startswith(".gnu.lto_") for n in names) and not any("pvpass" in n for n in names), names
+    r = run_pvpass("cc", "--", "gcc", "-m32", "-fno-pie", "-O2", "-flto", "-c", str(TESTDATA / "kernel/k61.c"),
+                   "-o", str(tmp / "k.o"), env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
