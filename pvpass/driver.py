@@ -128,7 +128,7 @@ def parse_compile(argv: list[str]) -> Compile:
     n = 1
     while n < len(argv) and os.path.basename(argv[n - 1]) in _WRAPPERS and not argv[n].startswith("-"):
         n += 1
-    c = Compile(argv[:n], argv[n:])
+    c = Compile(argv[:n], _expand_response_files(argv[n:]))
     lang = None
     skip = False
     i = 0
@@ -153,6 +153,28 @@ def parse_compile(argv: list[str]) -> Compile:
     c.compile_only = ("-c" in a and not (_NO_LINK_STEP & set(a)) and len(c.sources) == 1
                       and not skip and c.sources[0] != "-" and c.out != "-")
     return c
+
+
+def _expand_response_files(args: list[str], depth: int = 0) -> list[str]:
+    """gcc's `@FILE` arguments (CMake and ninja use them for long command
+    lines) replaced by the words in FILE, as libiberty's expandargv does:
+    shell-like quoting, nested files; an unreadable FILE stays a word."""
+    if depth > 16 or not any(a.startswith("@") for a in args):
+        return args
+    import shlex
+    out: list[str] = []
+    for a in args:
+        if a.startswith("@") and len(a) > 1:
+            try:
+                with open(a[1:], encoding="utf-8", errors="surrogateescape") as f:
+                    words = shlex.split(f.read())
+            except (OSError, ValueError):
+                out.append(a)
+                continue
+            out += _expand_response_files(words, depth + 1)
+        else:
+            out.append(a)
+    return out
 
 
 def _records_option(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]:

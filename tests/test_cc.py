@@ -65,3 +65,20 @@ def test_lto_sites_are_named_not_silently_lost(tmp):
     r = run_pvpass("cc", "--", "gcc", "-m32", "-fno-pie", "-O2", "-flto", "-c", str(TESTDATA / "kernel/k61.c"),
                    "-o", str(tmp / "k.o"), env=env)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_response_files(tmp):
+    """`gcc @FILE` (CMake and ninja on long command lines): the compile in
+    FILE gets its table as if written out, nested files and quoting too."""
+    src = tmp / "dir with space" / "sites.c"
+    src.parent.mkdir()
+    src.write_text((TESTDATA / "pvpass/sites.c").read_text())
+    (tmp / "inner.rsp").write_text(f'-I "{INCLUDE}" -I "{TESTDATA / "pvpass"}"\n')
+    (tmp / "outer.rsp").write_text(f'-O2 @{tmp / "inner.rsp"} -c "{src}"\n-o {tmp / "r.o"}\n')
+    r = run_pvpass("cc", "--", "gcc", f"@{tmp / 'outer.rsp'}", env={"PVPASS_CACHE": "0"})
+    assert r.returncode == 0, r.stderr
+    r = run_pvpass("cc", "--", "gcc", "-O2", "-I", str(INCLUDE), "-I", str(TESTDATA / "pvpass"), "-c", str(src),
+                   "-o", str(tmp / "w.o"), env={"PVPASS_CACHE": "0"})
+    assert r.returncode == 0, r.stderr
+    assert read_entries(ElfObject.read(str(tmp / "r.o")))
+    assert (tmp / "r.o").read_bytes() == (tmp / "w.o").read_bytes()
