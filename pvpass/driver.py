@@ -229,16 +229,21 @@ def _after_compile(c: Compile, records) -> None:
     than they do: a kernel-dialect table is checked from the object alone,
     and an object with no relocated `call *` needs nothing."""
     from . import table
-    from .link.elfobj import ElfObject
+    from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.tablecheck import check_table, may_hold_sites
     data = _read(c.object)
-    obj = ElfObject(c.object, data)
+    try:
+        obj = ElfObject(c.object, data)
+    except UnsupportedTarget as e:   # the compiler's own object for a target pvpass does not table
+        _untabled_warning(c, f"{e.target} object", "pvpass tables i386 and x86-64 objects")
+        return
     kernel = obj.section(table.SECTION) is not None
     if kernel and not records:
         check_table(obj)         # needs neither the source nor the preprocessor
         return
     if not kernel and any(s.name.startswith(".gnu.lto_") for s in obj.sections):
-        _lto_warning(c)          # rare, so preprocessing to say it is affordable
+        _untabled_warning(c, "-flto", "their code is made at link time; "
+                          "compile this source with -fno-lto to have them patched")
     if not kernel and not may_hold_sites(obj):
         return                   # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of
@@ -260,22 +265,23 @@ def _after_compile(c: Compile, records) -> None:
         cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
 
 
-def _lto_warning(c: Compile) -> None:
-    """An -flto object holds GIMPLE for the link to compile: the code the
-    sites end up in is made there, after pvpass has seen the object, so no
-    table can name it (a fat object's code is dropped by an LTO link too).
-    The program stays correct, with indirect calls; say so rather than
-    leave the sites silently unpatched. The kernel dialect needs no word:
-    its table comes from the asm, which the link-time compile emits."""
+def _untabled_warning(c: Compile, what: str, why: str) -> None:
+    """Objects whose sites no table can name: an -flto object holds GIMPLE
+    and its code is made at link time, after pvpass has seen it (a fat
+    object's code is dropped by an LTO link too); an x32 or non-x86 object
+    is no target of pvpass's. The program stays correct, with indirect
+    calls: say so, once per source that holds pvpass sites, rather than
+    leave them silently unpatched, and keep the compiler's object. Rare, so
+    preprocessing to count them is affordable. The kernel dialect needs no
+    word: its table comes from the asm, which the link-time compile emits."""
     import re
     pp = _preprocess(c)
     n = len(re.findall(r"pvpass\s*:\s*site\b", pp.text))
     if n:
         from .diag import Diagnostic, Loc, emit
         emit(Diagnostic(Loc(c.sources[0]), "warning",
-                        f"-flto: the {n} pvpass site{'s' if n > 1 else ''} of this source cannot be tabled, "
-                        f"as their code is made at link time; they stay indirect calls "
-                        f"(compile this source with -fno-lto to have them patched)"))
+                        f"{what}: the {n} pvpass site{'s' if n > 1 else ''} of this source cannot be "
+                        f"tabled and stay indirect calls ({why})"))
 
 
 def _call(argv: list[str]) -> int:

@@ -59,6 +59,7 @@ def test_lto_sites_are_named_not_silently_lost(tmp):
                    env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("warning: -flto: the 9 pvpass sites of this source cannot be tabled") == 1, r.stderr
+    assert "-fno-lto" in r.stderr, r.stderr
     assert r.stderr.startswith(f"{src}: warning:"), r.stderr
     names = [s.name for s in ElfObject.read(str(tmp / "a.o")).sections]
     assert any(n.startswith(".gnu.lto_") for n in names) and not any("pvpass" in n for n in names), names
@@ -82,3 +83,23 @@ def test_response_files(tmp):
     assert r.returncode == 0, r.stderr
     assert read_entries(ElfObject.read(str(tmp / "r.o")))
     assert (tmp / "r.o").read_bytes() == (tmp / "w.o").read_bytes()
+
+
+def test_x32_object_is_left_as_the_compiler_made_it(tmp):
+    """pvpass tables i386 and x86-64 objects: an x32 compile (gcc -mx32) of
+    a source with sites keeps gcc's object and says why in one warning; one
+    without sites gets no word. `pvpass table` on it is still an error."""
+    src = str(TESTDATA / "pvpass/sites.c")
+    env = {"PVPASS_CACHE": "0"}
+    r = run_pvpass("cc", "--", "gcc", "-mx32", "-O2", "-I", str(INCLUDE), "-c", src, "-o", str(tmp / "a.o"),
+                   env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(f"{src}: warning: x32 object: the 9 pvpass sites") and r.stderr.count("\n") == 1
+    subprocess.run(["gcc", "-mx32", "-O2", "-I", str(INCLUDE), "-c", src, "-o", str(tmp / "b.o")], check=True)
+    assert (tmp / "a.o").read_bytes() == (tmp / "b.o").read_bytes()
+    plain = tmp / "plain.c"
+    plain.write_text("int f(int x) { return x * 3; }\n")
+    r = run_pvpass("cc", "--", "gcc", "-mx32", "-O2", "-c", str(plain), "-o", str(tmp / "p.o"), env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = run_pvpass("table", str(tmp / "b.o"))
+    assert r.returncode == 2 and "x32 is not supported" in r.stderr and "Traceback" not in r.stderr

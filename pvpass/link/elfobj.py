@@ -60,6 +60,15 @@ REL_SIZE = {(32, False): 8, (32, True): 12, (64, False): 16, (64, True): 24}
 
 
 # Named tuples (see arch.py): every `pvpass cc` reads objects.
+class UnsupportedTarget(PvError):
+    """A well-formed ELF file for a target pvpass does not table (another
+    machine, big-endian, x32): the build path leaves such objects alone."""
+
+    def __init__(self, message: str, target: str) -> None:
+        super().__init__(message)
+        self.target = target
+
+
 class Symbol(namedtuple("Symbol", "index name value size kind bind shndx")):
     """kind: STT_FUNC, STT_SECTION, ...; shndx: a section index, or
     'SHN_UNDEF'/'SHN_ABS'/..."""
@@ -132,6 +141,9 @@ class ElfObject:
     def bad(self, offset: int, what: str) -> PvError:
         return PvError(f"{self.path}: offset {offset:#x}: {what}")
 
+    def unsupported(self, offset: int, what: str, target: str) -> UnsupportedTarget:
+        return UnsupportedTarget(f"{self.path}: offset {offset:#x}: {what}", target)
+
     # --- headers -------------------------------------------------------
 
     def _read_header(self) -> dict:
@@ -147,18 +159,21 @@ class ElfObject:
         if enc != 1:
             m = struct.unpack_from(">H", d, 18)[0] if len(d) >= 20 else 0
             what = _OTHER_MACHINES.get(m, _MACHINES.get(m, f"machine {m}"))
-            raise self.bad(5, f"{'big-endian' if enc == 2 else f'unknown data encoding {enc}'} "
-                              f"{bits}-bit ELF ({what}): pvpass reads little-endian i386 and "
-                              f"x86-64 objects")
+            if enc != 2:
+                raise self.bad(5, f"unknown data encoding {enc} {bits}-bit ELF ({what})")
+            raise self.unsupported(5, f"big-endian {bits}-bit ELF ({what}): pvpass reads little-endian "
+                                      f"i386 and x86-64 objects", f"big-endian {what}")
         if len(d) < EHDR_SIZE[bits]:
             raise self.bad(len(d), f"truncated ELF header ({len(d)} bytes, needs {EHDR_SIZE[bits]})")
         h = dict(zip(_EH_KEYS, struct.unpack_from(_EHDR[bits], d, 16)))
         m = h["e_machine"]
         if m not in _MACHINES:
-            raise self.bad(18, f"ELF for {_OTHER_MACHINES.get(m, f'machine {m}')}, not i386 or x86-64")
+            what = _OTHER_MACHINES.get(m, f"machine {m}")
+            raise self.unsupported(18, f"ELF for {what}, not i386 or x86-64", what)
         if (bits == 64) != (_MACHINES[m] == "x86_64"):
-            raise self.bad(4, f"{bits}-bit ELF class for machine {_MACHINES[m]}"
-                              + (" (x32 is not supported)" if m == 62 else ""))
+            if m == 62:
+                raise self.unsupported(4, "32-bit ELF class for machine x86_64 (x32 is not supported)", "x32")
+            raise self.bad(4, f"{bits}-bit ELF class for machine {_MACHINES[m]}")
         if h["e_type"] not in (1, 2, 3):
             raise self.bad(16, f"ELF type {_ET.get(h['e_type'], h['e_type'])}: not a relocatable "
                                f"object, executable or shared library")
