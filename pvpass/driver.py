@@ -230,7 +230,7 @@ def _after_compile(c: Compile, records) -> None:
     and an object with no relocated `call *` needs nothing."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
-    from .link.tablecheck import check_table, may_hold_sites
+    from .link.tablecheck import check_table, got_advice, got_reached_call, may_hold_sites
     data = _read(c.object)
     try:
         obj = ElfObject(c.object, data)
@@ -245,6 +245,10 @@ def _after_compile(c: Compile, records) -> None:
         _untabled_warning(c, "-flto", "their code is made at link time; "
                           "compile this source with -fno-lto to have them patched")
     if not kernel and not may_hold_sites(obj):
+        got = got_reached_call(obj)
+        if got:                  # PIC code: sites, if any, are calls no relocation marks
+            _untabled_warning(c, f"PIC code ({got[0]}+{got[1]:#x} reaches '{got[2]}' through the GOT)",
+                              got_advice(obj.arch.bits))
         return                   # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()

@@ -14,7 +14,7 @@ from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 from pvpass import table
 
-from conftest import INCLUDE, TESTDATA, gcc_c, run_pvpass
+from conftest import ARCH_FLAG, INCLUDE, TESTDATA, gcc_c, run_pvpass
 
 KERNEL = [("kernel/k61.c", "x86_64"), ("kernel/k61.c", "i386"), ("kernel/k2621.c", "i386")]
 FLAGS = [["-O0"], ["-O2"], ["-Os"], ["-O2", "-ffunction-sections"]]
@@ -163,11 +163,30 @@ def test_stray_indirect_call_is_reported(tmp):
     assert r.returncode == 2 and "matches no annotated site" in r.stderr, r.stderr
 
 
-def test_i386_pic_is_refused_clearly(tmp):
-    obj = gcc_c(TESTDATA / "pvpass/sites.c", tmp / "p.o", "i386", ["-O2", "-fpie"])
-    r = run_pvpass("link", str(obj), "--source", str(TESTDATA / "pvpass/sites.c"), "-o", str(tmp / "o.o"),
-                   "--", "-O2", "-fpie")
-    assert r.returncode == 2 and "-fno-pie" in r.stderr, r.stderr
+@pytest.mark.parametrize("arch,flags,advice", [("i386", ["-fpie"], "-fno-pie"), ("i386", ["-fPIC"], "-fno-pie"),
+                                                ("x86_64", ["-fPIC"], "hidden visibility")])
+def test_pic_is_refused_clearly_and_cc_says_so(tmp, arch, flags, advice):
+    """PIC code loads the ops object's address from the GOT, then calls
+    through a register: no relocation marks the call. `link` refuses it,
+    `pvpass cc` keeps gcc's object and warns once; on x86-64 a hidden ops
+    object is reached RIP-relative again and gets its table."""
+    src = str(TESTDATA / "pvpass/sites.c")
+    obj = gcc_c(TESTDATA / "pvpass/sites.c", tmp / "p.o", arch, ["-O2", *flags])
+    r = run_pvpass("link", str(obj), "--source", src, "-o", str(tmp / "o.o"), "--", "-O2", *flags)
+    assert r.returncode == 2 and "through the GOT" in r.stderr and advice in r.stderr, r.stderr
+    assert not (tmp / "o.o").exists()
+    cc = ["gcc", ARCH_FLAG[arch], "-O2", *flags, "-I", str(INCLUDE), "-c", src]
+    r = run_pvpass("cc", "--", *cc, "-o", str(tmp / "c.o"), env={"PVPASS_CACHE": "0"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("\n") == 1 and "through the GOT" in r.stderr and advice in r.stderr, r.stderr
+    assert "the 9 pvpass sites of this source cannot be tabled" in r.stderr, r.stderr
+    assert (tmp / "c.o").read_bytes() == obj.read_bytes()
+    if arch == "x86_64":
+        (tmp / "hidden.h").write_text("#pragma GCC visibility push(hidden)\n")
+        r = run_pvpass("cc", "--", *cc, "-include", str(tmp / "hidden.h"), "-o", str(tmp / "h.o"),
+                       env={"PVPASS_CACHE": "0"})
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert len(read_entries(ElfObject.read(str(tmp / "h.o")))) == 14
 
 
 def test_table_dump(tmp):

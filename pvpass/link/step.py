@@ -19,6 +19,7 @@ from ..frontend.scan import ScanResult
 from ..model import Backend
 from .copies import Copy, c_function, copy_patch, find_copies, site_shape
 from .elfobj import ElfObject
+from .tablecheck import GOT_RELOCS, got_advice
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
                        NewSection, NewSymbol, SymRef, add_sections, require_relocatable)
 from .tableread import read_entries
@@ -66,7 +67,7 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
     require_relocatable(obj)
     if not inv.sites:
         raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
-    _refuse_i386_pic(obj, inv)
+    _refuse_got(obj, inv)
     copies, strays = find_copies(obj, inv, res.sources)
     if strays:
         s = strays[0]
@@ -92,20 +93,19 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
     return LinkPlan(copies, sections + stubs, syms, "compiler" if existing else "pvpass")
 
 
-def _refuse_i386_pic(obj: ElfObject, inv) -> None:
-    """i386 PIC code reaches the ops object through the GOT in a separate
-    instruction, so no relocation marks the call: refuse it plainly."""
-    if obj.arch.bits != 32:
-        return
+def _refuse_got(obj: ElfObject, inv) -> None:
+    """PIC code (and i386 PIE) reaches an extern ops object through the GOT
+    in a separate instruction, so no relocation marks the call: refuse it
+    plainly. On x86-64 a hidden ops object is reached RIP-relative again."""
     names = {s.ops_object for s in inv.sites}
+    how = got_advice(obj.arch.bits)
     for sec in obj.sections:
         if not sec["sh_flags"] & 4:
             continue
         for r in obj.relocations_for(sec.name):
-            if r.symbol.name in names and r.type in (3, 9, 43):   # GOT32, GOTOFF, GOT32X
+            if r.symbol.name in names and r.type in GOT_RELOCS[obj.arch.bits]:
                 raise PvError(f"{obj.path}: {sec.name}+{r.offset:#x}: the ops object "
-                              f"'{r.symbol.name}' is reached through the GOT (i386 PIC/PIE): "
-                              f"build i386 code with -fno-pie, as the kernel does")
+                              f"'{r.symbol.name}' is reached through the GOT (PIC code): {how}")
 
 
 def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:

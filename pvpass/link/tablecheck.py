@@ -135,19 +135,101 @@ def may_hold_sites(obj: ElfObject) -> bool:
     return False
 
 
+# Relocations that reach a global through the GOT: x86-64 GOTPCREL,
+# GOTPCRELX, REX_GOTPCRELX; i386 GOT32, GOTOFF, GOT32X.
+GOT_RELOCS = {64: (9, 41, 42), 32: (3, 9, 43)}
+_AFTER_LOAD = 64        # bytes after the load in which the call is looked for
+
+
+def got_advice(bits: int) -> str:
+    """What makes the ops object reachable by a relocated call again."""
+    if bits == 32:
+        return "build i386 code with -fno-pie and without -fpic, as the kernel does"
+    return ("give the ops object hidden visibility (#pragma GCC visibility push(hidden) around its "
+            "declaration) or build with -fno-pic")
+
+
+def got_reached_call(obj: ElfObject) -> tuple[str, int, str] | None:
+    """(section, offset, symbol) of a global reached through the GOT whose
+    address then feeds a `call *disp(%reg)`: how PIC code calls through a
+    member of an extern ops object, which no relocation on the call marks
+    (i386 `call *sym@GOTOFF(%ebx)` is one instruction). Bytes first (a
+    load into a register, then FF /2 or /4 with that base register within
+    _AFTER_LOAD bytes, or the GOTOFF call itself); capstone confirms."""
+    types = GOT_RELOCS[obj.arch.bits]
+    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
+    for sec in obj.sections:
+        if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
+            continue
+        rels = [r for r in obj.relocations_for(sec.name) if r.type in types]
+        if not rels:
+            continue
+        data = obj.section_data(sec)
+        for r in rels:
+            o = r.offset
+            if o < 2 or o + 4 > len(data):
+                continue
+            modrm = data[o - 1]
+            if data[o - 2] == 0xFF and (modrm >> 3) & 7 in (2, 4) and modrm >> 6 == 2:
+                if _decodes_as_call(obj, sec.name, data, o, decoded):      # call *sym@GOTOFF(%reg)
+                    return sec.name, o, r.symbol.name
+                continue
+            if data[o - 2] != 0x8B or (modrm >> 6, modrm & 7 == 5) != ((0, True) if obj.arch.bits == 64
+                                                                       else (2, False)):
+                continue            # not mov sym@GOTPCREL(%rip), %reg / mov sym@GOT(%base), %reg
+            reg = (modrm >> 3) & 7
+            window = data[o + 4:o + 4 + _AFTER_LOAD]
+            if any(window[i] == 0xFF and (window[i + 1] >> 3) & 7 in (2, 4) and window[i + 1] >> 6 != 3
+                   and window[i + 1] & 7 == reg for i in range(len(window) - 1)) \
+                    and _feeds_call(obj, sec.name, data, o, decoded):
+                return sec.name, o, r.symbol.name
+    return None
+
+
+def _feeds_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> bool:
+    """Whether the load holding the relocated field at `off` puts an address
+    in a register that a later indirect call of the function goes through."""
+    ins = _function_insns(obj, section, data, off, decoded)
+    if ins is None:
+        return True
+    order = sorted(ins)
+    from .copies import _norm
+    load = next((i for i in order if ins[i][0] < off < ins[i][0] + ins[i][1]), None)
+    if load is None or _norm(ins[load][2]) != "mov" or "," not in ins[load][3]:
+        return False
+    reg = ins[load][3].rsplit(",", 1)[1].strip()       # AT&T: the destination is last
+    for i in order[order.index(load) + 1:]:
+        a = ins[i]
+        if a[0] > off + _AFTER_LOAD:
+            break
+        if _norm(a[2]) in ("call", "jmp") and a[3].startswith("*") and a[3].endswith(f"({reg})"):
+            return True
+    return False
+
+
+def _function_insns(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> dict | None:
+    """The instructions of the function covering `off`, by offset (capstone,
+    cached per function); None when no symbol says where it starts."""
+    sym = obj.symbol_covering(section, off)
+    if sym is None:
+        return None
+    from .copies import _disasm
+    start = sym.value
+    ins = decoded.get((section, start))
+    if ins is None:
+        end = start + sym.size if sym.size else len(data)
+        ins = decoded[(section, start)] = {i[0]: i for i in _disasm(obj.arch.bits, data, start, end)}
+    return ins
+
+
 def _decodes_as_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> bool:
     """Whether the instruction holding the relocated field at `off` is an
     indirect call or jump, decoded from the start of its function (True when
     no symbol says where that starts)."""
-    sym = obj.symbol_covering(section, off)
-    if sym is None:
-        return True
-    from .copies import _disasm, _norm      # capstone: only for candidates
-    start = sym.value
-    end = start + sym.size if sym.size else len(data)
-    ins = decoded.get((section, start))
+    ins = _function_insns(obj, section, data, off, decoded)     # capstone: only for candidates
     if ins is None:
-        ins = decoded[(section, start)] = {i[0]: i for i in _disasm(obj.arch.bits, data, start, end)}
+        return True
+    from .copies import _norm
     for back in range(1, 16):               # an instruction is at most 15 bytes
         i = ins.get(off - back)
         if i is not None and i[0] + i[1] > off:
