@@ -52,14 +52,28 @@ _LANG_C = ("c", "cpp-output")
 
 class Compile:
     """One compiler command, taken apart."""
-    __slots__ = ("compiler", "args", "sources", "out", "compile_only")
+    __slots__ = ("compiler", "args", "sources", "source_at", "out", "compile_only")
 
     def __init__(self, compiler: list[str], args: list[str]) -> None:
         self.compiler = compiler         # e.g. ["ccache", "gcc"]
         self.args = args
         self.sources: list[str] = []
+        self.source_at: list[int] = []   # where each source is in args
         self.out: str | None = None
         self.compile_only = False
+
+    def each(self) -> list["Compile"]:
+        """One compile per source, as `gcc -c a.c b.c` writes a.o and b.o:
+        the same flags with the other sources left out."""
+        if len(self.sources) == 1:
+            return [self]
+        out = []
+        for s, at in zip(self.sources, self.source_at):
+            drop = set(self.source_at) - {at}
+            one = Compile(self.compiler, [x for i, x in enumerate(self.args) if i not in drop])
+            one.sources, one.source_at, one.compile_only = [s], [at - sum(d < at for d in drop)], True
+            out.append(one)
+        return out
 
     @property
     def object(self) -> str:
@@ -147,11 +161,14 @@ def parse_compile(argv: list[str]) -> Compile:
         elif not x.startswith("-") or x == "-":
             if lang in _LANG_C or (lang is None and x.endswith((".c", ".i"))):
                 c.sources.append(x)
+                c.source_at.append(i)
             else:
                 skip = True          # assembler, C++, objects: not for the pass
         i += 1
-    c.compile_only = ("-c" in a and not (_NO_LINK_STEP & set(a)) and len(c.sources) == 1
-                      and not skip and c.sources[0] != "-" and c.out != "-")
+    objects = {os.path.basename(os.path.splitext(s)[0]) for s in c.sources}
+    c.compile_only = ("-c" in a and not (_NO_LINK_STEP & set(a)) and bool(c.sources) and not skip
+                      and "-" not in c.sources and c.out != "-"
+                      and (len(c.sources) == 1 or (c.out is None and len(objects) == len(c.sources))))
     return c
 
 
@@ -213,12 +230,14 @@ def run_cc(argv: list[str]) -> int:
     rc = _call(argv)
     if rc != 0:
         return rc                # the compiler's diagnostics were the ones that mattered
-    if _regular(c.object) is False:
-        return 0                 # -o /dev/null (kbuild's probes), a pipe: nothing to add, nothing to remove
+    units = c.each()
     try:
-        _after_compile(c, records)
+        for u in units:
+            if _regular(u.object) is not False:  # -o /dev/null (kbuild's probes), a pipe: nothing to add
+                _after_compile(u, records)
     except PvError:
-        _remove(c.object)        # like a failed compile: no object
+        for u in units:
+            _remove(u.object)    # like a failed compile: no object
         raise
     return 0
 

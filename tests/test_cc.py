@@ -103,3 +103,20 @@ def test_x32_object_is_left_as_the_compiler_made_it(tmp):
     assert r.returncode == 0 and r.stderr == "", r.stderr
     r = run_pvpass("table", str(tmp / "b.o"))
     assert r.returncode == 2 and "x32 is not supported" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_several_sources_in_one_compile(tmp):
+    """`gcc -c a.c b.c plain.c` writes a.o, b.o and plain.o: each gets what
+    its own compile would get."""
+    for n in ("a", "b"):
+        (tmp / f"{n}.c").write_text((TESTDATA / "pvpass/sites.c").read_text())
+    (tmp / "plain.c").write_text("int f(int x) { return x * 3; }\n")
+    flags = ["-O2", "-I", str(INCLUDE), "-I", str(TESTDATA / "pvpass")]
+    env = {"PVPASS_CACHE": "0"}
+    r = run_pvpass("cc", "--", "gcc", *flags, "-c", "a.c", "b.c", "plain.c", cwd=tmp, env=env)
+    assert r.returncode == 0, r.stderr
+    for n in ("a", "b", "plain"):
+        r = run_pvpass("cc", "--", "gcc", *flags, "-c", f"{n}.c", "-o", f"one-{n}.o", cwd=tmp, env=env)
+        assert r.returncode == 0, r.stderr
+        assert (tmp / f"{n}.o").read_bytes() == (tmp / f"one-{n}.o").read_bytes(), n
+    assert read_entries(ElfObject.read(str(tmp / "a.o")))
