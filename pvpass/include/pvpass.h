@@ -58,8 +58,8 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * no call at all. The call pushes its return address there and the target
  * builds its frame there, as do a patched-in direct call and a trampoline.
  * So every site runs with %rsp 128 bytes lower, restored after `end`; the
- * site's own bytes (what is patched) stay as they were. lea, not sub, keeps
- * the flags of hand-written sites that do not clobber "cc". The operands
+ * site's own bytes (what is patched) stay as they were (lea, not sub, so
+ * that with PVPASS_NO_STACK_ALIGN the step leaves the flags alone). The operands
  * are read with %rsp moved: a hand-written site takes no %rsp-relative one.
  * The kernel's ASM_CALL_CONSTRAINT ("+r" of an %rsp register variable) does
  * not do this: gcc's stack_ptr_mod pass compares the stored rtx with
@@ -69,18 +69,45 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * its CFA were %rsp-based: PVPASS_RZ_FRAME, an input never printed, keeps a
  * frame pointer (__builtin_frame_address(0) sets gcc's
  * accesses_prior_frames), and the CFA is %rbp-based across the step.
+ * The step also aligns %rsp to 16 bytes, as the psABI wants at a call
+ * (3.2.2): in a function gcc compiles as a leaf nothing else does (an odd
+ * number of saved registers leaves %rsp 8 off), and a C target that keeps
+ * SSE data on its stack (printf with a double: movaps) would fault.
+ * `push %rsp; push (%rsp)` stores the old %rsp twice, so after the `and`
+ * it is at 8(%rsp) whichever of the two slots the `and` dropped; `mov`
+ * brings it back after the site. The `and` writes the flags, which gcc
+ * takes every x86 asm statement to clobber anyway.
  * i386 has no red zone: all three expand to nothing. Code built with
  * -mno-red-zone (as the kernel and most unikernels are) needs no step:
  * define PVPASS_NO_RED_ZONE with that flag, and only then (gcc has no macro
- * that says the flag is on). */
+ * that says the flag is on); it drops the alignment too, as such code
+ * (the kernel: -mpreferred-stack-boundary=3) keeps no SSE data on the stack.
+ * PVPASS_NO_STACK_ALIGN drops only the alignment. */
 #if defined(__x86_64__) && !defined(PVPASS_NO_RED_ZONE)
-#define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t"
-#define PVPASS_RZ_END		PVPASS_END "lea 128(%%rsp), %%rsp"
+#ifdef PVPASS_NO_STACK_ALIGN
+#define PVPASS_ALIGN_SKIP
+#define PVPASS_ALIGN_END
+#else
+#define PVPASS_ALIGN_SKIP	"push %%rsp\n\tpush (%%rsp)\n\tand $-16, %%rsp\n\t"
+#define PVPASS_ALIGN_END	"mov 8(%%rsp), %%rsp\n\t"
+#endif
+#define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t" PVPASS_ALIGN_SKIP
+#define PVPASS_RZ_END		PVPASS_END PVPASS_ALIGN_END "lea 128(%%rsp), %%rsp"
 #define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
 #else
 #define PVPASS_RZ_SKIP
 #define PVPASS_RZ_END
 #define PVPASS_RZ_FRAME
+#endif
+
+/* gcc weighs an asm statement by its lines when it decides what to inline;
+ * a site is one call (or less, once patched), whatever the steps around it
+ * add: `asm inline` (gcc 9) makes it count as the smallest, as the kernel's
+ * asm_inline does for its alternatives. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 9
+#define __PV_ASM	__asm__ __volatile__ __inline__
+#else
+#define __PV_ASM	__asm__ __volatile__
 #endif
 
 #define PV_CALLEE_SAVE(fn, regs) \
@@ -122,7 +149,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* C convention: everything caller-saved may change. */
 #define __PV_C(type, ret, op, pre, post, ...)					\
 	({ __PV_DECL;								\
-	   __asm__ __volatile__(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
+	   __PV_ASM(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
 		PVPASS_CALL post PVPASS_RZ_END					\
 		: ret (__pv_ax), __PV_C_OUT					\
 		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
@@ -132,7 +159,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 /* Callee-save convention: only the return register may change. */
 #define __PV_CS(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
-	   __asm__ __volatile__(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
+	   __PV_ASM(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
 		PVPASS_CALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
 		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
@@ -148,7 +175,7 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * that work out of line instead. */
 #define __PV_EAX(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
-	   __asm__ __volatile__(PVPASS_SITE(op, "eax")				\
+	   __PV_ASM(PVPASS_SITE(op, "eax")				\
 		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
 		: ret (__pv_ax)							\
 		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
