@@ -20,7 +20,7 @@ from conftest import run_pvpass
 ARCHS = ("x86_64", "i386")
 CONVS = {"x86_64": ("cc", "callee-save"), "i386": ("cc", "callee-save", "eax-clobber")}
 OPS = ("save_fl", "io_delay", "caller")
-PATCHES = ("indirect-c", "indirect-cs", "direct-c", "trampoline-c", "direct-cs", "inline", "nop")
+PATCHES = ("indirect-c", "indirect-cs", "direct-c", "trampoline-c", "saves-c", "direct-cs", "inline", "nop")
 
 _NUM = {"type": "number", "exclusiveMinimum": 0}
 _STATS = {k: {"anyOf": [_NUM, {"type": "null"}]} for k in ("median", "q1", "q3", "min", "max")}
@@ -106,6 +106,10 @@ def test_every_row_and_number(bench):
         assert (arch, "cc", "save_fl", "inline") in measured
     assert (("i386", "eax-clobber", "caller", "indirect-c") in measured
             and not any(k[0] == "x86_64" and k[1] == "eax-clobber" for k in measured))
+    # a C function behind the eax-clobber site: only the site's call is patched
+    assert ("i386", "eax-clobber", "caller", "saves-c") in measured
+    assert ("i386", "eax-clobber", "caller", "trampoline-c") not in measured
+    assert not any(k[3] == "saves-c" and k[1] != "eax-clobber" for k in measured)
 
 
 def test_site_lengths_match_gnu_as(bench, tmp):

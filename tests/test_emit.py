@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from pvpass.arch import get_arch
 from pvpass.emit.native import NATIVE_I386, NATIVE_X86_64
@@ -118,11 +119,23 @@ def test_trampolines_save_exactly_the_extra_registers(arch):
             assert (8 + 8 * len(saved) + pad) % 16 == 0
 
 
-def test_2621_trampoline_is_the_thread_10_byte_convention():
+def test_2621_c_function_is_called_between_the_sites_own_saves(tmp):
+    """The thread's 10-byte site saves %ecx and %edx itself: a C function
+    (which clobbers them) needs no trampoline, only the site's call is
+    patched. The bytes are GNU as's for the same instructions (the call's
+    rel32 left zero, as in every call patch)."""
     plan = plan_for("kernel/k2621.c", "i386")
     i = next(i for i, s in enumerate(plan.sites) if s.function == "__raw_local_save_flags")
     p = plan.patches[(i, "c-calls")]
-    assert p.kind == "trampoline" and p.trampoline.saved == ("ecx", "edx")
+    assert p.kind == "call" and p.trampoline is None and p.call_offset == 2
+    obj = tmp / "want.o"
+    subprocess.run(["as", "--32", "-o", str(obj)], input=".text\npush %ecx\npush %edx\n.byte 0xe8\n.long 0\n"
+                   "nop\npop %edx\npop %ecx\n", check=True, capture_output=True, text=True)
+    with open(obj, "rb") as f:
+        assert p.code == ELFFile(f).get_section_by_name(".text").data()
+    # a site that does not save what the function clobbers still gets a trampoline
+    j = next(j for j, s in enumerate(plan.sites) if s.length == 12 and s.clobbers == ("eax",))
+    assert plan.patches[(j, "c-calls")].kind == "trampoline"
     n = plan.patches[(i, "native")]
     assert n.kind == "inline" and n.code[:2] == bytes([0x9C, 0x58]) and len(n.code) == 10
 

@@ -140,3 +140,35 @@ def test_eax_clobber_site_is_ten_bytes_and_pv003_says_what_does_not_fit(tmp, ins
     else:
         assert [(d["rule"], d["level"]) for d in diags] == [("PV003", "warning")]
         assert "lguest_ops's 11-byte inline replacement" in diags[0]["message"]
+
+
+def test_xen_c_functions_behind_eax_sites_are_called_between_the_sites_saves(built, tmp_path):
+    """i386: xen's irq_disable/irq_enable are C functions behind the
+    eax-clobber site, which saves %ecx and %edx itself: only its call is
+    patched, no trampoline. With one of those saves NOPed out of the
+    records, verify finds the call made with the stack the site's own call
+    did not have."""
+    arch, d = built
+    if arch != "i386":
+        pytest.skip("the eax-clobber site is i386's")
+    r = run_pvpass("show", str(d / "systems.o"), "--source", str(d / "systems.c"), "--backend", "xen_ops",
+                   "--", f"-I{ROOT / 'pvpass/include'}", f"-I{ROOT / 'pvpass/runtime'}")
+    assert r.returncode == 0, r.stderr
+    for fn in ("xen_irq_disable", "xen_irq_enable"):
+        assert f"after:  pushl %ecx; pushl %edx; call {fn}; nop; popl %edx; popl %ecx" in r.stdout, r.stdout
+        assert f"call {fn} inside the site's own saves of ecx, edx" in r.stdout
+    xen = _text(d / "systems_aot_xen")
+    assert "<__pvpass_tramp_xen_irq_disable" not in xen and "call   " in xen
+    # the mutant: the records' code without the site's saves
+    obj = ElfObject.read(str(d / "systems.o"))
+    code = obj.section_data(obj.section(".pvpass.code"))
+    saved = bytes([0x51, 0x52, 0xE8, 0, 0, 0, 0, 0x90, 0x5A, 0x59])
+    assert code.count(saved) >= 2
+    sec = obj.section(".pvpass.code")
+    data = bytearray(obj.data)
+    at = sec["sh_offset"]
+    data[at:at + len(code)] = code.replace(saved, bytes([0x90, 0x52, 0xE8, 0, 0, 0, 0, 0x90, 0x5A, 0x90]))
+    bad = tmp_path / "mutant.o"
+    bad.write_bytes(bytes(data))
+    r = run_pvpass("verify", str(bad), "--backend", "xen_ops", "--states", "8")
+    assert r.returncode == 1 and "the site calls with %esp moved by -4" in r.stderr, r.stdout + r.stderr

@@ -19,6 +19,7 @@ PATCHES = {
     "indirect-cs": "unpatched: indirect call to a callee-save function",
     "direct-c": "patched: direct call to the C function",
     "trampoline-c": "patched: call to a trampoline that saves registers and calls the C function",
+    "saves-c": "patched: direct call to the C function between the site's own push and pop of %ecx, %edx",
     "direct-cs": "patched: direct call to the callee-save function",
     "inline": "patched: inline replacement, NOP-padded (caller: save_fl inline, irq ops direct calls)",
     "nop": "patched: NOPs",
@@ -36,7 +37,7 @@ def convs_of(arch: str) -> tuple[str, ...]:
 
 def patch_of(mode: str, conv: str, op: str) -> str:
     if mode == "c_ops":
-        return "direct-c" if conv == "cc" else "trampoline-c"
+        return {"cc": "direct-c", "eax": "saves-c"}.get(conv, "trampoline-c")
     if mode == "cs_ops":
         return "direct-cs"
     if mode == "native_ops":
@@ -48,7 +49,7 @@ def expected_kind(mode: str, conv: str, op: str) -> str:
     """What pvpass must have emitted for a site of op in a patched mode (a
     site's op: the caller's sites are save_fl, irq_disable, irq_restore)."""
     if mode == "c_ops":
-        return "call" if conv == "cc" else "trampoline"
+        return "trampoline" if conv == "cs" else "call"
     if mode == "native_ops" and op == "save_fl":
         return "inline"
     if mode == "native_ops" and op == "io_delay":
@@ -66,6 +67,12 @@ def not_applicable(arch: str, conv: str, op: str, patch: str) -> str | None:
         return "a callee-save site may not call a C function unpatched"
     if conv == "cc" and patch == "trampoline-c":
         return "a C function fits a cc site: pvpass emits a direct call"
+    if conv == "eax" and patch == "trampoline-c":
+        return "the site saves %ecx and %edx itself: pvpass patches only its call (saves-c)"
+    if conv == "eax" and patch == "direct-c":
+        return "the C function clobbers %ecx and %edx: the call stays between the site's push and pop (saves-c)"
+    if conv != "eax" and patch == "saves-c":
+        return "only the eax-clobber site saves registers around its call"
     if conv != "cc" and patch == "direct-c":
         return "the C function clobbers registers the site keeps: pvpass emits a trampoline"
     if op == "io_delay" and patch == "inline":

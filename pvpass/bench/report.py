@@ -94,8 +94,8 @@ def _cc_vs_eax(res: Result) -> list[str]:
     for op, patch in (("save_fl", "indirect-c"), ("save_fl", "direct-cs"), ("caller", "indirect-c"),
                       ("caller", "direct-cs"), ("caller", "inline"), ("caller", "C fn patched")):
         a, b = res.row("i386", "cc", op, patch), res.row("i386", "eax", op, patch)
-        if patch == "C fn patched":       # cc: direct-c, eax-clobber: trampoline-c
-            a, b = res.row("i386", "cc", op, "direct-c"), res.row("i386", "eax", op, "trampoline-c")
+        if patch == "C fn patched":       # cc: direct-c, eax-clobber: saves-c
+            a, b = res.row("i386", "cc", op, "direct-c"), res.row("i386", "eax", op, "saves-c")
         if a and a.stats and b and b.stats:
             x, y = a.stats, b.stats
             lines.append(f"  {op:<8} {patch:<13} {x.median:6.2f} - {y.median:6.2f} = {x.median - y.median:+6.2f}"
@@ -105,7 +105,7 @@ def _cc_vs_eax(res: Result) -> list[str]:
                  f"{eax.loop_push} push + {eax.loop_pop} pop in its sites (a patch overwrites them); "
                  f"caller {cc.bytes} bytes against {eax.bytes}")
     lines.append("  (C fn patched: a C function after patching, a direct call at the cc site and a "
-                 "trampoline at the eax-clobber site)")
+                 "direct call between the eax-clobber site's own push and pop)")
     return lines
 
 

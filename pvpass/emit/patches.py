@@ -2,17 +2,21 @@
 
 1. the target's inline replacement, when it fits the site and writes no
    register outside the site's clobber set (plus the result register);
-2. else `call target` when the target's contract fits the clobber set;
+2. else `call target` when the target's contract fits the clobber set, or
+   fits it with the registers the site itself saves around its call (the
+   i386 eax-clobber site `push %ecx; push %edx; call; pop; pop`): then only
+   the inner call is patched and the site's own pushes and pops stay;
 3. else `call trampoline`, the trampoline saving exactly the extra registers;
 4. a no-op target patches to NOPs only; an unset op keeps the indirect call.
 The rest of the site is NOP padding.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..arch import Arch
-from ..encode import EncodeError
+from ..encode import EncodeError, assemble
 from ..model import Backend, Op, Site, Target
 from .nops import nop_fill
 from .stubs import Inline, Trampoline, inline_stub, trampoline
@@ -96,9 +100,45 @@ def decide(arch: Arch, site: Site, op: Op | None, backend: Backend, nops: str = 
     if not extra:
         return Patch("call", call + pad, 0, target.function, None, None,
                      f"call {target.function}{why}")
+    saved = _saved_around(arch, site)
+    if saved is not None and set(extra) <= set(saved[2]):
+        pre, post, regs = saved
+        inner = site.length - len(pre) - len(post)
+        return Patch("call", pre + call + nop_fill(inner - CALL_LEN, nops) + post, len(pre), target.function,
+                     None, None, f"call {target.function} inside the site's own saves of {', '.join(regs)}{why}")
     t = trampoline(arch, target.function, extra)
     return Patch("trampoline", call + pad, 0, t.name, t, None,
                  f"call {t.name}: saves {', '.join(extra)} around {target.function}{why}")
+
+
+_PUSH_POP = re.compile(r"^(push|pop)[lq]?\s+%(\w+)$")
+
+
+def _saved_around(arch: Arch, site: Site) -> tuple[bytes, bytes, tuple[str, ...]] | None:
+    """For a site that is pushes of registers, its one call, and the pops
+    of the same registers in reverse: (the pushes' bytes, the pops' bytes,
+    the registers), when the call between them is long enough for a direct
+    one. Any other shape: None."""
+    ins = [i.strip() for i in site.instructions]
+    calls = [k for k, i in enumerate(ins) if i.split()[0].startswith("call")]
+    if len(calls) != 1 or calls[0] == 0:
+        return None
+    k = calls[0]
+    pushes = [_PUSH_POP.match(i) for i in ins[:k]]
+    pops = [_PUSH_POP.match(i) for i in ins[k + 1:]]
+    if not all(m and m.group(1) == "push" and m.group(2) in arch.gprs for m in pushes) or \
+            not all(m and m.group(1) == "pop" for m in pops):
+        return None
+    regs = tuple(m.group(2) for m in pushes)
+    if tuple(m.group(2) for m in reversed(pops)) != regs:
+        return None
+    try:
+        pre, post = assemble(arch, "; ".join(ins[:k])), assemble(arch, "; ".join(ins[k + 1:]))
+    except EncodeError:
+        return None
+    if site.length - len(pre) - len(post) < CALL_LEN:
+        return None
+    return pre, post, regs
 
 
 def pcrel_offset(p: Patch) -> int | None:

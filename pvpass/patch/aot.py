@@ -47,10 +47,8 @@ def plan_copies(obj: ElfObject, res: ScanResult, backend: str) -> list[PatchedCo
         except PatchError as e:
             raise PvError(f"{e} (backend {backend}, site {inv.sites[c.site].loc})") from None
         code = obj.section_data(obj.section(c.section))[c.offset:c.offset + c.length]
-        after = [_named(t, off, size, p) for off, size, t in disassemble(obj.arch, p.code)] \
-            if p.kind != "keep" else []
-        if p.call_offset is not None:
-            after[0] = f"call {p.call_target}"
+        after = [f"call {p.call_target}" if off == p.call_offset else _named(t, off, size, p)
+                 for off, size, t in disassemble(obj.arch, p.code)] if p.kind != "keep" else []
         out.append(PatchedCopy(c, p, [t for _, _, t in disassemble(obj.arch, code)], after))
     return out
 
