@@ -136,21 +136,23 @@ def tree(tmp_path_factory):
     return d, rt, _pvpass_out("ldscript", "--path")
 
 
+def _build(tree, src: str, name: str, flags: list[str]) -> tuple[Path, Path]:
+    """(object, program): `src` compiled with `pvpass cc`, linked with the runtime."""
+    d, rt, ldscript = tree
+    obj, exe = d / f"{name}.o", d / name
+    subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", "gcc", *flags, "-fno-pie",
+                    "-I", str(INCLUDE), "-I", rt, "-c", str(d / src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    subprocess.run(["gcc", "-no-pie", str(obj), str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"],
+                   check=True, capture_output=True)
+    return obj, exe
+
+
 @pytest.fixture(scope="module")
 def builds(tree):
     """(opt, variant) -> (object, program), each built with `pvpass cc`."""
-    d, rt, ldscript = tree
-    out = {}
-    for opt in OPTS:
-        for i, (variant, (defs, _)) in enumerate(VARIANTS.items()):
-            obj, exe = d / f"rz{opt}_{i}.o", d / f"rz{opt}_{i}"
-            subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", "gcc", opt, "-fno-pie", *defs,
-                            "-I", str(INCLUDE), "-I", rt, "-c", str(d / "rz.c"), "-o", str(obj)],
-                           check=True, capture_output=True)
-            subprocess.run(["gcc", "-no-pie", str(obj), str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"],
-                           check=True, capture_output=True)
-            out[opt, variant] = obj, exe
-    return out
+    return {(opt, variant): _build(tree, "rz.c", f"rz{opt}_{i}", [opt, *defs])
+            for opt in OPTS for i, (variant, (defs, _)) in enumerate(VARIANTS.items())}
 
 
 def _run(exe: Path, *args: str) -> str:
@@ -319,15 +321,9 @@ def test_clang_leaf_runs_right(tree):
 def test_no_red_zone_builds_drop_the_step(tree):
     """-mno-red-zone with PVPASS_NO_RED_ZONE: the sites as the kernel has
     them (no lea pair, no forced frame pointer), and the leaf caller right."""
-    d, rt, ldscript = tree
     texts = {}
     for name, defs in (("bare", ["-DRZ_BARE"]), ("opt-out", ["-DPVPASS_NO_RED_ZONE"])):
-        obj, exe = d / f"norz_{name}.o", d / f"norz_{name}"
-        subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", "gcc", "-O2", "-fno-pie", "-mno-red-zone",
-                        *defs, "-I", str(INCLUDE), "-I", rt, "-c", str(d / "rz.c"), "-o", str(obj)],
-                       check=True, capture_output=True)
-        subprocess.run(["gcc", "-no-pie", str(obj), str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"],
-                       check=True, capture_output=True)
+        obj, exe = _build(tree, "rz.c", f"norz_{name}", ["-O2", "-mno-red-zone", *defs])
         assert (_run(exe), _run(exe, "patched")) == ("f=right g=right",) * 2
         with open(obj, "rb") as f:
             texts[name] = ELFFile(f).get_section_by_name(".text").data()
@@ -385,16 +381,10 @@ def test_sites_call_with_the_stack_aligned(tree, opt):
     (read by an asm function: %rsp mod 16 at its entry) sees 8 at every
     site, unpatched and patched to a direct call. PVPASS_NO_STACK_ALIGN
     shows gcc's own misalignment, so the test can fail."""
-    d, rt, ldscript = tree
-    (d / "al.c").write_text(ALIGN_SRC)
+    (tree[0] / "al.c").write_text(ALIGN_SRC)
     got = {}
     for name, defs in (("aligned", []), ("not aligned", ["-DPVPASS_NO_STACK_ALIGN"])):
-        obj, exe = d / f"al{opt}{len(defs)}.o", d / f"al{opt}{len(defs)}"
-        subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", "gcc", opt, "-fno-pie", *defs,
-                        "-I", str(INCLUDE), "-I", rt, "-c", str(d / "al.c"), "-o", str(obj)],
-                       check=True, capture_output=True)
-        subprocess.run(["gcc", "-no-pie", str(obj), str(d / "rt.o"), "-o", str(exe), f"-Wl,-T,{ldscript}"],
-                       check=True, capture_output=True)
+        _, exe = _build(tree, "al.c", f"al{opt}{len(defs)}", [opt, *defs])
         got[name] = (_run(exe), _run(exe, "patched"))
     assert got["aligned"] == ("8 8 8 8",) * 2
     assert "0" in got["not aligned"][0] and got["not aligned"][0] == got["not aligned"][1], got
