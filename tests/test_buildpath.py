@@ -272,7 +272,11 @@ def test_parse_takes_the_compile_apart():
     assert c.cache_args() == ["-O2", "-c", "-x", "c", "foo.in"]
     assert c.cpp_argv() == ["gcc", "-E", "-O2", "-x", "c", "foo.in"]
     assert not parse(["gcc", "-c", "a.S"]).compile_only
-    assert not parse(["gcc", "-c", "a.c", "b.c"]).compile_only
+    two = parse(["gcc", "-c", "a.c", "-O2", "b.c"])       # gcc writes a.o and b.o
+    assert two.compile_only and [(u.sources, u.object, u.args) for u in two.each()] == [
+        (["a.c"], "a.o", ["-c", "a.c", "-O2"]), (["b.c"], "b.o", ["-c", "-O2", "b.c"])]
+    assert not parse(["gcc", "-c", "a.c", "b.c", "-o", "x.o"]).compile_only
+    assert not parse(["gcc", "-c", "a.c", "d/a.c"]).compile_only    # both would be a.o
     assert not parse(["gcc", "-E", "a.c"]).compile_only
     assert not parse(["gcc", "-c", "a.c", "-o", "-"]).compile_only
     assert parse(["gcc", "-c", "a.c"]).object == "a.o"

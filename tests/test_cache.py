@@ -22,9 +22,11 @@ SRC = TESTDATA / "pvpass/sites.c"
 
 @pytest.fixture
 def logcc(tmp) -> Path:
-    """A real gcc behind a script that logs each preprocessor run."""
+    """A real gcc behind a script that logs each preprocessor run of a
+    source (not the `-dM -E` of empty input that reads the code model)."""
     p = tmp / "gcc-log"
-    p.write_text(f'#!/bin/sh\ncase " $* " in *" -E "*) echo E >> {tmp}/cpp.log;; esac\nexec gcc "$@"\n')
+    p.write_text(f'#!/bin/sh\ncase " $* " in *" -dM "*) ;; *" -E "*) echo E >> {tmp}/cpp.log;; esac\n'
+                 f'exec gcc "$@"\n')
     p.chmod(0o755)
     return p
 
