@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import capstone
 
+from ..errors import PvError
 from .elfobj import ElfObject, Reloc, merge_ranges
 
 if TYPE_CHECKING:        # the build path's object-only check needs neither
@@ -69,12 +70,15 @@ def _disasm(bits: int, data: bytes, lo: int, hi: int) -> list:
     view = memoryview(data)
     out = []
     off = lo
-    while off < hi:
-        for i in cs.disasm_lite(view[off:hi], off):
-            out.append(i)
-            off = i[0] + i[1]
-        if off < hi:
-            off += 1                 # undecodable byte: resynchronise
+    try:
+        while off < hi:
+            for i in cs.disasm_lite(view[off:hi], off):
+                out.append(i)
+                off = i[0] + i[1]
+            if off < hi:
+                off += 1             # undecodable byte: resynchronise
+    except capstone.CsError as e:    # out of memory on code of absurd size
+        raise PvError(f"cannot disassemble {hi - lo} bytes of code at {lo:#x} (capstone: {e})") from None
     return out
 
 

@@ -207,17 +207,27 @@ def _feeds_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: di
     return False
 
 
+# Functions longer than this are not decoded to confirm a candidate (it is
+# taken as one): memory and time stay bounded (a 128 MB `.fill` in an asm
+# statement made capstone run out of memory), and the full analysis that
+# follows says what is wrong with such code. The kernel's longest is ~100 KB.
+_DECODE_MAX = 1 << 20
+
+
 def _function_insns(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> dict | None:
     """The instructions of the function covering `off`, by offset (capstone,
-    cached per function); None when no symbol says where it starts."""
+    cached per function); None when no symbol says where it starts or the
+    function is over _DECODE_MAX bytes."""
     sym = obj.symbol_covering(section, off)
     if sym is None:
         return None
     from .copies import _disasm
     start = sym.value
+    end = start + sym.size if sym.size else len(data)
+    if end - start > _DECODE_MAX:
+        return None
     ins = decoded.get((section, start))
     if ins is None:
-        end = start + sym.size if sym.size else len(data)
         ins = decoded[(section, start)] = {i[0]: i for i in _disasm(obj.arch.bits, data, start, end)}
     return ins
 
