@@ -210,7 +210,7 @@ def _feeds_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: di
 # Functions longer than this are not decoded to confirm a candidate (it is
 # taken as one): memory and time stay bounded (a 128 MB `.fill` in an asm
 # statement made capstone run out of memory), and the full analysis that
-# follows says what is wrong with such code. The kernel's longest is ~100 KB.
+# follows says what is wrong with such code.
 _DECODE_MAX = 1 << 20
 
 
