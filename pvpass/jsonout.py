@@ -1,4 +1,4 @@
-"""JSON forms of the model (schema documented in README.md), deterministic:
+"""JSON forms of the model (schema documented in docs/commands.md), deterministic:
 sorted keys where order carries no meaning, fixed list orders elsewhere."""
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def test_clones_are_exercised(tmp):
 
 def test_clobber_masks_by_function(tmp):
     """Copies of sites of one op with the same instructions cannot be told
-    apart, so each gets what every such site allows (README Limits)."""
+    apart, so each gets what every such site allows (docs/bad-input.md, Limits)."""
     src = tmp / "many.c"
     src.write_text(MANY % OPS_H)
     obj = compile_(src, tmp / "many.o", "i386", ["-O2"])

@@ -31,7 +31,7 @@ def pvpass(*args: str) -> None:
 
 
 # name -> (source, arch, gcc flags); the pvpass dialect and the kernel
-# dialect, i386 (-fno-pie: see README) and x86-64 (gcc's default, PIE)
+# dialect, i386 (-fno-pie: see docs/bad-input.md) and x86-64 (gcc's default, PIE)
 SOURCES = {
     "sites64": ("pvpass/sites.c", "x86_64", ["-O2"]),
     "sites32": ("pvpass/sites.c", "i386", ["-O2", "-fno-pie"]),

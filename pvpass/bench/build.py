@@ -12,7 +12,7 @@ from .. import tools
 from ..diag import EXIT_NO_TOOL, PvError
 
 # -O2 as the thread's argument is about optimised callers. i386: -fno-pie so
-# the ops are reached without the GOT (README, Limits). x86-64: the kernel's
+# the ops are reached without the GOT (docs/bad-input.md, Limits). x86-64: the kernel's
 # -mno-red-zone, since an asm `call` pushes its return address over the red
 # zone of a function gcc believes to be a leaf.
 ARCH_FLAGS = {"x86_64": ["-m64", "-mno-red-zone", "-DPVPASS_NO_RED_ZONE"], "i386": ["-m32", "-fno-pie"]}

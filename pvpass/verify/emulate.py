@@ -325,7 +325,7 @@ def _saves_around_call(bits: int, code: bytes, site: SiteCopy, expect: Expect) -
     calls with %esp that many words lower, and so does the patch that keeps
     those pushes and replaces only the call. Runtime records are checked
     against the site as gcc built it; an ahead-of-time file, whose site is
-    the patch, is taken as it is (README: stack arguments behind saved
+    the patch, is taken as it is (docs/verify.md: stack arguments behind saved
     registers are not checked, as behind a trampoline)."""
     saves = _pushes_popped_around_call(disasm(bits, code))
     if not saves:

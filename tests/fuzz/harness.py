@@ -1,6 +1,6 @@
 """The fuzzing harness: mutate C sources, annotations and objects, run one
 pvpass command on each in a child process, and check what every input must
-get (README, "Bad input"):
+get (docs/bad-input.md):
 
 - an exit code in {0, 1, 2, 3}, and no "Traceback" on stderr;
 - a bounded time (a timeout per input) and memory (RLIMIT_AS per child);
