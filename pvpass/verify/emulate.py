@@ -27,8 +27,10 @@ PAGE = 0x1000
 STACK_LO, STACK_SIZE = 0x0E00_0000, 0x10000
 PERCPU_BASE = 0x2000_0000   # x86-64 %gs base: this + 4 KiB x a random CPU number
 TLS_BASE = 0x3000_0000      # x86-64 %fs base when the file has no TLS block
+KERNEL_GS_AREA = 0x2800_0000  # x86-64 KERNEL_GS_BASE: this + 4 KiB x a random number
 MAX_INSNS = 20_000
-LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: not emulated
+LEAVES = ("iret", "sysret", "sysexit")     # leave the site for good: only an op that does not return may
+KERNEL_GS_BASE = 0xC000_0102                # the MSR swapgs exchanges with the GS base (Intel SDM vol. 4)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class Expect:
     inline: bool              # explicit memory operands of the site's code are its own writes
     loads_flags: bool = False  # the code pops the flags register (restore_fl): DF/TF are its to set
     named: tuple[Named, ...] = ()   # the only place each of these instructions may access
+    reference: int | None = None    # a function the file holds that the patch stands for (inline, nop)
+    returns: bool | None = None     # the op returns a value (declared); None when unknown
+    noreturn: bool = False    # the site as gcc built it jumps (the kernel's iret, irq_enable_sysexit)
 
 
 @dataclass
@@ -129,8 +134,12 @@ def leaves_site(bits: int, code: bytes) -> str | None:
 
 def prove(m: Machine, site: SiteCopy, code: bytes, expect: Expect, seed: str, states: int) -> Outcome:
     gone = leaves_site(m.art.bits, code)
+    if gone and expect.noreturn:
+        return Outcome("not emulated", reason=f"'{gone}' leaves the site, as the op does (its site jumps); "
+                                              f"unicorn cannot follow it back")
     if gone:
-        return Outcome("not emulated", reason=f"'{gone}' leaves the site; unicorn cannot follow it back")
+        return Outcome("failed", problems=[f"'{gone}' leaves the site: the op returns (its site calls), "
+                                           f"so control must reach the byte after it"])
     if not expect.loads_flags and any(i.mnemonic.startswith("popf") for i in disasm(m.art.bits, code)):
         expect = replace(expect, loads_flags=True)
     out = Outcome("proved")
@@ -172,7 +181,8 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     # a random full-width start state; registers an inline replacement uses
     # as addresses point at memory that exists
     sp0 = STACK_LO + STACK_SIZE - 0x2000 - 8 * rng.randrange(0, 64)
-    mu.mem_write(sp0 - 0x1800, rng.randbytes(0x2000))     # the frames in use, and the caller's
+    frames = rng.randbytes(0x2000)
+    mu.mem_write(sp0 - 0x1800, frames)     # the frames in use, and the caller's
     before: dict[str, int] = {}
     for r, rid in m.rids.items():
         if r == conv.sp:
@@ -187,11 +197,11 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         before[r] = v
     flags0 = 0x202 | (rng.getrandbits(16) & abi.CC_FLAGS)
     mu.reg_write(m.flags, flags0)
-    seg_base = set_segments(m, PERCPU_BASE + PAGE * rng.randrange(256))
+    seg_base = set_segments(m, PERCPU_BASE + PAGE * rng.randrange(256), KERNEL_GS_AREA + PAGE * rng.randrange(256))
     named_at = {site.addr + n.offset: n for n in expect.named}
     mapped: list[int] = []
     st = {"count": 0, "entry": None, "ret": None, "args": None, "result": None, "in": False,
-          "problems": [], "fault_in_target": False, "done": False, "prev": None}
+          "problems": [], "fault_in_target": False, "done": False, "prev": None, "mem": {}}
 
     def in_ours(a: int) -> bool:
         return site.addr <= a < end or art.in_trampoline(a)
@@ -250,6 +260,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         m.written(addr, size)
         if st["in"]:
             return
+        _store(st["mem"], addr, size, value)
         pc = uc.reg_read(m.ip)
         if off_named(pc, addr, size, "writes"):
             return
@@ -301,7 +312,13 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
     problems = st["problems"]
     if problems or not st["done"]:
         return problems or [f"no fall-through to {art.image.where(end)}"]
-    return _check(m, site, expect, before, flags0, st, _saves_around_call(art.bits, code, site, expect))
+    problems = _check(m, site, expect, before, flags0, st, _saves_around_call(art.bits, code, site, expect))
+    if problems or expect.reference is None or st["entry"] is not None:
+        return problems
+    # the patch made no call: it must do what the function it stands for does
+    after = {r: mu.reg_read(rid) for r, rid in m.rids.items()}, st["mem"], system_state(m)
+    ref = reference_run(m, expect.reference, before, flags0, seg_base, (sp0 - 0x1800, frames))
+    return [] if ref is None else _differences(m, site, expect, after, ref)
 
 
 def _pushes_popped_around_call(insns) -> tuple[str, ...] | None:
@@ -356,15 +373,111 @@ def conv_reg(conv: abi.Convention, name: str | None) -> str | None:
     return name if name in conv.gprs else None
 
 
-def set_segments(m: Machine, gs: int) -> dict[str, int]:
+def set_segments(m: Machine, gs: int, kernel_gs: int = 0) -> dict[str, int]:
     """Segment bases by prefix: on x86-64 %gs is a per-CPU area (at `gs`),
-    %fs the end of the file's TLS block; unicorn keeps i386 bases at 0."""
+    %fs the end of the file's TLS block, and the base swapgs brings in
+    `kernel_gs`; unicorn keeps i386 bases at 0."""
     if m.art.bits != 64:
-        return {"": 0, "gs": 0, "fs": 0}
+        return {"": 0, "gs": 0, "fs": 0, "kernel_gs": 0}
     fs = m.art.image.tp or TLS_BASE
     m.mu.reg_write(X.UC_X86_REG_GS_BASE, gs)
     m.mu.reg_write(X.UC_X86_REG_FS_BASE, fs)
-    return {"": 0, "gs": gs, "fs": fs}
+    m.mu.msr_write(KERNEL_GS_BASE, kernel_gs)
+    return {"": 0, "gs": gs, "fs": fs, "kernel_gs": kernel_gs}
+
+
+def system_state(m: Machine) -> dict[str, int]:
+    """What a patch may change only as the function it stands for does:
+    the interrupt flag, and on x86-64 the GS, FS and KERNEL_GS bases."""
+    out = {"the interrupt flag (IF)": m.mu.reg_read(m.flags) & abi.IF}
+    if m.art.bits == 64:
+        out.update({"the GS base": m.mu.reg_read(X.UC_X86_REG_GS_BASE),
+                    "the FS base": m.mu.reg_read(X.UC_X86_REG_FS_BASE),
+                    "KERNEL_GS_BASE": m.mu.msr_read(KERNEL_GS_BASE)})
+    return out
+
+
+def _store(mem: dict[int, int], addr: int, size: int, value: int) -> None:
+    """Memory outside the emulator's stack, byte by byte as last written."""
+    if STACK_LO <= addr < STACK_LO + STACK_SIZE:
+        return
+    for k in range(size):
+        mem[addr + k] = (value >> (8 * k)) & 0xFF
+
+
+Effects = tuple[dict[str, int], dict[int, int], dict[str, int]]     # registers, memory, system state
+
+
+def reference_run(m: Machine, target: int, before: dict[str, int], flags0: int, seg: dict[str, int],
+                  frames: tuple[int, bytes]) -> Effects | None:
+    """The function a patch stands for, called from the start state the
+    patch ran from (the same registers, flags, segment bases and frames):
+    what the unpatched site would do with the backend installed. None
+    when it faults or does not return."""
+    conv, mu = m.conv, m.mu
+    m.reset()
+    mu.mem_write(*frames)
+    ret = STACK_LO + 0x10                 # emulation stops when the function returns here
+    sp = (before[conv.sp] & -conv.call_align) - conv.word
+    mu.mem_write(sp, ret.to_bytes(conv.word, "little"))
+    for r, rid in m.rids.items():
+        mu.reg_write(rid, sp if r == conv.sp else before[r])
+    mu.reg_write(m.flags, flags0)
+    set_segments(m, seg["gs"], seg["kernel_gs"])
+    mem: dict[int, int] = {}
+    mapped: list[int] = []
+
+    def on_write(uc, access, addr, size, value, _):
+        m.written(addr, size)
+        _store(mem, addr, size, value)
+
+    def on_unmapped(uc, access, addr, size, value, _):
+        if access == UC_MEM_FETCH_UNMAPPED:
+            return False
+        try:
+            uc.mem_map(addr & ~(PAGE - 1), PAGE)
+        except UcError:
+            return False
+        mapped.append(addr & ~(PAGE - 1))
+        return True
+
+    hooks = [mu.hook_add(UC_HOOK_MEM_WRITE, on_write), mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped)]
+    try:
+        mu.emu_start(target, ret, count=MAX_INSNS)
+        done = mu.reg_read(m.ip) == ret and mu.reg_read(m.rids[conv.sp]) == sp + conv.word
+    except UcError:
+        done = False
+    finally:
+        for h in hooks:
+            mu.hook_del(h)
+        for p in mapped:
+            mu.mem_unmap(p, PAGE)
+    if not done:
+        return None
+    return {r: mu.reg_read(rid) for r, rid in m.rids.items()}, mem, system_state(m)
+
+
+def _differences(m: Machine, site: SiteCopy, expect: Expect, got: Effects, want: Effects) -> list[str]:
+    """The patch against the function it stands for, from one start state:
+    the result register (when the op returns one and the site lets it
+    change), every byte written outside the stack, the system state."""
+    img, conv = m.art.image, m.conv
+    fn = img.where(expect.reference)
+    out = []
+    r = conv.ret_regs[0]
+    if expect.returns is not False and r in conv.regs_of_mask(site.clobbers) and got[0][r] != want[0][r]:
+        out.append(f"result %{r} is {got[0][r]:#x}, where {fn} (what the patch stands for) returns "
+                   f"{want[0][r]:#x}")
+    for a in sorted(got[1].keys() | want[1].keys()):
+        if got[1].get(a) != want[1].get(a):
+            g, w = got[1].get(a), want[1].get(a)
+            out.append(f"memory at {a:#x}: the patch leaves {'nothing written' if g is None else f'{g:#04x}'}, "
+                       f"{fn} {'writes nothing' if w is None else f'writes {w:#04x}'} there")
+            break
+    for k in got[2]:
+        if got[2][k] != want[2][k]:
+            out.append(f"{k} is {got[2][k]:#x} after the patch, {want[2][k]:#x} after {fn}")
+    return out
 
 
 def accessed(m: Machine, target: int, state: str) -> tuple[dict[str, int], set[tuple[int, int]]] | None:

@@ -10,6 +10,7 @@ from capstone import x86_const as CX
 
 from ..diag import PvError
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
+from .declared import Declarations, Declared, replacement
 from .emulate import Expect, Machine, Named, Outcome, accessed, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
@@ -102,15 +103,49 @@ def _differs_from_runtime(art: Artifact, s: SiteCopy, rec: Record | None) -> str
 
 
 def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None,
-            named: tuple[Named, ...]) -> Expect:
+            named: tuple[Named, ...], decl: Declared | None) -> Expect:
     target = art.ops_object_target(backend, site.type) if backend != IN_FILE else None
+    if target is None and decl is not None and decl.function:
+        target = art.image.address_of(decl.function)
     kind = rec.kind if rec is not None else "file"
     if target is None and rec is not None and rec.kind == "call":
         target = rec.target
     if target is None and rec is not None and rec.kind == "trampoline":
         target = _trampoline_target(art, rec.target)
+    # a patch that calls nothing stands for the function, when it runs here
+    reference = target if kind in ("inline", "nop", "file") and target is not None \
+        and target not in art.image.standins else None
     return Expect(kind, target, inline=kind in ("inline", "file"), loads_flags=_pops_flags(art, target),
-                  named=named)
+                  named=named, reference=reference, returns=decl.returns if decl else None,
+                  noreturn=_jumps(art.bits, site.code))
+
+
+def _jumps(bits: int, code: bytes) -> bool:
+    """The site as gcc built it jumps through the op (the kernel's iret and
+    irq_enable_sysexit sites): the op does not return."""
+    return any(i.mnemonic == "jmp" and i.operands and i.operands[0].type != CX.X86_OP_IMM
+               for i in disasm(bits, code))
+
+
+def _differs_from_declared(art: Artifact, site: SiteCopy, code: bytes, decl: Declared | None) -> str | None:
+    """An inline patch is the backend's declared text, as GNU as and ld
+    build it at the site (symbols at the file's addresses), then NOPs."""
+    if decl is None or decl.kind != "inline" or not decl.text:
+        return None
+    try:
+        want = replacement(art.bits, decl.text, site.addr, art.image.address_of)
+    except PvError as e:
+        return str(e)
+    if len(want) > len(code):
+        return f"the declared replacement '{decl.text}' is {len(want)} bytes, the site {len(code)}"
+    k = next((i for i, (x, y) in enumerate(zip(code, want)) if x != y), None)
+    if k is not None:
+        return (f"the patch ({code[:len(want)].hex()}) is not the declared replacement '{decl.text}' "
+                f"({want.hex()} by GNU as and ld at the site): byte {k} differs")
+    pad = disasm(art.bits, code[len(want):], site.addr + len(want))
+    if sum(i.size for i in pad) != len(code) - len(want) or any(i.mnemonic != "nop" for i in pad):
+        return f"after the declared replacement '{decl.text}', the site holds more than NOPs"
+    return None
 
 
 def _pops_flags(art: Artifact, target: int | None) -> bool:
@@ -189,7 +224,7 @@ def _named_by_target(m: Machine, art: Artifact, backend: str, site: SiteCopy, na
 
 
 def verify(path: str, backend: str | None, seed: str, states: int, arch: str | None = None,
-           maps: list[tuple[str, int]] = ()) -> Report:
+           maps: list[tuple[str, int]] = (), declared: Declarations | None = None) -> Report:
     art = read(path)
     for blob, addr in maps:
         try:
@@ -251,12 +286,17 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
             home, home_addr = (rec.code, rec.code_addr) if rec is not None else (code, site.addr)
             named, bad = named_memory(art, home, home_addr) if rec is None or rec.kind == "inline" \
                 else ([], [])
-            bad = bad or _named_by_target(machine, art, b, site, named, f"{seed}:{b}:{site.addr:#x}")
+            decl = (declared or {}).get((b, site.type))
+            inline = rec.kind == "inline" if rec is not None else not any(
+                i.mnemonic == "call" for i in disasm(art.bits, code))
+            declared_differs = _differs_from_declared(art, site, code, decl) if inline else None
+            bad = bad or ([declared_differs] if declared_differs else []) \
+                or _named_by_target(machine, art, b, site, named, f"{seed}:{b}:{site.addr:#x}")
             if bad:
                 rep.failed += 1
                 rep.lines.extend(f"{path}: {site.where}: backend {b}: {p}" for p in bad)
                 continue
-            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named)),
+            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named), decl),
                                  f"{seed}:{b}", states)
             _count(rep, path, site, b, rec, out)
             stood_in |= out.stood_in
