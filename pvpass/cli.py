@@ -103,6 +103,7 @@ def cmd_emit(argv: list[str]) -> int:
 def cmd_verify(argv: list[str]) -> int:
     from .diag import EXIT_FINDINGS
     from .verify.build import build_for_verify, is_elf
+    from .verify.declared import declarations, elf_arch
     from .verify.run import verify
     args, cpp = split_cppflags(argv)
     p = _base("verify", "prove by emulation every patch an object or program holds")
@@ -114,19 +115,27 @@ def cmd_verify(argv: list[str]) -> int:
     p.add_argument("--seed", default="pvpass", help="seed of the start states")
     p.add_argument("--map", action="append", default=[], metavar="FILE@ADDR",
                    help="raw code the program maps at run time (a ROM), at ADDR; repeatable")
+    p.add_argument("--source", metavar="SRC.c",
+                   help="the object's source: each inline patch is held against its backend's declared text "
+                        "(GNU as, ld) and each patch against the function its backend names for the op")
     a = p.parse_args(args)
     if a.states < 1:
         raise PvError("pvpass verify: --states takes a positive number")
     maps = [_file_at(m) for m in a.map]
     if is_elf(a.file):
-        if cpp:
-            raise PvError("pvpass verify: preprocessor flags are for a C source, not an object")
-        rep = verify(a.file, a.backend, a.seed, a.states, get_arch(a.arch).name if a.arch else None, maps)
+        if cpp and not a.source:
+            raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
+        arch = get_arch(a.arch).name if a.arch else None
+        decl = declarations(a.source, arch or elf_arch(a.file), cpp) if a.source else None
+        rep = verify(a.file, a.backend, a.seed, a.states, arch, maps, decl)
     else:
+        if a.source:
+            raise PvError("pvpass verify: --source is for an object; a C source is its own")
         with build_for_verify(a.file, get_arch(a.arch), cpp) as obj:
             if obj is None:
                 return EXIT_FINDINGS
-            rep = verify(obj, a.backend, a.seed, a.states, maps=maps)
+            rep = verify(obj, a.backend, a.seed, a.states, maps=maps,
+                         declared=declarations(a.file, get_arch(a.arch).name, cpp))
     for line in rep.notes + rep.lines:
         print(line, file=sys.stderr)
     print(rep.summary())

@@ -40,6 +40,7 @@ SOURCES = {
     "k2621": ("kernel/k2621.c", "i386", ["-O2", "-fno-pie"]),
     # inline replacements that name symbols: R_X86_64_PC32 / 32S (%gs: too) / 32
     "reloc64": ("pvpass/reloc.c", "x86_64", ["-O2", "-fno-pie", f"-I{RT}"]),
+    "reloc32": ("pvpass/reloc32.c", "i386", ["-O2", "-fno-pie"]),     # R_386_32, %fs: too
     # the thread's systems (native, lguest: R_386_32 / R_X86_64_PC32, vmi, xen)
     "systems64": ("../pvpass/examples/systems/systems.c", "x86_64", ["-O2", "-fno-pie", f"-I{RT}"]),
     "systems32": ("../pvpass/examples/systems/systems.c", "i386", ["-O2", "-fno-pie", f"-I{RT}"]),
@@ -93,6 +94,17 @@ def vmi_rom(arch: str) -> Path:
     gcc_c(ROOT / "pvpass/examples/systems/vmi_rom.S", o, arch, [])
     subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(o), str(rom)], check=True)
     return rom
+
+
+@functools.cache
+def declared(name: str):
+    """What the artifact's source declares (`verify --source`)."""
+    from pvpass.verify.declared import declarations
+    base = name.split(":")[0]
+    if base.startswith("demo"):
+        return declarations(str(demo_dir() / "demo.c"), "x86_64", [f"-I{RT}"])
+    src, arch, flags = SOURCES[base]
+    return declarations(str(TESTDATA / src), arch, flags[1:])
 
 
 def maps(name: str) -> list[tuple[str, int]]:

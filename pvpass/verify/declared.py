@@ -97,3 +97,9 @@ def replacement(bits: int, text: str, at: int, address_of) -> bytes:
             raise PvError(f"the declared replacement '{text}' names {name}, which the file does not hold")
         values.append((name, v))
     return _linked(bits, text, at, tuple(values))
+
+
+def elf_arch(path: str) -> str:
+    """The arch of an ELF file, to read its source for (before verify reads it)."""
+    from ..link.elfobj import ElfObject
+    return ElfObject.read(path).arch.name

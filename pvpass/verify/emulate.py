@@ -55,6 +55,7 @@ class Expect:
     reference: int | None = None    # a function the file holds that the patch stands for (inline, nop)
     returns: bool | None = None     # the op returns a value (declared); None when unknown
     noreturn: bool = False    # the site as gcc built it jumps (the kernel's iret, irq_enable_sysexit)
+    kept: frozenset[str] = frozenset()  # in the mask, but the caller still needs them (liveness.py)
 
 
 @dataclass
@@ -529,14 +530,15 @@ def _stand_in(m: Machine, uc, rng: random.Random, sp: int) -> None:
 def _check(m: Machine, site: SiteCopy, expect: Expect, before: dict[str, int], flags0: int,
            st: dict, saves: int = 0) -> list[str]:
     conv, mu, img = m.conv, m.mu, m.art.image
-    allowed = conv.regs_of_mask(site.clobbers)
+    allowed = conv.regs_of_mask(site.clobbers) - expect.kept
     problems = []
     after = {r: mu.reg_read(rid) for r, rid in m.rids.items()}
     if after[conv.sp] != before[conv.sp]:
         problems.append(f"%{conv.sp} moved by {after[conv.sp] - before[conv.sp]:+d}")
     for r in conv.gprs:
         if r != conv.sp and r not in allowed and after[r] != before[r]:
-            problems.append(f"%{r} changed ({before[r]:#x} -> {after[r]:#x}) outside the clobber set")
+            problems.append(f"%{r} changed ({before[r]:#x} -> {after[r]:#x}) outside the clobber set"
+                            + (" (in the mask, but the caller still needs it)" if r in expect.kept else ""))
     flags = mu.reg_read(m.flags)
     for bit, name in ((abi.DF, "DF"), (abi.TF, "TF")):
         if (flags ^ flags0) & bit and not expect.loads_flags:

@@ -11,6 +11,7 @@ from capstone import x86_const as CX
 from ..diag import PvError
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
 from .declared import Declarations, Declared, replacement
+from .liveness import Caller, live_masked
 from .emulate import Expect, Machine, Named, Outcome, accessed, prove
 
 IN_FILE = "(in the file)"      # an ahead-of-time patched site: its bytes are what runs
@@ -103,7 +104,7 @@ def _differs_from_runtime(art: Artifact, s: SiteCopy, rec: Record | None) -> str
 
 
 def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None,
-            named: tuple[Named, ...], decl: Declared | None) -> Expect:
+            named: tuple[Named, ...], decl: Declared | None, kept: frozenset[str] = frozenset()) -> Expect:
     target = art.ops_object_target(backend, site.type) if backend != IN_FILE else None
     if target is None and decl is not None and decl.function:
         target = art.image.address_of(decl.function)
@@ -117,7 +118,7 @@ def _expect(art: Artifact, backend: str, site: SiteCopy, rec: Record | None,
         and target not in art.image.standins else None
     return Expect(kind, target, inline=kind in ("inline", "file"), loads_flags=_pops_flags(art, target),
                   named=named, reference=reference, returns=decl.returns if decl else None,
-                  noreturn=_jumps(art.bits, site.code))
+                  noreturn=_jumps(art.bits, site.code), kept=kept)
 
 
 def _jumps(bits: int, code: bytes) -> bool:
@@ -247,9 +248,14 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
         rep.notes.append(f"{path}: note: {len(art.image.unsupported)} relocations not applied "
                          f"(code reached through them is not run as linked), first: {art.image.unsupported[0]}")
     machine = Machine(art)
+    caller = Caller(art)
     stood_in: set[int] = set()
     patched_in_file = set(aot)
     for site in art.sites:
+        live, kept = live_masked(caller, site)
+        if live:
+            rep.failed += 1
+            rep.lines.extend(f"{path}: {site.where}: {p}" for p in live)
         if site in patched_in_file:
             rec = art.find(aot_backend, site) if aot_backend else None
             pairs = [(aot_backend or IN_FILE, site.code, rec)]
@@ -296,7 +302,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                 rep.failed += 1
                 rep.lines.extend(f"{path}: {site.where}: backend {b}: {p}" for p in bad)
                 continue
-            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named), decl),
+            out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named), decl, kept),
                                  f"{seed}:{b}", states)
             _count(rep, path, site, b, rec, out)
             stood_in |= out.stood_in
