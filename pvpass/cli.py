@@ -126,7 +126,7 @@ def cmd_verify(argv: list[str]) -> int:
         if cpp and not a.source:
             raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
         arch = get_arch(a.arch).name if a.arch else None
-        decl = declarations(a.source, arch or elf_arch(a.file), cpp) if a.source else None
+        decl = declarations(a.source, get_arch(arch or elf_arch(a.file)), cpp) if a.source else None
         rep = verify(a.file, a.backend, a.seed, a.states, arch, maps, decl)
     else:
         if a.source:
@@ -135,7 +135,7 @@ def cmd_verify(argv: list[str]) -> int:
             if obj is None:
                 return EXIT_FINDINGS
             rep = verify(obj, a.backend, a.seed, a.states, maps=maps,
-                         declared=declarations(a.file, get_arch(a.arch).name, cpp))
+                         declared=declarations(a.file, get_arch(a.arch), cpp))
     for line in rep.notes + rep.lines:
         print(line, file=sys.stderr)
     print(rep.summary())

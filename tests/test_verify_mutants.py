@@ -8,6 +8,7 @@ instructions through capstone, and replacement instructions are
 assembled by GNU as."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import re
@@ -24,7 +25,7 @@ from elftools.elf.relocation import RelocationSection
 from pvpass.verify.run import verify
 
 from conftest import run_pvpass
-from verify_artifacts import artifact, maps, workdir
+from verify_artifacts import RT, artifact, declared, demo_dir, maps, workdir
 
 
 @functools.cache
@@ -434,6 +435,137 @@ def aot_percpu_through_fs(e: Elf):
     e.data[e.off(sec, r.offset - 4)] = 0x64
 
 
+# issue 17: what only the function a patch stands for, the backend's
+# declared text (GNU as, ld) or the compiled caller can tell
+
+def _op_type(name: str, backend: str, op: str) -> int:
+    """The op's type number, as the artifact's source declares it."""
+    return next(t for (b, t), d in declared(name).targets.items() if b == backend and d.op == op)
+
+
+def _inline_of(e: Elf, name: str, backend: str, op: str) -> dict:
+    return e.record(backend=backend, type=_op_type(name, backend, op), kind=1)
+
+
+def inline_text(name: str, backend: str, op: str, text: str, keep_fixups: bool = False):
+    """The record's inline code replaced by `text` (then NOPs): what an
+    encoder bug or a wrong table would give. The code's fixups go (R_*_NONE)
+    unless `text` keeps the declared symbol's field where it was."""
+    def mutate(e: Elf):
+        rec = _inline_of(e, name, backend, op)
+        code = gas(e.bits, text)
+        e.put(".pvpass.code", rec["code"], code + nops(e.bits, rec["len"] - len(code)))
+        for r in e.relocs(".pvpass.code"):
+            if rec["code"] <= r.offset < rec["code"] + rec["len"] and not keep_fixups:
+                e.set_reloc(r, type_=0)
+    return mutate
+
+
+def fixup_addend(rtype: str, sym: str, by: int = 4):
+    """The inline code's fixup a few bytes off (still inside the symbol):
+    the addend of RELA, the field's bytes of REL (i386)."""
+    def mutate(e: Elf):
+        r = _fixup(e, ".pvpass.code", rtype, sym=sym)
+        if r.addend is not None:
+            e.set_reloc(r, addend=r.addend + by)
+        else:
+            at = e.off(".pvpass.code", r.offset)
+            struct.pack_into("<i", e.data, at, struct.unpack_from("<i", e.data, at)[0] + by)
+    return mutate
+
+
+def drop_segment_prefix(name: str, op: str, prefix: int):
+    """The per-CPU store's segment prefix lost: a DS prefix (no effect) in
+    its place keeps the length and the fixup where they were."""
+    def mutate(e: Elf):
+        rec = _inline_of(e, name, "sym_ops", op)
+        at = e.off(".pvpass.code", rec["code"])
+        assert e.data[at] == prefix, e.data[at:at + 4].hex()
+        e.data[at] = 0x3E
+    return mutate
+
+
+def widen_callee_save_masks(extra: int):
+    """Every callee-save site (mask: the result register only) and every
+    record for one, annotated with `extra` clobbered too: the table and
+    the records agree with each other, not with gcc's asm constraints."""
+    def mutate(e: Elf):
+        entry = 16 if e.bits == 64 else 8
+        tab = e.sec(".parainstructions")
+        for at in range(0, tab["sh_size"], entry):
+            o = tab["sh_offset"] + at + e.w + 2
+            if struct.unpack_from("<H", e.data, o)[0] == 1:
+                struct.pack_into("<H", e.data, o, 1 | extra)
+        for rec in e.records():
+            o = e.off(".pvpass.patches", rec["at"] + 3 * e.w + 2)
+            if struct.unpack_from("<H", e.data, o)[0] == 1:
+                struct.pack_into("<H", e.data, o, 1 | extra)
+    return mutate
+
+
+# (artifact, what, mutation, what verify is given, what it must say): "text",
+# the source's declarations (the declared text is checked first); "target",
+# only the functions the backends name (the route where no text is declared:
+# the patch against that function, from the same start states)
+EQUIVALENCE = [
+    ("demo.o", "a wrong-value inline (pte_val: movq %rsi, %rax)",
+     inline_text("demo.o", "native_ops", "mmu.pte_val", "mov %rsi, %rax"), "text", "not the declared replacement"),
+    ("demo.o", "a wrong-value inline (pte_val: movq %rsi, %rax)",
+     inline_text("demo.o", "native_ops", "mmu.pte_val", "mov %rsi, %rax"), "target", "result %rax is"),
+    ("systems32", "a wrong-value inline (save_fl: movl %edx, %eax)",
+     inline_text("systems32", "lguest_ops", "irq.save_fl", "movl %edx, %eax"), "text",
+     "not the declared replacement"),
+    ("systems32", "a wrong-value inline (save_fl: movl %edx, %eax)",
+     inline_text("systems32", "lguest_ops", "irq.save_fl", "movl %edx, %eax"), "target", "result %eax is"),
+    ("reloc64", "R_X86_64_PC32 addend 4 off (before a trailing immediate)",
+     fixup_addend("R_X86_64_PC32", "reloc_arr"), "text", "not the declared replacement"),
+    ("reloc64", "R_X86_64_32S (%gs:) addend 4 off", fixup_addend("R_X86_64_32S", "reloc_pcpu"), "text",
+     "not the declared replacement"),
+    ("reloc64", "R_X86_64_32 (immediate) addend 4 off", fixup_addend("R_X86_64_32", "reloc_abs"), "text",
+     "not the declared replacement"),
+    ("reloc32", "R_386_32 (%fs:) field 4 off", fixup_addend("R_386_32", "reloc_pcpu"), "text",
+     "not the declared replacement"),
+    ("reloc32", "R_386_32 (immediate) field 4 off", lambda e: _reloc32_imm(e), "text",
+     "not the declared replacement"),
+    ("reloc64", "a dropped %gs: prefix", drop_segment_prefix("reloc64", "set_pcpu", 0x65), "text",
+     "not the declared replacement"),
+    ("reloc32", "a dropped %fs: prefix", drop_segment_prefix("reloc32", "set_pcpu", 0x64), "text",
+     "not the declared replacement"),
+    ("demo.o", "callee-save masks wider than gcc was told (rax, rcx)", widen_callee_save_masks(2), "text",
+     ("lets a patch change %rcx, but the caller still needs it", "(the site is written at ", "demo.c:")),
+    ("k2621", "callee-save masks wider than gcc was told (eax, ecx)", widen_callee_save_masks(2), "text",
+     "lets a patch change %ecx, but the caller still needs it"),
+    ("demo.o", "a patch that leaves the site (swapgs; sysretq)",
+     inline_text("demo.o", "native_ops", "irq.save_fl", "swapgs; sysretq"), "target", "leaves the site"),
+    ("systems32", "a patch that leaves the site (sti; sysexit)",
+     inline_text("systems32", "lguest_ops", "irq.save_fl", "sti; sysexit"), "target", "leaves the site"),
+    ("demo.o", "a patch that changes a segment base (swapgs; movq %rdi, %rax)",
+     inline_text("demo.o", "native_ops", "mmu.pte_val", "swapgs; mov %rdi, %rax"), "target", "the GS base is"),
+    ("reloc32", "a patch that loads a segment register (movl $7, reloc_abs; movw %dx, %gs)",
+     inline_text("reloc32", "sym_ops", "set_abs", "movl $7, reloc_abs; movw %dx, %gs", keep_fixups=True),
+     "target", "emulation stopped"),
+    ("systems32", "a patch that changes the interrupt flag (movl lguest_irq_enabled, %eax; cli)",
+     inline_text("systems32", "lguest_ops", "irq.save_fl", "movl lguest_irq_enabled, %eax; cli",
+                 keep_fixups=True), "target",
+     "the interrupt flag (IF) is"),
+]
+
+
+def given(name: str, mode: str):
+    """What verify is given of the artifact's source (EQUIVALENCE)."""
+    d = declared(name)
+    return d if mode == "text" else dataclasses.replace(
+        d, targets={k: dataclasses.replace(v, text=None) for k, v in d.targets.items()})
+
+
+def _reloc32_imm(e: Elf):
+    """The `movl $reloc_abs, %eax` field (the R_386_32 that is no memory operand) 4 off."""
+    rec = _inline_of(e, "reloc32", "sym_ops", "addr_abs")
+    r = _fixup(e, ".pvpass.code", "R_386_32", rec["code"], rec["len"])
+    at = e.off(".pvpass.code", r.offset)
+    struct.pack_into("<i", e.data, at, struct.unpack_from("<i", e.data, at)[0] + 4)
+
+
 MUTANTS = [
     # linked objects: trampolines and patch records the runtime applies
     ("demo.o", "drop a push", drop_push),
@@ -496,7 +628,7 @@ MUTANTS = [
 
 def _names_a_site(path: str, line: str) -> bool:
     return re.match(rf"^{re.escape(path)}: ([\w.]+\+0x[0-9a-f]+|0x[0-9a-f]+)( <[\w.]+\+0x[0-9a-f]+>)?: "
-                    rf"backend \S+", line) is not None
+                    rf"(backend \S+|the clobber mask 0x[0-9a-f]+ )", line) is not None
 
 
 def test_every_mutant_is_killed():
@@ -506,7 +638,7 @@ def test_every_mutant_is_killed():
         mutate(e)
         path = str(e.save(f"{i}"))
         assert e.data != Path(artifact(name)).read_bytes(), (name, what)
-        rep = verify(path, None, "pvpass", 32, maps=maps(name))
+        rep = verify(path, None, "pvpass", 32, maps=maps(name), declared=declared(name))
         if rep.failed and rep.lines and all(_names_a_site(path, ln) for ln in rep.lines
                                              if "not emulated" not in ln):
             killed += 1
@@ -514,6 +646,37 @@ def test_every_mutant_is_killed():
             survivors.append(f"{name}: {what}: {rep.summary()} {rep.lines[:2]}")
     print(f"mutants killed: {killed}/{len(MUTANTS)}")
     assert not survivors, "\n".join(survivors)
+
+
+def test_each_property_fails_on_its_mutant():
+    """Issue 17's kinds, on both arches: each is killed for its own reason
+    (the message that property gives), with or without the declared text."""
+    missed = []
+    for i, (name, what, mutate, mode, says) in enumerate(EQUIVALENCE):
+        e = Elf(artifact(name))
+        mutate(e)
+        path = str(e.save(f"eq{i}"))
+        rep = verify(path, None, "pvpass", 8, maps=maps(name), declared=given(name, mode))
+        wanted = (says,) if isinstance(says, str) else says
+        if not rep.failed or not any(all(w in ln for w in wanted) and _names_a_site(path, ln) for ln in rep.lines):
+            missed.append(f"{name}: {what} ({mode}): no '{says}' in {rep.lines[:2]}")
+    assert not missed, "\n".join(missed)
+
+
+def test_the_command_reads_the_source():
+    """`verify OBJ --source SRC -- CPPFLAGS`: the declared text is what the
+    wrong-value mutant fails on; the object as built passes; --source with
+    a C source to build is a usage error."""
+    e = Elf(artifact("demo.o"))
+    inline_text("demo.o", "native_ops", "mmu.pte_val", "mov %rsi, %rax")(e)
+    path = str(e.save("cmd-source"))
+    src = ["--source", str(demo_dir() / "demo.c"), "--", f"-I{RT}"]
+    r = run_pvpass("verify", path, *src)
+    assert r.returncode == 1 and "is not the declared replacement 'mov %rdi, %rax'" in r.stderr, r.stderr
+    r = run_pvpass("verify", str(artifact("demo.o")), *src)
+    assert r.returncode == 0, r.stderr
+    r = run_pvpass("verify", str(demo_dir() / "demo.c"), "--source", str(demo_dir() / "demo.c"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--source is for an object" in r.stderr, r.stderr
 
 
 def test_a_mutant_fails_the_command():
@@ -526,14 +689,44 @@ def test_a_mutant_fails_the_command():
     assert all(_names_a_site(path, ln) for ln in r.stderr.splitlines()), r.stderr
 
 
-def test_a_replacement_that_leaves_the_site_is_not_emulated_but_counted():
-    """iretq leaves for good: reported with the reason, counted apart, not
-    a failure; swapgs (above) runs."""
+def _iretq_for_save_fl(e: Elf) -> None:
+    inline_text("demo.o", "native_ops", "irq.save_fl", "iretq")(e)
+
+
+def test_a_replacement_that_leaves_the_site_fails():
+    """iretq leaves for good where the op returns (its site calls): a
+    failure, not "not emulated"."""
     e = Elf(artifact("demo.o"))
-    rec = next(r for r in e.records() if r["kind"] == 1 and r["len"] == 6)
-    code = gas(64, "iretq")
-    e.put(".pvpass.code", rec["code"], code + nops(64, 6 - len(code)))
+    _iretq_for_save_fl(e)
     path = str(e.save("iret"))
     rep = verify(path, None, "pvpass", 4)
-    assert rep.failed == 0 and rep.not_emulated >= 1, rep.lines
-    assert all("not emulated: 'iretq' leaves the site" in ln and _names_a_site(path, ln) for ln in rep.lines)
+    assert rep.failed == 1 and rep.not_emulated == 0, rep.lines
+    assert all("'iretq' leaves the site: the op returns" in ln and _names_a_site(path, ln) for ln in rep.lines)
+
+
+def test_an_op_whose_site_jumps_may_leave():
+    """The same patch where the site as built jumps through the op (as the
+    kernel's iret and irq_enable_sysexit sites do: `call *` made `jmp *`,
+    ModRM /2 -> /4): the op does not return, so leaving is its contract;
+    unicorn cannot follow it: counted as not emulated."""
+    e = Elf(artifact("demo.o"))
+    _iretq_for_save_fl(e)
+    t = _op_type("demo.o", "native_ops", "irq.save_fl")
+    for sec, off, _ in e.sites():
+        if _site_type(e, sec, off) == t:
+            o = e.off(sec, off)
+            assert e.data[o:o + 2] == b"\xff\x15", e.data[o:o + 6].hex()
+            e.data[o + 1] = 0x25
+    path = str(e.save("jmp"))
+    rep = verify(path, None, "pvpass", 4)
+    assert rep.failed == 0 and rep.not_emulated == 1, rep.lines
+    assert "not emulated: 'iretq' leaves the site, as the op does" in rep.lines[0]
+
+
+def _site_type(e: Elf, sec: str, off: int) -> int:
+    """The type of the table entry whose site is at sec+off."""
+    for r in e.relocs(".parainstructions"):
+        if e.elf.get_section(e.symbols()[r.sym]["st_shndx"]).name == sec and \
+                e.addend(".parainstructions", r) == off:
+            return e.data[e.off(".parainstructions", r.offset + e.w)]
+    raise AssertionError("no entry")

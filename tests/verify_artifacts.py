@@ -99,12 +99,13 @@ def vmi_rom(arch: str) -> Path:
 @functools.cache
 def declared(name: str):
     """What the artifact's source declares (`verify --source`)."""
+    from pvpass.arch import get_arch
     from pvpass.verify.declared import declarations
     base = name.split(":")[0]
     if base.startswith("demo"):
-        return declarations(str(demo_dir() / "demo.c"), "x86_64", [f"-I{RT}"])
+        return declarations(str(demo_dir() / "demo.c"), get_arch("x86_64"), [f"-I{RT}"])
     src, arch, flags = SOURCES[base]
-    return declarations(str(TESTDATA / src), arch, flags[1:])
+    return declarations(str(TESTDATA / src), get_arch(arch), flags[1:])
 
 
 def maps(name: str) -> list[tuple[str, int]]:

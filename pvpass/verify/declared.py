@@ -29,15 +29,25 @@ class Declared:
     returns: bool | None      # the op's prototype returns a value
 
 
-Declarations = dict[tuple[str, int], Declared]     # (backend, type number) -> what it gives
+@dataclass(frozen=True)
+class Declarations:
+    targets: dict[tuple[str, int], Declared]     # (backend, type number) -> what it gives
+    sites: dict[int, tuple[str, ...]]            # type number -> where its sites are written
+
+    def get(self, key: tuple[str, int]) -> Declared | None:
+        return self.targets.get(key)
+
+    def site_lines(self, type_: int) -> str:
+        return " or ".join(self.sites.get(type_, ()))
 
 
-def declarations(source: str, arch: str, cpp: list[str]) -> Declarations:
-    from ..arch import get_arch
+def declarations(source: str, arch, cpp: list[str]) -> Declarations:
+    """`arch`: the front end's description of the target (the command line
+    gives it): type numbers depend on the pointer size."""
     from ..frontend.scan import scan
-    inv = scan(source, get_arch(arch), ["-fno-pie", *cpp], report=False).inventory
+    inv = scan(source, arch, ["-fno-pie", *cpp], report=False).inventory
     types = {op.path: (op.type_number, op.returns) for s in inv.ops for op in s.ops}
-    out: Declarations = {}
+    out: dict[tuple[str, int], Declared] = {}
     for b in inv.backends:
         if b.builtin:
             continue
@@ -45,7 +55,12 @@ def declarations(source: str, arch: str, cpp: list[str]) -> Declarations:
             if t.op in types:
                 n, returns = types[t.op]
                 out[(b.name, n)] = Declared(t.op, t.function, t.contract.kind, t.contract.text, returns)
-    return out
+    sites: dict[int, list[str]] = {}
+    for s in inv.sites:
+        where = f"{s.loc.file}:{s.loc.line}:{s.loc.col}"
+        if where not in sites.setdefault(s.type_number, []):
+            sites[s.type_number].append(where)
+    return Declarations(out, {t: tuple(w) for t, w in sites.items()})
 
 
 @functools.lru_cache(maxsize=256)

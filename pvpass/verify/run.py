@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from capstone import CS_AC_WRITE
 from capstone import x86_const as CX
 
-from ..diag import PvError
+from ..diag import PvError, ToolMissing
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
 from .declared import Declarations, Declared, replacement
 from .liveness import Caller, live_masked
@@ -135,8 +135,10 @@ def _differs_from_declared(art: Artifact, site: SiteCopy, code: bytes, decl: Dec
         return None
     try:
         want = replacement(art.bits, decl.text, site.addr, art.image.address_of)
-    except PvError as e:
-        return str(e)
+    except ToolMissing:
+        raise
+    except PvError as e:      # GNU as refuses what the backend declared, or names what the file lacks
+        return e.message
     if len(want) > len(code):
         return f"the declared replacement '{decl.text}' is {len(want)} bytes, the site {len(code)}"
     k = next((i for i, (x, y) in enumerate(zip(code, want)) if x != y), None)
@@ -241,7 +243,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
         raise PvError(f"{path}: no patch records for backend '{backend}' "
                       f"(have: {', '.join(art.backends()) or 'none'})")
     selected = [backend] if backend else art.backends()
-    aot = [s for s in art.sites if not holds_indirect_call(art.bits, s.code)]
+    aot = [s for s in art.sites if not holds_indirect_call(art.bits, s.code) and not _jumps(art.bits, s.code)]
     aot_backend = _aot_backend(art, aot, backend) if aot else None
     rep.backends = selected if len(aot) < len(art.sites) else [aot_backend or IN_FILE]
     if art.image.unsupported:
@@ -255,7 +257,9 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
         live, kept = live_masked(caller, site)
         if live:
             rep.failed += 1
-            rep.lines.extend(f"{path}: {site.where}: {p}" for p in live)
+            written = f" (the site is written at {declared.site_lines(site.type)})" \
+                if declared and declared.site_lines(site.type) else ""
+            rep.lines.extend(f"{path}: {site.where}: {p}{written}" for p in live)
         if site in patched_in_file:
             rec = art.find(aot_backend, site) if aot_backend else None
             pairs = [(aot_backend or IN_FILE, site.code, rec)]
