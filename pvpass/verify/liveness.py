@@ -15,6 +15,7 @@ call, code past the function's symbol. The result registers are the
 site's outputs and are not checked."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from capstone import x86_const as CX
@@ -24,6 +25,7 @@ from .artifact import Artifact, SiteCopy, disasm
 from .emulate import conv_reg
 
 MAX_STEPS = 50_000          # instructions visited per (site, register): a bound, not a tuning
+MAX_FUNCTION = 1 << 20      # a symbol further below than this is not looked at as the site's function
 _ENDS = ("ret", "iret", "ud2", "hlt", "sysret", "sysexit")     # no instruction after these runs
 _ZERO_IDIOMS = ("xor", "sub", "sbb", "pxor")
 
@@ -53,11 +55,17 @@ class Caller:
         self.sites = {s.addr: s for s in art.sites}
 
     def function_of(self, addr: int) -> tuple[int, int] | None:
-        best = None
-        for lo, hi in self.funcs:
-            if lo <= addr < hi and (best is None or lo > best[0]):
-                best = (lo, hi)
-        return best
+        """The innermost function symbol holding addr (the nearest start
+        below it that reaches it)."""
+        k = bisect.bisect_right(self.funcs, (addr, 1 << 64))
+        while k > 0:
+            k -= 1
+            lo, hi = self.funcs[k]
+            if addr < hi:
+                return lo, hi
+            if lo < addr - MAX_FUNCTION:
+                return None
+        return None
 
     def insn(self, addr: int) -> Insn | None:
         if addr not in self.decoded:
