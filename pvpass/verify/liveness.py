@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from capstone import x86_const as CX
 
 from . import abi
+from ..diag import PvError
 from .artifact import Artifact, SiteCopy, disasm
 from .emulate import conv_reg
 
 MAX_STEPS = 50_000          # instructions visited per (site, register): a bound, not a tuning
-MAX_FUNCTION = 1 << 20      # a symbol further below than this is not looked at as the site's function
+MAX_FUNCTION = 1 << 20      # a function larger is not decoded (its sites are not checked), as on the build path
 _ENDS = ("ret", "iret", "ud2", "hlt", "sysret", "sysexit")     # no instruction after these runs
 _ZERO_IDIOMS = ("xor", "sub", "sbb", "pxor")
 
@@ -75,13 +76,13 @@ class Caller:
     def _decode(self, addr: int) -> None:
         fn = self.function_of(addr)
         lo, hi = fn if fn else (addr, addr)
-        if fn is None or lo in self.decoded:
+        if fn is None or lo in self.decoded or hi - lo > MAX_FUNCTION:
             self.decoded.add(addr)
             return
         self.decoded.add(lo)
         try:
             code = self.art.image.read(lo, hi - lo)
-        except Exception:       # outside the image: nothing to follow
+        except PvError:         # outside the image: nothing to follow
             return
         for i in disasm(self.art.bits, code, lo):
             self.insns[i.address] = self._insn(i, hi)
