@@ -8,12 +8,14 @@ import pytest
 from pvpass.verify.run import verify
 
 from conftest import TESTDATA, run_pvpass
-from verify_artifacts import ALL, artifact, maps
+from verify_artifacts import ALL, artifact, declared, maps
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_copy_of_every_backend_is_proved(name):
-    rep = verify(str(artifact(name)), None, "pvpass", 32, maps=maps(name))
+    """With the source's declarations: the declared texts, the functions
+    the initializers name, and the callers' registers agree too."""
+    rep = verify(str(artifact(name)), None, "pvpass", 32, maps=maps(name), declared=declared(name))
     assert rep.failed == 0, "\n".join(rep.lines)
     assert rep.proved >= rep.sites > 0, rep.summary()
     assert rep.not_emulated == 0
