@@ -35,12 +35,14 @@ def table_asm(arch: Arch, rows: list[TableRow]) -> list[str]:
 
 
 def code_asm(arch: Arch, code: bytes, call_offset: int | None = None,
-             call_target: str | None = None, fixups=()) -> list[str]:
+             call_target: str | None = None, fixups=(), cfi=()) -> list[str]:
     """`.byte` lines, one per instruction, disassembly in the comment; a
-    symbol's field (an inline replacement's fixup) is a `.reloc` + `.long 0`."""
+    symbol's field (an inline replacement's fixup) is a `.reloc` + `.long 0`;
+    `.cfi_*` directives after the instruction they follow."""
     out = []
     fields = {f.offset: f for f in fixups}
     for off, size, text in disassemble(arch, code):
+        out += [f"\t{c.text()}" for c in cfi if c.at == off]
         chunk = code[off:off + size]
         if call_offset is not None and off == call_offset and chunk[0] == 0xE8:
             out.append(f"\t.byte 0xe8\t# call {call_target}")
@@ -56,6 +58,7 @@ def code_asm(arch: Arch, code: bytes, call_offset: int | None = None,
         out.append("\t.long 0")
         if at + 4 < off + size:
             out.append("\t.byte " + ", ".join(f"{b:#04x}" for b in code[at + 4:off + size]))
+    out += [f"\t{c.text()}" for c in cfi if c.at == len(code)]
     return out
 
 
@@ -64,9 +67,9 @@ def trampolines_asm(plan: EmitPlan) -> list[str]:
     for t in plan.trampolines:
         out += [f'\t.pushsection .text.{t.name},"axG",@progbits,{t.name},comdat',
                 f"\t.globl {t.name}", f"\t.hidden {t.name}", f"\t.type {t.name}, @function",
-                f"{t.name}:\t# saves {', '.join(t.saved)} around {t.target}"]
-        out += code_asm(plan.arch, t.code, t.call_offset, t.target)
-        out += [f"\t.size {t.name}, . - {t.name}", "\t.popsection"]
+                f"{t.name}:\t# saves {', '.join(t.saved)} around {t.target}", "\t.cfi_startproc"]
+        out += code_asm(plan.arch, t.code, t.call_offset, t.target, cfi=t.cfi)
+        out += ["\t.cfi_endproc", f"\t.size {t.name}, . - {t.name}", "\t.popsection"]
     return out
 
 

@@ -12,6 +12,7 @@ import capstone
 from ..arch import Arch
 from ..table import TRAMP_PREFIX
 from ..encode import EncodeError, SymField, assemble, assemble_symbolic
+from .cfi import Cfi, code_cfi
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Trampoline:
     lines: tuple[str, ...]       # AT&T text, `call TARGET` symbolic
     code: bytes                  # the call's rel32 is zero: it gets a relocation
     call_offset: int             # offset of the e8 opcode in `code`
+    cfi: tuple[Cfi, ...] = ()    # its unwind rules (emit/cfi.py)
 
 
 @lru_cache(maxsize=2)
@@ -132,19 +134,23 @@ def trampoline_name(target: str, arch: Arch, saved: tuple[str, ...]) -> str:
 def trampoline(arch: Arch, target: str, saved: tuple[str, ...]) -> Trampoline:
     """push saved; [realign]; call target; [undo]; pop saved; ret.
 
-    On x86-64 the return address plus the pushes must keep %rsp 16-byte
-    aligned at the inner call, as the caller's own call would have had it:
-    with an even number of pushes one 8-byte slot is added."""
+    The return address plus the pushes must keep the stack 16-byte aligned
+    at the inner call, as the caller's own call would have had it (the
+    x86-64 psABI, and the i386 one gcc follows on Linux): on x86-64 one
+    8-byte slot with an even number of pushes, on i386 0-3 4-byte slots."""
     suffix = "q" if arch.bits == 64 else "l"
     sp = "%rsp" if arch.bits == 64 else "%esp"
     pre = [f"push{suffix} %{r}" for r in saved]
     post = [f"pop{suffix} %{r}" for r in reversed(saved)]
-    if arch.bits == 64 and len(saved) % 2 == 0:
-        pre.append(f"lea -8({sp}), {sp}")
-        post.insert(0, f"lea 8({sp}), {sp}")
+    w = arch.bits // 8
+    pad = -(w + w * len(saved)) % 16
+    if pad:
+        pre.append(f"lea -{pad}({sp}), {sp}")
+        post.insert(0, f"lea {pad}({sp}), {sp}")
     head = assemble(arch, "; ".join(pre)) if pre else b""
     tail = assemble(arch, "; ".join(post + ["ret"]))
     call = bytes([0xE8, 0, 0, 0, 0])
     lines = tuple(pre + [f"call {target}"] + post + ["ret"])
+    code = head + call + tail
     return Trampoline(trampoline_name(target, arch, saved), target, saved, lines,
-                      head + call + tail, len(head))
+                      code, len(head), code_cfi(arch, code))

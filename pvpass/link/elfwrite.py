@@ -7,7 +7,9 @@ else exactly as it was. Here existing sections keep their indices, flags
 and bytes; new sections go at the end of the section table; new local
 symbols (section symbols of new sections) are inserted after the existing
 locals, and every relocation and group that names a global is renumbered;
-new global symbols (undefined call targets) are appended.
+new global symbols (undefined call targets) are appended. A new section
+named as one of APPENDED that the object already has (`.eh_frame`, whose
+entries find their CIE by relative offsets) is appended to it instead.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, SHF_INFO_LINK = 1, 
 STB_LOCAL, STB_GLOBAL = 0, 1
 STT_NOTYPE, STT_FUNC, STT_SECTION = 0, 2, 3
 STV_HIDDEN = 2
+APPENDED = (".eh_frame",)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
             raise obj.bad(s.header_offset, f"section {s.index} ({s.name}): sh_addralign {a:#x} "
                                            f"is over {MAX_WRITTEN_ALIGN:#x}, the most the link "
                                            f"step writes")
+    new, edits = _appended(obj, new, edits)
     symtab = obj.symtab
     symtab_i = symtab.index
     obj.symbols                          # checks every symbol
@@ -330,6 +334,29 @@ def add_sections(obj: ElfObject, new: list[NewSection], new_syms: list[NewSymbol
         struct.pack_into("<I", out, 0x20, shoff)
         struct.pack_into("<H", out, 0x30, len(blobs))
     return bytes(out)
+
+
+def _appended(obj: ElfObject, new: list[NewSection], edits: dict[str, Edit] | None):
+    """New sections of an APPENDED name the object has become edits that
+    extend it (its end must be aligned for them, and relocations need its
+    relocation section)."""
+    edits = dict(edits or {})
+    keep = []
+    for s in new:
+        old = obj.section(s.name) if s.name in APPENDED else None
+        if old is None:
+            keep.append(s)
+            continue
+        end = old["sh_size"]
+        if end % max(s.align, 1) or old["sh_type"] == "SHT_NOBITS" or s.name in edits:
+            raise obj.bad(old.header_offset, f"section {old.name}: {end:#x} bytes, which the link step "
+                                             f"cannot extend with {s.align}-aligned entries")
+        if s.relocs and not any(r["sh_info"] == old.index and r["sh_type"] in ("SHT_REL", "SHT_RELA")
+                                for r in obj.sections):
+            raise PvError(f"{obj.path}: section {old.name} has no relocation section to extend")
+        edits[s.name] = Edit(writes=[(end, s.data)],
+                             relocs=[NewReloc(r.offset + end, r.type, r.target, r.addend) for r in s.relocs])
+    return keep, edits
 
 
 def _in_ranges(ranges: list[tuple[int, int]]):

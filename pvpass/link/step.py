@@ -14,6 +14,7 @@ from ..arch import Arch
 from ..diag import Diagnostic, PvError, emit
 from ..emit.patches import Patch, PatchError, pcrel_offset
 from ..emit.plan import all_backends, length_unfit, type_unfit
+from ..emit.cfi import Frame, eh_frame
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
@@ -27,6 +28,7 @@ from .tableread import read_entries
 TRAMP_SECTION = table.TRAMP_SECTION
 R_ABS = {"i386": 1, "x86_64": 1}          # R_386_32, R_X86_64_64
 R_CALL = {"i386": 2, "x86_64": 4}         # R_386_PC32, R_X86_64_PLT32
+R_PC32 = {"i386": 2, "x86_64": 2}         # R_386_PC32, R_X86_64_PC32
 # the relocations an inline replacement's symbol fields need (emit/stubs.py Fixup)
 R_FIXUP = {"R_386_32": 1, "R_X86_64_PC32": 2, "R_X86_64_32": 10, "R_X86_64_32S": 11}
 
@@ -239,7 +241,16 @@ def _stub_sections(arch: Arch, res: ScanResult, copies: list[Copy], builtin: boo
     if tramp_text:
         out.append(NewSection(TRAMP_SECTION, SHF_ALLOC | SHF_EXECINSTR, 16, bytes(tramp_text), tramp_relocs))
         syms = [NewSymbol(t.name, TRAMP_SECTION, off, len(t.code)) for off, t in sorted(tramps.values())]
+        out.append(_eh_frame_section(arch, sorted(tramps.values())))
     return out, syms
+
+
+def _eh_frame_section(arch: Arch, tramps: list[tuple[int, Trampoline]]) -> NewSection:
+    """The trampolines' unwind info: a CIE and an FDE each, as GNU as writes
+    them; add_sections appends it to the object's own .eh_frame."""
+    data, fields = eh_frame(arch, [Frame(off, len(t.code), t.cfi) for off, t in tramps])
+    relocs = [NewReloc(at, R_PC32[arch.name], SymRef(section=TRAMP_SECTION), off) for at, off in fields]
+    return NewSection(".eh_frame", SHF_ALLOC, arch.ptr_size, data, relocs)
 
 
 def fixup_relocs(p: Patch, at: int) -> list[NewReloc]:
