@@ -23,8 +23,9 @@
  *   PVPASS_SITE(op, "regs")       the annotation itself, for hand-written
  *   PVPASS_END                    sites with their own clobber set
  *   PVPASS_RZ_SKIP ... PVPASS_RZ_END, PVPASS_RZ_FRAME
- *                                 x86-64: step %rsp over the red zone around
- *                                 a hand-written site, keep a frame pointer
+ *                                 x86-64: step %rsp over the red zone and
+ *                                 align it, i386: align %esp, around a
+ *                                 hand-written site; keep a frame pointer
  *                                 (after its first input; see below)
  *
  *   PV_CALLEE_SAVE(fn, "regs")    fn is callee-save: it changes only "regs"
@@ -94,6 +95,29 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define PVPASS_RZ_SKIP		"lea -128(%%rsp), %%rsp\n\t" PVPASS_ALIGN_SKIP
 #define PVPASS_RZ_END		PVPASS_END PVPASS_ALIGN_END "lea 128(%%rsp), %%rsp"
 #define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
+#elif defined(__i386__) && !defined(PVPASS_NO_RED_ZONE) && !defined(PVPASS_NO_STACK_ALIGN)
+/* i386 has no red zone, but gcc on Linux follows the i386 psABI's 16-byte
+ * alignment at a call (-mpreferred-stack-boundary=4, its default) and, like
+ * x86-64, does not align in a function it compiles as a leaf. The x86-64
+ * step's two copies of the old stack pointer do not do on i386, where `and`
+ * may drop 0-12 bytes: the old %esp goes through %eax (saved below it and
+ * reloaded), and one copy lands at 4(%esp) as seen at the call, whence `mov`
+ * restores it after the site. A site that pushes words before its call (the
+ * fourth argument, the eax-clobber site's saves) pads so that the call is
+ * aligned and copies the old %esp again to 4(%esp) as seen after its end
+ * (all operands but the op are read after the step: the fourth argument is
+ * taken in a register, as a memory operand may be %esp-relative). The step
+ * moves %esp by an amount known only
+ * at run time, which no CFA offset rule expresses: as on x86-64 the function
+ * keeps a frame pointer and its CFA is %ebp-based across the step (the
+ * unwind info gcc writes is then right at every instruction of it).
+ * PVPASS_NO_RED_ZONE (kernel-style code, -mpreferred-stack-boundary=2) and
+ * PVPASS_NO_STACK_ALIGN drop it. */
+#define PVPASS_RZ_SKIP		"push %%eax\n\tlea 4(%%esp), %%eax\n\tand $-16, %%esp\n\tlea -8(%%esp), %%esp\n\t" \
+				"push %%eax\n\tmov -4(%%eax), %%eax\n\tlea -4(%%esp), %%esp\n\t"
+#define PVPASS_RZ_END		PVPASS_END "mov 4(%%esp), %%esp"
+#define PVPASS_RZ_FRAME		, [pv_frame] "X" (__builtin_frame_address(0))
+#define __PV_I386_ALIGNED
 #else
 #define PVPASS_RZ_SKIP
 #define PVPASS_RZ_END
@@ -141,9 +165,17 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define __PV_A2(x)	[pv_a2] "d" ((unsigned long)(x))
 #define __PV_A3(x)	[pv_a3] "c" ((unsigned long)(x))
 /* The fourth argument goes on the stack, outside the site. */
+#ifdef __PV_I386_ALIGNED
+/* in a register: a memory operand may be %esp-relative, and %esp moved.
+ * 8 bytes of pad, the old %esp again, the argument: the call is aligned. */
+#define __PV_A4(x)	[pv_a4] "ri" ((unsigned long)(x))
+#define __PV_PRE4	"lea -8(%%esp), %%esp\n\tpush 12(%%esp)\n\tpush %[pv_a4]\n\t"
+#define __PV_POST4
+#else
 #define __PV_A4(x)	[pv_a4] "g" ((unsigned long)(x))
 #define __PV_PRE4	"push %[pv_a4]\n\t"
 #define __PV_POST4	PVPASS_END "lea 4(%%esp), %%esp"
+#endif
 #endif
 
 /* C convention: everything caller-saved may change. */
@@ -173,12 +205,19 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
  * around the call, and the stack alignment at the call is unknown;
  * PV_CALLEEn with a callee-save target (or a generated trampoline) does
  * that work out of line instead. */
+#ifdef __PV_I386_ALIGNED
+/* its two pushes: the old %esp again and a pad word, so the call is aligned */
+#define __PV_EAX_PRE	"push 4(%%esp)\n\tlea -4(%%esp), %%esp\n\t"
+#else
+#define __PV_EAX_PRE
+#endif
 #define __PV_EAX(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
-	   __PV_ASM(PVPASS_SITE(op, "eax")				\
+	   __PV_ASM(PVPASS_RZ_SKIP __PV_EAX_PRE PVPASS_SITE(op, "eax")		\
 		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
+		PVPASS_RZ_END							\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op), ##__VA_ARGS__			\
+		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
