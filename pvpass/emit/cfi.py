@@ -93,9 +93,10 @@ def _sleb(v: int) -> bytes:
             return bytes(out)
 
 
-def _pad(entry: bytearray, align: int) -> bytes:
-    """DW_CFA_nop up to the alignment, counting the length field."""
-    while (len(entry) + 4) % align:
+def _pad(entry: bytearray, align: int, at: int = 0) -> bytes:
+    """DW_CFA_nop until the entry, placed at `at`, ends aligned (GNU as: 4
+    bytes, the last entry of the section to its 8-byte alignment on x86-64)."""
+    while (at + len(entry) + 4) % align:
         entry.append(0)
     return struct.pack("<I", len(entry)) + bytes(entry)
 
@@ -110,7 +111,7 @@ def cie(arch: Arch) -> bytes:
                      + _uleb(1) + bytes([DW_EH_PE_pcrel_sdata4])
                      + bytes([DW_CFA_def_cfa]) + _uleb(sp) + _uleb(w)
                      + bytes([DW_CFA_offset | ra]) + _uleb(1))
-    return _pad(body, w)
+    return _pad(body, 4)
 
 
 def _advance(delta: int) -> bytes:
@@ -157,10 +158,10 @@ def eh_frame(arch: Arch, frames: list[Frame]) -> tuple[bytes, list[tuple[int, in
     w = arch.bits // 8
     out = bytearray(cie(arch))
     fields = []
-    for f in frames:
+    for k, f in enumerate(frames):
         here = len(out)
         body = bytearray(struct.pack("<I", here + 4) + struct.pack("<i", 0) + struct.pack("<I", f.size)
                          + _uleb(0) + instructions(arch, f.cfi))
         fields.append((here + 8, f.offset))
-        out += _pad(body, w)
+        out += _pad(body, w if k == len(frames) - 1 else 4, here)
     return bytes(out), fields

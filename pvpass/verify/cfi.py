@@ -14,7 +14,11 @@ compared with what the run shows:
 - in the site (patched code in the caller's function): the caller's frame
   does not change, so both must be what they were at the site's first
   instruction. A site in code without unwind info is counted apart, as is
-  a rule the checker does not evaluate (a DWARF expression).
+  a rule the checker does not evaluate (a DWARF expression), and a site
+  whose code pushes where the caller's CFA is %sp-based (kernel-style code
+  without a frame pointer: an inline `pushf; pop`, the eax-clobber site's
+  saves): gcc's rule cannot see an asm's pushes, the unwind info is off by
+  exactly those words until they are popped. Any other difference fails.
 """
 from __future__ import annotations
 
@@ -27,10 +31,10 @@ from functools import cached_property
 from elftools.common.exceptions import DWARFError, ELFParseError
 from elftools.dwarf.callframe import FDE, CallFrameInfo
 from elftools.dwarf.structs import DWARFStructs
-from unicorn import UC_HOOK_CODE, UcError
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_MEM_FETCH_UNMAPPED, UcError
 
 from .artifact import Artifact, SiteCopy
-from .emulate import STACK_LO, STACK_SIZE, Machine, Outcome
+from .emulate import PAGE, PERCPU_BASE, STACK_LO, STACK_SIZE, Machine, Outcome, set_segments
 
 # DWARF register numbers: x86-64 psABI 3.6.2 (figure 3.36), i386 psABI 2.5 (SVR4 numbering)
 _DWARF = {64: ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
@@ -46,11 +50,13 @@ class CfiCount:
     sites: int = 0                   # site copies checked
     uncovered: int = 0               # site copies in code no FDE covers
     unevaluated: int = 0             # site copies whose CFA rule is a DWARF expression
+    drifted: int = 0                 # site copies whose own pushes an %sp-based CFA rule misses
 
     def summary(self) -> str:
         return (f"CFI checked at {self.instructions} instructions ({self.sites} patched site copies, "
                 f"{len(self.trampolines)} trampolines); {self.uncovered} site copies have no unwind "
-                f"info, {self.unevaluated} a CFA expression not evaluated")
+                f"info, {self.unevaluated} a CFA expression not evaluated, {self.drifted} push "
+                f"below an %sp-based CFA (the unwind info is off by those words until they are popped)")
 
 
 @dataclass(frozen=True)
@@ -162,9 +168,23 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
         v = sp0 if r == conv.sp else sp0 + 16 * rng.randrange(4, 32) if r == fp else rng.getrandbits(art.bits)
         mu.reg_write(rid, v)
     mu.reg_write(m.flags, 0x202)
+    set_segments(m, PERCPU_BASE)
+    mapped: list[int] = []
+
+    def on_unmapped(uc, access, addr, size, value, _):
+        """Data the patch reads or writes through random registers: a page
+        of zeros (its accesses are emulate.py's to check)."""
+        if access == UC_MEM_FETCH_UNMAPPED:
+            return False
+        try:
+            uc.mem_map(addr & ~(PAGE - 1), PAGE)
+        except UcError:
+            return False
+        mapped.append(addr & ~(PAGE - 1))
+        return True
     problems: list[str] = []
     base = frames.rule(site.addr)
-    st = {"base": None, "tramp_sp": None, "checked": 0, "steps": 0}
+    st = {"base": None, "sp": None, "tramp_sp": None, "checked": 0, "steps": 0, "drift": False}
     if base is None:
         count.uncovered += 1
     elif base.reg is None:
@@ -194,7 +214,10 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
                 return
             got = value(rule)
             if addr == site.addr:
-                st["base"] = got
+                st["base"], st["sp"] = got, sp
+            elif got != st["base"] and rule.reg == conv.sp and not rule.expr \
+                    and got[0] - st["base"][0] == sp - st["sp"]:
+                st["drift"] = True        # the site's own push, which an %sp-based rule cannot see
             elif got != st["base"]:
                 problems.append(f"at {where(addr)} the unwind info gives the caller's CFA {_show(got)}, "
                                 f"not {_show(st['base'])} as at the site's start")
@@ -214,7 +237,8 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
                             f"shows {_show(want)} (%{conv.sp} at the trampoline's entry + {w})")
         st["checked"] += 1
 
-    hook = mu.hook_add(UC_HOOK_CODE, on_code)
+    hooks = [mu.hook_add(UC_HOOK_CODE, on_code), mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped),
+             mu.hook_add(UC_HOOK_MEM_WRITE, lambda uc, acc, addr, size, v, _: m.written(addr, size))]
     pc = site.addr
     try:
         while not problems and st["steps"] <= MAX_STEPS:
@@ -233,11 +257,15 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
             mu.reg_write(m.rids[conv.sp], sp + w)     # the target returns at once
             pc = ret
     finally:
-        mu.hook_del(hook)
+        for h in hooks:
+            mu.hook_del(h)
+        for p in mapped:
+            mu.mem_unmap(p, PAGE)
     if st["steps"] > MAX_STEPS and not problems:
         problems.append(f"no fall-through to {where(end)} within {MAX_STEPS} instructions")
     count.instructions += st["checked"]
     count.sites += 1
+    count.drifted += st["drift"] and not problems
     if frames.error:
         problems.insert(0, frames.error)
     return problems[:1]
