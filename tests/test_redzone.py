@@ -284,14 +284,18 @@ def test_the_kernel_variants_really_pass_rsp(tree):
         assert f'"+r" ({var})' in r.stdout
 
 
-def test_i386_has_no_step(tree):
+def test_i386_step_only_aligns(tree):
+    """i386 has no red zone: its step only aligns %esp (tests/test_unwind.py
+    runs it), and PVPASS_NO_STACK_ALIGN drops it, frame pointer and all."""
     d, rt, _ = tree
-    r = subprocess.run(["gcc", "-m32", "-E", "-P", "-I", str(INCLUDE), "-x", "c", "-"],
-                       input="#define PVPASS_OPS x\n#include <pvpass.h>\n[PVPASS_RZ_SKIP|PVPASS_RZ_END]\n",
-                       check=True, capture_output=True, text=True)
-    assert r.stdout.strip().splitlines()[-1] == "[|]"
+    for defs, want in (([], "and $-16, %%esp"), (["-DPVPASS_NO_STACK_ALIGN"], None)):
+        r = subprocess.run(["gcc", "-m32", *defs, "-E", "-P", "-I", str(INCLUDE), "-x", "c", "-"],
+                           input="#define PVPASS_OPS x\n#include <pvpass.h>\n[PVPASS_RZ_SKIP|PVPASS_RZ_END]\n",
+                           check=True, capture_output=True, text=True)
+        last = r.stdout.strip().splitlines()[-1]
+        assert (want in last and "lea 128" not in last) if want else last == "[|]", last
     texts = []
-    for defs in ([], ["-DRZ_BARE"]):
+    for defs in (["-DPVPASS_NO_STACK_ALIGN"], ["-DRZ_BARE"]):
         obj = d / f"i386{len(defs)}.o"
         subprocess.run(["gcc", "-m32", "-O2", "-fno-pie", *defs, "-I", str(INCLUDE), "-I", rt, "-c",
                         str(d / "rz.c"), "-o", str(obj)], check=True, capture_output=True)
