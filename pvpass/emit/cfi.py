@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import capstone
+from capstone.x86 import X86_INS_CALL, X86_INS_LEA, X86_INS_POP, X86_INS_PUSH, X86_INS_RET, X86_OP_REG
 
 from ..arch import Arch
 
@@ -46,31 +46,27 @@ class Cfi:
         return f".cfi_restore %{self.reg}"
 
 
-def code_cfi(arch: Arch, code: bytes) -> tuple[Cfi, ...]:
-    """The directives for straight-line code entered by a call: what each
-    stack-pointer move does to the CFA offset."""
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if arch.bits == 64 else capstone.CS_MODE_32)
-    cs.detail = True
+def code_cfi(arch: Arch, insns) -> tuple[Cfi, ...]:
+    """The directives for straight-line code entered by a call (capstone
+    instructions, with details): what each stack-pointer move does to the
+    CFA offset."""
     sp = "rsp" if arch.bits == 64 else "esp"
     w = arch.bits // 8
     out: list[Cfi] = []
-    for ins in cs.disasm(code, 0):
+    for ins in insns:
         end = ins.address + ins.size
         ops = ins.operands
-        if ins.mnemonic.startswith("push") and ops and ops[0].type == capstone.x86.X86_OP_REG:
+        reg = ops[0].type == X86_OP_REG if ops else False
+        if ins.id == X86_INS_PUSH and reg:
             out += [Cfi(end, "adjust", w), Cfi(end, "save", reg=ins.reg_name(ops[0].reg))]
-        elif ins.mnemonic.startswith("pop") and ops and ops[0].type == capstone.x86.X86_OP_REG:
+        elif ins.id == X86_INS_POP and reg:
             out += [Cfi(end, "adjust", -w), Cfi(end, "restore", reg=ins.reg_name(ops[0].reg))]
-        elif ins.mnemonic.startswith("push") or ins.mnemonic.startswith("pop"):
-            raise ValueError(f"no CFI rule for '{ins.mnemonic} {ins.op_str}'")
-        elif ins.mnemonic == "lea" and ins.reg_name(ops[0].reg) == sp:
-            m = ops[1].mem
-            if ins.reg_name(m.base) != sp or m.index:
-                raise ValueError(f"no CFI rule for '{ins.mnemonic} {ins.op_str}'")
-            out.append(Cfi(end, "adjust", -m.disp))
-        elif sp in {ins.reg_name(r) for r in ins.regs_access()[1]} \
-                and ins.mnemonic not in ("call", "ret"):
-            raise ValueError(f"no CFI rule for '{ins.mnemonic} {ins.op_str}', which writes %{sp}")
+        elif ins.id == X86_INS_LEA and ins.reg_name(ops[1].reg) == sp and \
+                ins.reg_name(ops[0].mem.base) == sp and not ops[0].mem.index:
+            out.append(Cfi(end, "adjust", -ops[0].mem.disp))      # AT&T order: source first
+        elif ins.id not in (X86_INS_CALL, X86_INS_RET) and \
+                sp in {ins.reg_name(r) for r in ins.regs_access()[1]}:
+            raise ValueError(f"no CFI rule for '{ins.mnemonic} {ins.op_str}', which moves %{sp}")
     return tuple(out)
 
 

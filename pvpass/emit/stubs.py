@@ -153,4 +153,4 @@ def trampoline(arch: Arch, target: str, saved: tuple[str, ...]) -> Trampoline:
     lines = tuple(pre + [f"call {target}"] + post + ["ret"])
     code = head + call + tail
     return Trampoline(trampoline_name(target, arch, saved), target, saved, lines,
-                      code, len(head), code_cfi(arch, code))
+                      code, len(head), code_cfi(arch, _cs(arch.bits).disasm(code, 0)))
