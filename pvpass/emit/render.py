@@ -211,6 +211,7 @@ def render_json(plan: EmitPlan) -> dict:
         "trampolines": [{"name": t.name, "target": t.target, "saved": list(t.saved),
                          "bytes": t.code.hex(), "lines": list(t.lines),
                          "call_reloc": {"offset": t.call_offset + 1, "type": reloc_pc,
-                                        "symbol": t.target, "addend": -4}}
+                                        "symbol": t.target, "addend": -4},
+                         "cfi": [{"offset": c.at, "directive": c.text()} for c in t.cfi]}
                         for t in plan.trampolines],
     }
