@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import io
 import random
+import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from elftools.common.exceptions import DWARFError, ELFParseError
+from elftools.construct import ConstructError
 from elftools.dwarf.callframe import FDE, CallFrameInfo
 from elftools.dwarf.structs import DWARFStructs
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_MEM_FETCH_UNMAPPED, UcError
@@ -115,7 +117,8 @@ class Frames:
                 if isinstance(e, FDE):
                     lo = e.header.initial_location
                     out.append((lo, lo + e.header.address_range, e.get_decoded().table))
-        except (DWARFError, ELFParseError, KeyError, ValueError, IndexError) as ex:
+        except (DWARFError, ELFParseError, ConstructError, KeyError, ValueError, IndexError, TypeError,
+                AttributeError, OverflowError, struct.error) as ex:     # pyelftools, on corrupt bytes
             self.error = f".eh_frame cannot be decoded: {ex}"
             return []
         return sorted(out, key=lambda t: t[0])
@@ -194,7 +197,10 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
     def value(rule: _Rule) -> tuple[int, int | None]:
         cfa = (mu.reg_read(m.rids[rule.reg]) + rule.offset) & ((1 << art.bits) - 1)
         if rule.expr and rule.expr[0]:
-            cfa = int.from_bytes(mu.mem_read(cfa, w), "little")
+            try:
+                cfa = int.from_bytes(mu.mem_read(cfa, w), "little")
+            except UcError:
+                return -1, None                       # unreadable: differs from any CFA
         return cfa, None if rule.ra is None else cfa + rule.ra
 
     def on_code(uc, addr, size, _):
