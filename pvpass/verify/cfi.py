@@ -54,8 +54,8 @@ class CfiCount:
     def summary(self) -> str:
         return (f"CFI checked at {self.instructions} instructions ({self.sites} patched site copies, "
                 f"{len(self.trampolines)} trampolines); {self.uncovered} site copies have no unwind "
-                f"info, {self.unevaluated} a CFA expression not evaluated, {self.drifted} push "
-                f"below an %sp-based CFA (the unwind info is off by those words until they are popped)")
+                f"info, {self.unevaluated} a CFA expression not evaluated, {self.drifted} push where "
+                f"the caller's CFA is %sp-based (off by those words until they are popped)")
 
 
 @dataclass(frozen=True)
