@@ -149,3 +149,21 @@ def test_verify_catches_a_wrong_cfa_offset_in_a_sites_asm(tmp_path):
     assert verify(str(objs["good"]), "c_ops", "cfi", 4).failed == 0
     rep = verify(str(objs["bad"]), "c_ops", "cfi", 4)
     assert rep.failed >= 1 and any("the unwind info gives the caller's CFA" in ln for ln in rep.lines), rep.lines
+
+
+def test_an_eh_frame_the_link_step_cannot_extend_is_one_error(tmp_path):
+    """An .eh_frame whose size is not a multiple of the entries' alignment:
+    exit 2 naming it, and no output."""
+    obj, out = tmp_path / "u.o", tmp_path / "out.o"
+    subprocess.run(["gcc", "-O2", "-fno-pie", f"-I{INCLUDE}", f"-I{RT}", "-c", str(SRC), "-o", str(obj)],
+                   check=True)
+    data = bytearray(obj.read_bytes())
+    elf = ELFFile(io.BytesIO(bytes(data)))
+    k = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".eh_frame")
+    at = elf["e_shoff"] + k * elf["e_shentsize"] + 0x20                  # sh_size (ELF64)
+    data[at:at + 8] = (elf.get_section(k)["sh_size"] - 4).to_bytes(8, "little")
+    obj.write_bytes(bytes(data))
+    r = subprocess.run([sys.executable, "-m", "pvpass", "link", str(obj), "--source", str(SRC), "-o", str(out),
+                        "--", f"-I{INCLUDE}", f"-I{RT}"], capture_output=True, text=True)
+    assert r.returncode == 2 and "section .eh_frame" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
