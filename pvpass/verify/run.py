@@ -9,7 +9,7 @@ from capstone import CS_AC_WRITE
 from capstone import x86_const as CX
 
 from ..diag import PvError, ToolMissing
-from . import cfi
+from .cfi import CfiCount, Frames, checked as cfi_checked
 from .artifact import TRAMP_PREFIX, Artifact, Record, SiteCopy, disasm, holds_indirect_call, read
 from .declared import Declarations, Declared, replacement
 from .liveness import Caller, live_masked
@@ -29,7 +29,7 @@ class Report:
     sites: int = 0
     backends: list[str] = field(default_factory=list)
     wide_masks: int = 0       # site copies whose mask the caller contradicts (counted in `failed` too)
-    cfi: cfi.CfiCount = field(default_factory=cfi.CfiCount)
+    cfi: CfiCount = field(default_factory=CfiCount)
 
     def summary(self) -> str:
         wide = f", {self.wide_masks} site copies with a clobber mask the caller contradicts" \
@@ -257,7 +257,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                          f"(code reached through them is not run as linked), first: {art.image.unsupported[0]}")
     machine = Machine(art)
     caller = Caller(art)
-    frames = cfi.Frames(art)
+    frames = Frames(art)
     stood_in: set[int] = set()
     patched_in_file = set(aot)
     for site in art.sites:
@@ -316,7 +316,7 @@ def verify(path: str, backend: str | None, seed: str, states: int, arch: str | N
                 continue
             out: Outcome = prove(machine, site, code, _expect(art, b, site, rec, tuple(named), decl, kept),
                                  f"{seed}:{b}", states)
-            out = cfi.checked(machine, frames, site, code, f"{seed}:{b}", rep.cfi, out)
+            out = cfi_checked(machine, frames, site, code, f"{seed}:{b}", rep.cfi, out)
             _count(rep, path, site, b, rec, out)
             stood_in |= out.stood_in
     if stood_in:
