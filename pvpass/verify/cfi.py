@@ -30,10 +30,10 @@ from functools import cached_property
 
 from elftools.dwarf.callframe import FDE, CallFrameInfo
 from elftools.dwarf.structs import DWARFStructs
-from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_MEM_FETCH_UNMAPPED, UcError
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UcError
 
 from .artifact import Artifact, SiteCopy
-from .emulate import PAGE, PERCPU_BASE, STACK_LO, STACK_SIZE, Machine, Outcome, set_segments
+from .emulate import PERCPU_BASE, STACK_LO, STACK_SIZE, Machine, Outcome, map_on_touch, release, set_segments
 
 # DWARF register numbers: x86-64 psABI 3.6.2 (figure 3.36), i386 psABI 2.5 (SVR4 numbering)
 _DWARF = {64: ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
@@ -168,19 +168,7 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
         mu.reg_write(rid, v)
     mu.reg_write(m.flags, 0x202)
     set_segments(m, PERCPU_BASE)
-    mapped: list[int] = []
-
-    def on_unmapped(uc, access, addr, size, value, _):
-        """Data the patch reads or writes through random registers: a page
-        of zeros (its accesses are emulate.py's to check)."""
-        if access == UC_MEM_FETCH_UNMAPPED:
-            return False
-        try:
-            uc.mem_map(addr & ~(PAGE - 1), PAGE)
-        except UcError:
-            return False
-        mapped.append(addr & ~(PAGE - 1))
-        return True
+    mapped: list[int] = []         # data the patch reaches through random registers (emulate.py checks it)
     problems: list[str] = []
     base = frames.rule(site.addr)
     st = {"base": None, "sp": None, "tramp_sp": None, "checked": 0, "steps": 0, "drift": False}
@@ -239,7 +227,7 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
                             f"shows {_show(want)} (%{conv.sp} at the trampoline's entry + {w})")
         st["checked"] += 1
 
-    hooks = [mu.hook_add(UC_HOOK_CODE, on_code), mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped),
+    hooks = [mu.hook_add(UC_HOOK_CODE, on_code), mu.hook_add(UC_HOOK_MEM_UNMAPPED, map_on_touch(mapped)),
              mu.hook_add(UC_HOOK_MEM_WRITE, lambda uc, acc, addr, size, v, _: m.written(addr, size))]
     pc = site.addr
     try:
@@ -259,10 +247,7 @@ def check(m: Machine, frames: Frames, site: SiteCopy, code: bytes, seed: str,
             mu.reg_write(m.rids[conv.sp], sp + w)     # the target returns at once
             pc = ret
     finally:
-        for h in hooks:
-            mu.hook_del(h)
-        for p in mapped:
-            mu.mem_unmap(p, PAGE)
+        release(mu, hooks, mapped)
     if st["steps"] > MAX_STEPS and not problems:
         problems.append(f"no fall-through to {where(end)} within {MAX_STEPS} instructions")
     count.instructions += st["checked"]

@@ -127,6 +127,30 @@ def _runs(pages: list[int]):
         i = j + 1
 
 
+def map_on_touch(mapped: list[int]):
+    """A UC_HOOK_MEM_UNMAPPED hook: a page of zeros where code reads or
+    writes data no page holds (not where it fetches), listed in `mapped`
+    for the caller to unmap."""
+    def on_unmapped(uc, access, addr, size, value, _):
+        if access == UC_MEM_FETCH_UNMAPPED:
+            return False
+        try:
+            uc.mem_map(addr & ~(PAGE - 1), PAGE)
+        except UcError:
+            return False
+        mapped.append(addr & ~(PAGE - 1))
+        return True
+    return on_unmapped
+
+
+def release(mu, hooks: list, mapped: list[int]) -> None:
+    """Remove a run's hooks and the pages map_on_touch added."""
+    for h in hooks:
+        mu.hook_del(h)
+    for p in mapped:
+        mu.mem_unmap(p, PAGE)
+
+
 def leaves_site(bits: int, code: bytes) -> str | None:
     for ins in disasm(bits, code):
         if ins.mnemonic.startswith(LEAVES):
@@ -303,10 +327,7 @@ def _run(m: Machine, site: SiteCopy, code: bytes, expect: Expect, state: str,
         else:
             st["problems"].append(f"emulation stopped at {art.image.where(mu.reg_read(m.ip))}: {e}")
     finally:
-        for h in hooks:
-            mu.hook_del(h)
-        for p in mapped:
-            mu.mem_unmap(p, PAGE)
+        release(mu, hooks, mapped)
     if st["fault_in_target"] and st["entry"] is not None and st["entry"] not in stood_in \
             and st["entry"] not in art.image.standins:
         stood_in.add(st["entry"])
@@ -434,27 +455,14 @@ def reference_run(m: Machine, target: int, before: dict[str, int], flags0: int, 
         m.written(addr, size)
         _store(mem, addr, size, value)
 
-    def on_unmapped(uc, access, addr, size, value, _):
-        if access == UC_MEM_FETCH_UNMAPPED:
-            return False
-        try:
-            uc.mem_map(addr & ~(PAGE - 1), PAGE)
-        except UcError:
-            return False
-        mapped.append(addr & ~(PAGE - 1))
-        return True
-
-    hooks = [mu.hook_add(UC_HOOK_MEM_WRITE, on_write), mu.hook_add(UC_HOOK_MEM_UNMAPPED, on_unmapped)]
+    hooks = [mu.hook_add(UC_HOOK_MEM_WRITE, on_write), mu.hook_add(UC_HOOK_MEM_UNMAPPED, map_on_touch(mapped))]
     try:
         mu.emu_start(target, ret, count=MAX_INSNS)
         done = mu.reg_read(m.ip) == ret and mu.reg_read(m.rids[conv.sp]) == sp + conv.word
     except UcError:
         done = False
     finally:
-        for h in hooks:
-            mu.hook_del(h)
-        for p in mapped:
-            mu.mem_unmap(p, PAGE)
+        release(mu, hooks, mapped)
     if not done:
         return None
     return {r: mu.reg_read(rid) for r, rid in m.rids.items()}, mem, system_state(m)
