@@ -246,10 +246,12 @@ def _after_compile(c: Compile, records) -> None:
     """What the fresh object needs. The two cheap verdicts come first, as a
     cache lookup (hashing the source, stat'ing its headers) would cost more
     than they do: a kernel-dialect table is checked from the object alone,
-    and an object with no relocated `call *` needs nothing."""
+    and an object with no relocated `call *` needs nothing. A cache hit is
+    taken before candidate calls are disassembled (capstone's import alone
+    costs more than the hit)."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
-    from .link.tablecheck import check_table, got_advice, got_reached_call, may_hold_sites
+    from .link.tablecheck import call_candidates, check_table, confirmed_call
     data = _read(c.object)
     try:
         obj = ElfObject(c.object, data)
@@ -263,12 +265,9 @@ def _after_compile(c: Compile, records) -> None:
     if not kernel and any(s.name.startswith(".gnu.lto_") for s in obj.sections):
         _untabled_warning(c, "-flto", "their code is made at link time; "
                           "compile this source with -fno-lto to have them patched")
-    if not kernel and not may_hold_sites(obj):
-        got = got_reached_call(obj)
-        if got:                  # PIC code: sites, if any, are calls no relocation marks
-            _untabled_warning(c, f"PIC code ({got[0]}+{got[1]:#x} reaches '{got[2]}' through the GOT)",
-                              got_advice(obj.arch.bits))
-        return                   # no site can be here; the object is not rewritten
+    candidates = None if kernel else call_candidates(obj)
+    if candidates == []:
+        return _no_site(c, obj)  # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
@@ -281,11 +280,23 @@ def _after_compile(c: Compile, records) -> None:
             return
         except Exception:        # the entry is untrusted data: failing to apply it is a miss
             pass
+    if candidates and not confirmed_call(obj, candidates):   # capstone: after the cache
+        return _no_site(c, obj)
     from .diag import recording
     with recording() as said:
         value, headers = _analyse(c, obj, kernel, records)
     if key:
         cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
+
+
+def _no_site(c: Compile, obj) -> None:
+    """An object without a site: nothing to add, but PIC code's sites would
+    be calls that no relocation marks."""
+    from .link.tablecheck import got_advice, got_reached_call
+    got = got_reached_call(obj)
+    if got:
+        _untabled_warning(c, f"PIC code ({got[0]}+{got[1]:#x} reaches '{got[2]}' through the GOT)",
+                          got_advice(obj.arch.bits))
 
 
 def _untabled_warning(c: Compile, what: str, why: str) -> None:

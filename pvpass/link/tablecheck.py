@@ -118,7 +118,17 @@ def may_hold_sites(obj: ElfObject) -> bool:
     reads as that ModRM) are told apart by disassembling the function
     (capstone) from its start, so an object without a real one costs no
     preprocessor run."""
-    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
+    return confirmed_call(obj, call_candidates(obj))
+
+
+def call_candidates(obj: ElfObject) -> list[tuple[str, bytes, int]]:
+    """(section, its bytes, relocation offset) of each relocated disp32 whose
+    preceding bytes read as such a `call *`/`jmp *`: a byte test, no
+    disassembler. An empty list: no site can be in the object; else
+    `confirmed_call` tells a real call from look-alike bytes. Split so that
+    a result-cache hit, which the object's hash already vouches for, never
+    pays for capstone."""
+    out = []
     for sec in obj.sections:
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -130,9 +140,15 @@ def may_hold_sites(obj: ElfObject) -> bool:
             o = r.offset
             if (o >= 2 and data[o - 2] == 0xFF and _mem_call_modrm(data[o - 1], sib=None)) or \
                     (o >= 3 and data[o - 3] == 0xFF and _mem_call_modrm(data[o - 2], sib=data[o - 1])):
-                if _decodes_as_call(obj, sec.name, data, o, decoded):
-                    return True
-    return False
+                out.append((sec.name, data, o))
+    return out
+
+
+def confirmed_call(obj: ElfObject, candidates: list[tuple[str, bytes, int]]) -> bool:
+    """Whether some candidate decodes as a `call *`/`jmp *` (capstone, from
+    its function's start)."""
+    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
+    return any(_decodes_as_call(obj, name, data, o, decoded) for name, data, o in candidates)
 
 
 # Relocations that reach a global through the GOT: x86-64 GOTPCREL,

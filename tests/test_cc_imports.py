@@ -1,0 +1,54 @@
+"""Which modules `pvpass cc` loads on each of its paths (issue 19): every
+compile of a build pays for its imports, and capstone alone costs more than
+a small compile's whole check. Each run is a real `pvpass cc -- gcc` under
+`python -X importtime`, whose report names every module that loaded."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pvpass import table
+from pvpass.link.elfobj import ElfObject
+
+from conftest import INCLUDE, TESTDATA
+
+# The disassembler, the emulator and the assembler, and the front end's parsers.
+HEAVY = {"capstone", "unicorn", "keystone", "lark", "pycparser", "pycparserext", "elftools"}
+
+
+def _cc_modules(args: list[str], env: dict) -> set[str]:
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "pvpass", "cc", "--", "gcc", *args],
+                       capture_output=True, text=True, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    return {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+
+
+def _top(mods: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in mods}
+
+
+def test_each_path_imports_only_what_it_needs(tmp):
+    env = {"PVPASS_CACHE_DIR": str(tmp / "cache")}
+    plain = tmp / "plain.c"
+    plain.write_text("int f(int x) { return x * 3; }\n")
+    cheap = HEAVY | {"pvpass.frontend", "pvpass.buildcache", "pvpass.link.copies"}
+
+    mods = _cc_modules(["-O2", "-c", str(plain), "-o", str(tmp / "p.o")], env)   # no site
+    assert "pvpass.driver" in mods and not (cheap & (mods | _top(mods)))
+
+    k = tmp / "k.o"                                    # kernel dialect: the 6-byte fast check
+    mods = _cc_modules(["-O2", "-c", str(TESTDATA / "kernel/k61.c"), "-o", str(k)], env)
+    assert ElfObject.read(str(k)).section(table.SECTION) is not None
+    assert "pvpass.link.tablecheck" in mods and not (cheap & (mods | _top(mods)))
+
+    s = ["-O2", "-I", str(INCLUDE), "-c", str(TESTDATA / "pvpass/sites.c"), "-o", str(tmp / "s.o")]
+    mods = _top(_cc_modules(s, env))                   # pvpass dialect, empty cache: the analysis
+    assert {"lark", "pycparser", "keystone", "capstone"} <= mods and "unicorn" not in mods
+    hits = tmp / "cache/results-1/stats/hits"
+    assert not hits.exists()
+
+    mods = _cc_modules(s, env)                         # the same compile again: a cache hit
+    assert hits.read_bytes() == b"."
+    assert ElfObject.read(str(tmp / "s.o")).section(table.SECTION) is not None
+    assert not (cheap - {"pvpass.buildcache"}) & (mods | _top(mods))
