@@ -3,8 +3,10 @@ them, a header's finding once with the TUs it came from, a progress line
 on a terminal only, a summary by rule."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -60,13 +62,11 @@ def test_an_unused_function_is_linted_where_it_is_used(tmp):
     assert got == [(9, "PV001"), (10, "PV007")], got
 
 
-def test_progress_only_on_a_terminal(tmp):
-    files = tree(tmp)
-    r = run_pvpass("lint", *files, *X64)
-    assert "\r" not in r.stderr and "[3/3]" not in r.stderr
+def _on_a_terminal(args) -> tuple[str, str]:
+    """(stdout, what the terminal on stderr showed) of `pvpass lint ARGS`."""
     master, slave = os.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "pvpass", "lint", *files, *X64], cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=slave)
+    p = subprocess.Popen([sys.executable, "-m", "pvpass", "lint", *args], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     out = b""
     while True:
@@ -77,10 +77,34 @@ def test_progress_only_on_a_terminal(tmp):
         if not chunk:
             break
         out += chunk
-    p.wait()
+    stdout = p.communicate()[0]
     os.close(master)
-    text = out.decode(errors="replace")
-    assert "[3/3]" in text and "\x1b[K" in text and "[PV007]" in text
+    return stdout.decode(), out.decode(errors="replace")
+
+
+def test_progress_only_on_a_terminal(tmp):
+    files = tree(tmp)
+    r = run_pvpass("lint", *files, *X64)
+    assert "\r" not in r.stderr and "[3/3]" not in r.stderr
+    _, text = _on_a_terminal([*files, *X64])
+    assert re.search(r"\[3/3\] \d+\.\d TU/s, ETA 0:00", text) and "\x1b[K" in text and "[PV007]" in text
+    for fmt in ("json", "sarif"):           # the report stays clean of it
+        report, text = _on_a_terminal(["--format", fmt, *files, *X64])
+        assert "[3/3]" in text and "TU/s" not in report and json.loads(report)
+
+
+def test_progress_line_counts_rate_and_time_left():
+    from pvpass.lint.runner import _progress, FileResult
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    ticks = iter([0.0, 2.0, 4.0, 6.0])
+    out = Tty()
+    _progress((FileResult(f"f{i}.c") for i in range(3)), 3, out, clock=lambda: next(ticks))
+    assert out.getvalue().split("\r\033[K")[1:] == [
+        "pvpass lint: [1/3] 0.5 TU/s, ETA 0:04 f0.c", "pvpass lint: [2/3] 0.5 TU/s, ETA 0:02 f1.c",
+        "pvpass lint: [3/3] 0.5 TU/s, ETA 0:00 f2.c", ""]
 
 
 def test_a_member_name_is_not_a_call(tmp):

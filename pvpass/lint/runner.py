@@ -110,19 +110,32 @@ def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResu
     return _progress(map(lint_file, jobsl), len(jobsl))
 
 
-def _progress(results, total: int, stream=None) -> list[FileResult]:
-    """Collect results, with a progress line when stderr is a terminal."""
+def _progress(results, total: int, stream=None, clock=None) -> list[FileResult]:
+    """Collect results, with a progress line when stderr is a terminal: TUs
+    done of the total, the rate so far and the time left at that rate. It
+    goes to stderr only (the JSON and SARIF reports are on stdout or -o) and
+    is wiped before the report."""
+    import time
     stream = stream or sys.stderr
+    clock = clock or time.monotonic
     show = total > 1 and stream.isatty()
     out = []
+    start = clock()
     for r in results:
         out.append(r)
         if show:
-            stream.write(f"\r\033[Kpvpass lint: [{len(out)}/{total}] {r.path}")
+            stream.write(f"\r\033[K{progress_line(len(out), total, clock() - start)} {r.path}")
             stream.flush()
     if show:
         stream.write("\r\033[K")
     return out
+
+
+def progress_line(done: int, total: int, elapsed: float) -> str:
+    """`pvpass lint: [12/40] 1.5 TU/s, ETA 0:18`."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = f"{int((total - done) / rate) // 60}:{int((total - done) / rate) % 60:02d}" if rate else "?"
+    return f"pvpass lint: [{done}/{total}] {rate:.1f} TU/s, ETA {eta}"
 
 
 def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], int]:
