@@ -8,11 +8,12 @@ hand, not by pytest):
     .venv/bin/python tests/bench/lint_vs_build.py /work/kbench/bench-plain \\
         /work/kbench/bench-plain.times [-j 2] [PATH...]
 
-Runs `pvpass lint -j N -p BUILD_DIR [PATH...]` with an empty parse cache and
-prints its CPU (user+sys, children included: the preprocessor runs) and wall
-beside the CPU the plain build's compiles of the same TUs took (from the
-per-compile log kernel_build.py writes through tests/bench/timecc), their
-ratio, and lint's summary line. The compile database's commands may start
+Runs `pvpass lint -j N -p BUILD_DIR [PATH...]` with an empty parse cache
+(cold), then --runs - 1 more times with the cache the first run left (warm),
+and prints each run's CPU (user+sys, children included: the preprocessor
+runs) and wall beside the CPU and wall the plain build's compiles of the same
+TUs took (from the per-compile log kernel_build.py writes through
+tests/bench/timecc), their ratio, and lint's summary line. The compile database's commands may start
 with timecc (kernel_build.py's CC); it is dropped from a copy.
 """
 from __future__ import annotations
@@ -32,13 +33,13 @@ from pathlib import Path
 PVPASS = Path(sys.executable).with_name("pvpass")
 
 
-def compile_cpu(times: Path) -> dict[str, float]:
-    """Object (relative to the build dir) -> CPU seconds of its compile."""
+def compile_cpu(times: Path) -> dict[str, tuple[float, float]]:
+    """Object (relative to the build dir) -> (CPU, wall) seconds of its compile."""
     out = {}
     for line in times.read_text().splitlines():
         p = line.split()
         if len(p) == 4:
-            out[p[3].removeprefix("./")] = float(p[0]) + float(p[1])
+            out[p[3].removeprefix("./")] = (float(p[0]) + float(p[1]), float(p[2]))
     return out
 
 
@@ -48,11 +49,12 @@ def main() -> None:
     ap.add_argument("times", type=Path)
     ap.add_argument("paths", nargs="*")
     ap.add_argument("-j", type=int, default=os.cpu_count())
+    ap.add_argument("--runs", type=int, default=1, help="the first cold, the others warm")
     a = ap.parse_intermixed_args()
     entries = json.loads((a.build / "compile_commands.json").read_text())
     cpu = compile_cpu(a.times)
     wanted = tuple(str(Path(p).resolve()) for p in a.paths)
-    gcc_cpu, n, missing = 0.0, 0, 0
+    gcc_cpu, gcc_wall, n, missing = 0.0, 0.0, 0, 0
     with tempfile.TemporaryDirectory(prefix="pvlint.") as tmp:
         db = Path(tmp) / "db"
         db.mkdir()
@@ -63,27 +65,29 @@ def main() -> None:
             m = re.search(r"\s-o\s+(\S+)", e["command"])
             obj = m.group(1).removeprefix("./") if m else None
             if obj in cpu:
-                gcc_cpu += cpu[obj]
+                gcc_cpu += cpu[obj][0]
+                gcc_wall += cpu[obj][1]
                 n += 1
             else:
                 missing += 1
         (db / "compile_commands.json").write_text(json.dumps(entries))
         env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(tmp) / "cache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        p = subprocess.run([str(PVPASS), "lint", "-j", str(a.j), "-p", str(db), *a.paths],
-                           cwd=a.build, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        shutil.rmtree(Path(tmp) / "cache", ignore_errors=True)
-    lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
-    print(f"TUs linted with a compile logged: {n} (without: {missing})")
-    print(f"lint   CPU {lint_cpu:8.1f}s  wall {wall:7.1f}s  exit {p.returncode}")
-    print(f"gcc    CPU {gcc_cpu:8.1f}s  (the plain build's compiles of those TUs)")
-    print(f"lint/compile: CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched")
-    print(summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings"))
+        print(f"TUs linted with a compile logged: {n} (without: {missing})")
+        print(f"gcc    CPU {gcc_cpu:8.1f}s  wall {gcc_wall:7.1f}s  (the plain build's compiles of those TUs)")
+        for run in range(a.runs):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            p = subprocess.run([str(PVPASS), "lint", "-j", str(a.j), "-p", str(db), *a.paths],
+                               cwd=a.build, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
+            ratio = f"lint/compile CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched"
+            print(f"lint ({'cold' if run == 0 else 'warm'})  CPU {lint_cpu:8.1f}s  wall {wall:7.1f}s  "
+                  f"exit {p.returncode}  {ratio}")
+            print("  " + (summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings")))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ compile on each of its paths, and which heavy packages each path imports.
 
 Paths: a result-cache hit (pvpass dialect), the object-only check (kernel
 dialect), an object with no relocated `call *` (plain C). Prints the median
-CPU (user+sys, children included) of `pvpass cc -- gcc -c` minus that of
-`gcc -c` on the same file, beside `python -c pass`.
+CPU (user+sys, children included) and wall of `pvpass cc -- gcc -c` minus
+those of `gcc -c` on the same file, gcc and pvpass runs interleaved, beside
+`python -c pass`.
 
 PYTHONDONTWRITEBYTECODE is dropped for the runs: an installed pvpass has its
 bytecode compiled (pip does it), and recompiling every module from source on
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +31,17 @@ HEAVY = ("keystone", "elftools", "lark", "pycparser", "pycparserext", "capstone"
 
 
 def cpu(argv, env) -> float:
+    return timed(argv, env)[0]
+
+
+def timed(argv, env) -> tuple[float, float]:
+    """(CPU user+sys of the children, wall) of one run."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     subprocess.run(argv, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
 def heavy_imports(argv, env) -> list[str]:
@@ -54,15 +63,18 @@ def main() -> None:
         cases = {"cache hit (pvpass dialect)": [*inc, str(ROOT / "testdata/pvpass/sites.c")],
                  "object-only check (kernel dialect)": [str(ROOT / "testdata/kernel/k61.c")],
                  "no call * (plain C)": [str(plain)]}
-        py = statistics.median(cpu([sys.executable, "-c", "pass"], env) for _ in range(a.n))
-        print(f"python -c pass: {py * 1000:.0f} ms CPU")
+        py = [timed([sys.executable, "-c", "pass"], env) for _ in range(a.n)]
+        print(f"python -c pass: {statistics.median(c for c, _ in py) * 1000:.1f} ms CPU, "
+              f"{statistics.median(w for _, w in py) * 1000:.1f} ms wall")
         for name, args in cases.items():
             g = ["gcc", "-O2", "-c", *args, "-o", os.path.join(tmp, "o.o")]
             p = [sys.executable, "-m", "pvpass", "cc", "--", *g]
             cpu(p, env)                                   # fill the caches
-            tg = statistics.median(cpu(g, env) for _ in range(a.n))
-            tp = statistics.median(cpu(p, env) for _ in range(a.n))
-            print(f"{name:<36} gcc {tg * 1000:4.0f} ms, pvpass cc adds {(tp - tg) * 1000:4.0f} ms CPU; "
+            runs = [(timed(g, env), timed(p, env)) for _ in range(a.n)]
+            gc_, gw = (statistics.median(r[0][i] for r in runs) for i in (0, 1))
+            pc, pw = (statistics.median(r[1][i] for r in runs) for i in (0, 1))
+            print(f"{name:<36} gcc {gc_ * 1000:4.0f} ms CPU {gw * 1000:4.0f} ms wall, pvpass cc adds "
+                  f"{(pc - gc_) * 1000:5.1f} ms CPU {(pw - gw) * 1000:5.1f} ms wall; "
                   f"imports {', '.join(heavy_imports(p, env)) or 'none of ' + '/'.join(HEAVY)}")
 
 
