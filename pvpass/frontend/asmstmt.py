@@ -134,7 +134,29 @@ class _Malformed(Exception):
 
 def find_asm(text: str, start: int, end: int, loc_of) -> list[AsmStmt]:
     """Every asm statement whose keyword lies in text[start:end].
-    `loc_of(off)` gives a Loc for error messages."""
+    `loc_of(off)` gives a Loc for error messages. Read once per process for
+    each chunk text (pvpass/frontend/chunkmemo.py): the statements are kept
+    with offsets relative to the text and moved to `start` for each caller,
+    who gets objects of its own."""
+    from .chunkmemo import remembered
+    s0 = max(start - 1, 0)           # the char before: `\b` and `^` read it
+    sub = text[s0:end]
+    rel = remembered(f"asm{start - s0}", sub,
+                     lambda: tuple(_find_asm(sub, start - s0, len(sub), lambda off: loc_of(off + s0))))
+    return [_moved(a, s0) for a in rel]
+
+
+def _moved(a: AsmStmt, d: int) -> AsmStmt:
+    """A copy of `a` with every offset d further on."""
+    def op(o: Operand) -> Operand:
+        return Operand(o.index, o.name, o.constraint, o.expr, o.expr_off + d, o.off + d, o.is_output)
+    return AsmStmt(a.off + d, a.end + d, a.qualifiers, a.template, [t + d for t in a.tmap],
+                   [op(o) for o in a.outputs], [op(o) for o in a.inputs],
+                   [(c, o + d) for c, o in a.clobbers], list(a.labels), a.basic,
+                   [(x + d, y + d) for x, y in a.blanks])
+
+
+def _find_asm(text: str, start: int, end: int, loc_of) -> list[AsmStmt]:
     out = []
     for m in _ASM_KW.finditer(text, start, end):
         if _in_literal(text, start, m.start()):

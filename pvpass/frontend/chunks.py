@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..textsplit import split_commas
+from .chunkmemo import remembered
 
 _TAG_DEF = re.compile(r'\b(struct|union|enum)\s+(?:__attribute__\s*\(\(.*?\)\)\s*)*([A-Za-z_]\w*)\s*\{')
 _IDENT = re.compile(r'[A-Za-z_]\w*')
@@ -62,7 +63,8 @@ class ChunkedTU:
             if head.startswith("__extension__"):
                 head = head[13:].lstrip()
             if head.startswith("typedef") and not c.is_func:
-                names.update(typedef_names_of(t[c.start:c.end]))
+                decl = t[c.start:c.end]
+                names.update(remembered("typedef_names", decl, lambda: tuple(typedef_names_of(decl))))
         return frozenset(names)
 
     @cached_property

@@ -234,31 +234,37 @@ class ChunkParser:
     def declarator(self, chunk: Chunk) -> tuple[str | None, int]:
         """(name, chunk-relative offset) of what a function chunk defines,
         read from its text: the first identifier before a '(' once
-        attributes are blanked."""
-        t = self.pp.text
-        body = t.find("{", chunk.start, chunk.end)
-        head = t[chunk.start:body if body >= 0 else chunk.end].rstrip()
-        if head.endswith(")"):
-            # usually the name stands right before the parameter list
-            depth, j = 0, len(head) - 1
-            while j >= 0:
-                depth += {")": 1, "(": -1}.get(head[j], 0)
-                if depth == 0:
-                    break
-                j -= 1
-            e = len(head[:max(j, 0)].rstrip())
-            k = e
-            while k > 0 and (head[k - 1].isalnum() or head[k - 1] == "_"):
-                k -= 1
-            name = head[k:e]
-            if name and not name[0].isdigit() and name not in _NOT_NAMES:
-                return name, k
-        if "__attribute" in head:
-            head = blank_spans(head, [(a.start, a.end) for a in _attr_spans(head)])
-        for m in _DECLARATOR.finditer(head):
-            if m.group(1) not in _NOT_NAMES:
-                return m.group(1), m.start()
-        return None, -1
+        attributes are blanked. Once per process for each chunk text."""
+        from .chunkmemo import remembered
+        text = chunk.text(self.pp.text)
+        return remembered("declarator", text, lambda: declarator(text))
+
+
+def declarator(t: str) -> tuple[str | None, int]:
+    """`ChunkParser.declarator` of a chunk's text."""
+    body = t.find("{")
+    head = t[:body if body >= 0 else len(t)].rstrip()
+    if head.endswith(")"):
+        # usually the name stands right before the parameter list
+        depth, j = 0, len(head) - 1
+        while j >= 0:
+            depth += {")": 1, "(": -1}.get(head[j], 0)
+            if depth == 0:
+                break
+            j -= 1
+        e = len(head[:max(j, 0)].rstrip())
+        k = e
+        while k > 0 and (head[k - 1].isalnum() or head[k - 1] == "_"):
+            k -= 1
+        name = head[k:e]
+        if name and not name[0].isdigit() and name not in _NOT_NAMES:
+            return name, k
+    if "__attribute" in head:
+        head = blank_spans(head, [(a.start, a.end) for a in _attr_spans(head)])
+    for m in _DECLARATOR.finditer(head):
+        if m.group(1) not in _NOT_NAMES:
+            return m.group(1), m.start()
+    return None, -1
 
 
 def _esc(s: str) -> str:
@@ -281,6 +287,23 @@ def _clean_parse_error(msg: str) -> str:
     if text.startswith("before: "):
         text = f"syntax error before '{text[8:]}'"
     return f"cannot parse C: {text}"
+
+
+_NODES: dict[tuple[int, type], tuple[object, tuple]] = {}
+
+
+def nodes_of(ast, cls) -> tuple:
+    """`walk(ast, cls)` as a tuple, kept per AST object: the parse cache
+    gives every TU of a process that holds the same chunk the same AST (and
+    nothing changes an AST), so a header function is walked once per
+    process. The entry holds the AST, so its id is not reused meanwhile."""
+    key = (id(ast), cls)
+    got = _NODES.get(key)
+    if got is None or got[0] is not ast:
+        if len(_NODES) >= 8192:
+            _NODES.clear()
+        got = _NODES[key] = (ast, tuple(walk(ast, cls)))
+    return got[1]
 
 
 def walk(node, cls):

@@ -18,7 +18,7 @@ from .backends import BackendFinder
 from pycparser import c_ast
 from pycparserext.ext_c_parser import Asm
 
-from .cparse import ChunkParser, walk
+from .cparse import ChunkParser, nodes_of
 from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
@@ -153,7 +153,7 @@ def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder
                                    f"of {fname or 'this function'} are read from their asm statements alone"))
         return [s for a in stmts for s in builder.sites_of(a, operand_exprs(parser.parse_asm_alone(a)), fname)]
     nodes = {(n.coord.file, n.coord.line, n.coord.column): n
-             for n in walk(pc.ast, Asm) if n.coord is not None}
+             for n in nodes_of(pc.ast, Asm) if n.coord is not None}
     fname = next((d.decl.name for d in pc.ast.ext if isinstance(d, c_ast.FuncDef)), None)
     out: list[SiteSource] = []
     for a in stmts:

@@ -13,7 +13,7 @@ from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.stubs import inline_stub
 from ..encode import EncodeError
 from ..frontend.asmtemplate import Indirect, OpRef, parse_template, TemplateError
-from ..frontend.cparse import walk
+from ..frontend.cparse import nodes_of
 from ..frontend.ops import member_path
 from ..frontend.scan import ScanResult
 from .constraints import effects
@@ -193,7 +193,7 @@ def check_unwrapped(res: ScanResult, arch: Arch, extra=()) -> list[Diagnostic]:
                           f"this function mentions {m.group(1)} but pvpass cannot parse it, so its calls "
                           f"were not checked ({e.message})", "warning"))
             continue
-        for fc in walk(pc.ast, c_ast.FuncCall):
+        for fc in nodes_of(pc.ast, c_ast.FuncCall):
             callee = fc.name
             if isinstance(callee, c_ast.UnaryOp) and callee.op == "*":
                 callee = callee.expr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from ..diag import Diagnostic
+from ..frontend.chunkmemo import remembered
 from ..frontend.scan import ScanResult
 
 # names, not members: `.read_cr0 = ...` in an initializer calls nothing
@@ -33,8 +34,8 @@ def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
             if "=" in text[c.start:c.end]:
                 roots.append(c)
             continue
-        name, at = parser.declarator(c)
-        if name and _STATIC.search(text, c.start, c.start + at):
+        name = _static_name(text, c, parser)
+        if name:
             static[name] = c
         else:
             roots.append(c)
@@ -43,7 +44,7 @@ def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
     names = static.keys()
     todo = set()
     for c in roots:
-        todo |= names & set(_IDENT.findall(text, c.start, c.end))
+        todo |= names & _identifiers(text, c)
     reached: set[str] = set()
     while todo:
         n = todo.pop()
@@ -51,7 +52,7 @@ def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
             continue
         reached.add(n)
         c = static[n]
-        todo |= (names & set(_IDENT.findall(text, c.start, c.end))) - reached
+        todo |= (names & _identifiers(text, c)) - reached
     lines: dict[str, set[int]] = {}
     for d in diags:
         lines.setdefault(d.loc.file, set()).add(d.loc.line)
@@ -66,3 +67,23 @@ def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
         end = last.line if last.file == first.file else first.line
         hidden |= {(first.file, ln) for ln in lines[first.file] if first.line <= ln <= end}
     return {d for d in diags if (d.loc.file, d.loc.line) in hidden}
+
+
+# Both read the chunk's text and the two characters before it (the
+# lookbehinds of _IDENT, the \b of _STATIC): once per process for each.
+
+def _static_name(text: str, c, parser) -> str | None:
+    """The name a function chunk defines when it is static."""
+    s0 = max(c.start - 2, 0)
+    sub = text[s0:c.end]
+
+    def compute():
+        name, at = parser.declarator(c)
+        return name if name and _STATIC.search(sub, c.start - s0, c.start - s0 + at) else None
+    return remembered(f"static{c.start - s0}", sub, compute)
+
+
+def _identifiers(text: str, c) -> frozenset[str]:
+    s0 = max(c.start - 2, 0)
+    sub = text[s0:c.end]
+    return remembered(f"idents{c.start - s0}", sub, lambda: frozenset(_IDENT.findall(sub, c.start - s0)))

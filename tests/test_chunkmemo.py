@@ -1,0 +1,32 @@
+"""Chunk facts kept across a process's TUs (pvpass/frontend/chunkmemo.py):
+a fact met again in another TU, at another offset or after other text, is
+what computing it afresh gives."""
+from __future__ import annotations
+
+from pvpass.frontend import chunkmemo
+from pvpass.frontend.asmstmt import _find_asm, find_asm
+from pvpass.frontend.chunks import Chunk
+from pvpass.lint.reach import _identifiers
+
+ASM = ('static inline void f(void) { asm volatile("call *%c[op] # pvpass: site" : "=a"(r), [x] "+r"(y) '
+       ': [op] "i"(&ops.f), "m"(z) : "memory", "cc" : lbl); }')
+
+
+def test_asm_statements_move_with_their_chunk():
+    chunkmemo._memo.clear()
+    for before in ("int a;\n", "struct s { int b; };\n\n", ""):
+        text = before + ASM + "\nint c;\n"
+        start, end = len(before), len(before) + len(ASM)
+        got = find_asm(text, start, end, None)
+        assert got == _find_asm(text, start, end, None)
+        assert got[0].off == text.index("asm") and got[0].outputs[1].name == "x"
+    assert len(chunkmemo._memo) == 2     # the text after a ';' or '\n' is met again
+
+
+def test_identifiers_read_the_characters_before_the_chunk():
+    """`_IDENT` skips member names (`.f`, `->f`): what stands before the
+    chunk is part of the key."""
+    chunkmemo._memo.clear()
+    for text, want in (("s.abc = d;", {"d"}), ("s abc = d;", {"abc", "d"}), ("p->abc = d;", {"d"})):
+        at = text.index("abc")
+        assert _identifiers(text, Chunk(0, at, len(text), False)) == want, text
