@@ -6,14 +6,16 @@ hand, not by pytest):
     python3 /work/kbench/linux-source-6.1/scripts/clang-tools/gen_compile_commands.py \\
         -d /work/kbench/bench-plain -o /work/kbench/bench-plain/compile_commands.json
     .venv/bin/python tests/bench/lint_vs_build.py /work/kbench/bench-plain \\
-        /work/kbench/bench-plain.times [-j 2] [PATH...]
+        /work/kbench/bench-plain.times [-j 2] [--runs 2] [--pvpass CMD ...] [PATH...]
 
 Runs `pvpass lint -j N -p BUILD_DIR [PATH...]` with an empty parse cache
 (cold), then --runs - 1 more times with the cache the first run left (warm),
 and prints each run's CPU (user+sys, children included: the preprocessor
 runs) and wall beside the CPU and wall the plain build's compiles of the same
 TUs took (from the per-compile log kernel_build.py writes through
-tests/bench/timecc), their ratio, and lint's summary line. The compile database's commands may start
+tests/bench/timecc), their ratio, and lint's summary line. With several
+--pvpass commands (two checkouts, say), each round runs each of them in
+turn, each with a cache of its own, so that they share the machine's load. The compile database's commands may start
 with timecc (kernel_build.py's CC); it is dropped from a copy.
 """
 from __future__ import annotations
@@ -23,7 +25,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("paths", nargs="*")
     ap.add_argument("-j", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=1, help="the first cold, the others warm")
+    ap.add_argument("--pvpass", action="append", help=f"the pvpass to run (repeatable; default {PVPASS})")
     a = ap.parse_intermixed_args()
     entries = json.loads((a.build / "compile_commands.json").read_text())
     cpu = compile_cpu(a.times)
@@ -71,23 +73,24 @@ def main() -> None:
             else:
                 missing += 1
         (db / "compile_commands.json").write_text(json.dumps(entries))
-        env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(tmp) / "cache"))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
         print(f"TUs linted with a compile logged: {n} (without: {missing})")
         print(f"gcc    CPU {gcc_cpu:8.1f}s  wall {gcc_wall:7.1f}s  (the plain build's compiles of those TUs)")
         for run in range(a.runs):
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            p = subprocess.run([str(PVPASS), "lint", "-j", str(a.j), "-p", str(db), *a.paths],
-                               cwd=a.build, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-            summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
-            ratio = f"lint/compile CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched"
-            print(f"lint ({'cold' if run == 0 else 'warm'})  CPU {lint_cpu:8.1f}s  wall {wall:7.1f}s  "
-                  f"exit {p.returncode}  {ratio}")
-            print("  " + (summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings")))
+            for k, pvpass in enumerate(a.pvpass or [str(PVPASS)]):
+                env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(tmp) / f"cache{k}"))
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                p = subprocess.run([pvpass, "lint", "-j", str(a.j), "-p", str(db), *a.paths],
+                                   cwd=a.build, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+                summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
+                ratio = f"lint/compile CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched"
+                print(f"lint ({'cold' if run == 0 else 'warm'}) {pvpass if a.pvpass else ''}  CPU {lint_cpu:8.1f}s  "
+                      f"wall {wall:7.1f}s  exit {p.returncode}  {ratio}")
+                print("  " + (summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings")))
 
 
 if __name__ == "__main__":
