@@ -51,6 +51,11 @@ class PPText:
         """Every file the line markers name (the main source and its headers)."""
         return sorted(set(self._files))
 
+    def file_at(self, off: int) -> str:
+        """The file of offset `off`: loc()'s file without counting lines."""
+        i = bisect.bisect_right(self._offsets, off) - 1
+        return self._files[i] if i >= 0 else self.main_file
+
     def loc(self, off: int) -> Loc:
         """The (file, line, column) of offset `off` as gcc -E reports it."""
         i = bisect.bisect_right(self._offsets, off) - 1

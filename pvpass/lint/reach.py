@@ -58,11 +58,9 @@ def unreachable(res: ScanResult, diags: list[Diagnostic]) -> set[Diagnostic]:
         lines.setdefault(d.loc.file, set()).add(d.loc.line)
     hidden: set[tuple[str, int]] = set()
     for n, c in static.items():
-        if n in reached:
-            continue
+        if n in reached or res.pp.file_at(c.start) not in lines:
+            continue                 # (most unused header inlines: no line counting for them)
         first = res.pp.loc(c.start)
-        if first.file not in lines:
-            continue
         last = res.pp.loc(c.end - 1)
         end = last.line if last.file == first.file else first.line
         hidden |= {(first.file, ln) for ln in lines[first.file] if first.line <= ln <= end}
