@@ -1,14 +1,11 @@
-/* prototype: fastcc OBJ -- CC ARGS: run the compiler, then the object check */
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
+/* The launcher prototype (tests/bench/fastpath.py): run the compiler, then
+   decide the no-site verdict from the object in C; exit 100 = undecided. */
+#include "compile.h"
 #include "elfcheck.h"
-extern char **environ;
+
 int main(int argc, char **argv) {
-    pid_t pid; int st;
-    if (posix_spawnp(&pid, argv[3], 0, 0, argv + 3, environ)) return 3;
-    waitpid(pid, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st)) return 1;
+    (void)argc;
+    int rc = compile(argv);
+    if (rc) return rc;
     return object_undecided(argv[1]) ? 100 : 0;
 }

@@ -1,3 +1,6 @@
+"""The resident server prototype (tests/bench/fastpath.py): one object path
+per connection, answered 0 (no site can be there) or 1 (undecided), with
+its own CPU per request kept for the bench's `stats` request."""
 import os, socket, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../.."))
 from pvpass.link.elfobj import ElfObject
