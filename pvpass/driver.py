@@ -291,15 +291,24 @@ def _after_compile(c: Compile, records) -> None:
 
 def _no_site(c: Compile, obj) -> None:
     """An object without a site: nothing to add, but PIC code's sites would
-    be calls that no relocation marks."""
-    from .link.tablecheck import got_advice, got_reached_call
-    got = got_reached_call(obj)
+    be calls that no relocation marks. Their bytes are tested first, then
+    the source's sites counted, and capstone confirms a call only for a
+    source that has some: PIC code without sites loads no disassembler."""
+    from .link.tablecheck import got_advice, got_candidates, got_confirmed
+    candidates = got_candidates(obj)
+    n = _site_count(c) if candidates else 0
+    got = got_confirmed(obj, candidates) if n else None
     if got:
         _untabled_warning(c, f"PIC code ({got[0]}+{got[1]:#x} reaches '{got[2]}' through the GOT)",
-                          got_advice(obj.arch.bits))
+                          got_advice(obj.arch.bits), n)
 
 
-def _untabled_warning(c: Compile, what: str, why: str) -> None:
+def _site_count(c: Compile) -> int:
+    import re
+    return len(re.findall(r"pvpass\s*:\s*site\b", _preprocess(c).text))
+
+
+def _untabled_warning(c: Compile, what: str, why: str, n: int | None = None) -> None:
     """Objects whose sites no table can name: an -flto object holds GIMPLE
     and its code is made at link time, after pvpass has seen it (a fat
     object's code is dropped by an LTO link too); an x32 or non-x86 object
@@ -307,10 +316,9 @@ def _untabled_warning(c: Compile, what: str, why: str) -> None:
     calls: say so, once per source that holds pvpass sites, rather than
     leave them silently unpatched, and keep the compiler's object. Rare, so
     preprocessing to count them is affordable. The kernel dialect needs no
-    word: its table comes from the asm, which the link-time compile emits."""
-    import re
-    pp = _preprocess(c)
-    n = len(re.findall(r"pvpass\s*:\s*site\b", pp.text))
+    word: its table comes from the asm, which the link-time compile emits.
+    `n`: the count when the caller has it."""
+    n = _site_count(c) if n is None else n
     if n:
         from .diag import Diagnostic, Loc, emit
         emit(Diagnostic(Loc(c.sources[0]), "warning",

@@ -38,6 +38,12 @@ def test_each_path_imports_only_what_it_needs(tmp):
     mods = _cc_modules(["-O2", "-c", str(plain), "-o", str(tmp / "p.o")], env)   # no site
     assert "pvpass.driver" in mods and not (cheap & (mods | _top(mods)))
 
+    pic = tmp / "pic.c"            # PIC: a call through a pointer the GOT gives; the source is
+    pic.write_text("extern void (*fp)(void);\nvoid g(void) { fp(); }\n")     # preprocessed to count sites
+    mods = _cc_modules(["-O2", "-fPIC", "-c", str(pic), "-o", str(tmp / "pic.o")], env)
+    assert "pvpass.frontend.pptext" in mods and "pvpass.frontend.scan" not in mods
+    assert not (HEAVY | {"pvpass.link.copies"}) & (mods | _top(mods))
+
     k = tmp / "k.o"                                    # kernel dialect: the 6-byte fast check
     mods = _cc_modules(["-O2", "-c", str(TESTDATA / "kernel/k61.c"), "-o", str(k)], env)
     assert ElfObject.read(str(k)).section(table.SECTION) is not None

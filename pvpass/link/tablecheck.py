@@ -169,11 +169,18 @@ def got_reached_call(obj: ElfObject) -> tuple[str, int, str] | None:
     """(section, offset, symbol) of a global reached through the GOT whose
     address then feeds a `call *disp(%reg)`: how PIC code calls through a
     member of an extern ops object, which no relocation on the call marks
-    (i386 `call *sym@GOTOFF(%ebx)` is one instruction). Bytes first (a
-    load into a register, then FF /2 or /4 with that base register within
-    _AFTER_LOAD bytes, or the GOTOFF call itself); capstone confirms."""
+    (i386 `call *sym@GOTOFF(%ebx)` is one instruction)."""
+    return got_confirmed(obj, got_candidates(obj))
+
+
+def got_candidates(obj: ElfObject) -> list[tuple[str, bytes, int, str, bool]]:
+    """(section, its bytes, offset, symbol, is the call itself) of each GOT
+    relocation whose bytes read as such a call: a load into a register,
+    then FF /2 or /4 with that base register within _AFTER_LOAD bytes, or
+    the GOTOFF call itself. A byte test, no disassembler: an empty list
+    means no call is reached through the GOT."""
     types = GOT_RELOCS[obj.arch.bits]
-    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
+    out = []
     for sec in obj.sections:
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -187,8 +194,7 @@ def got_reached_call(obj: ElfObject) -> tuple[str, int, str] | None:
                 continue
             modrm = data[o - 1]
             if data[o - 2] == 0xFF and (modrm >> 3) & 7 in (2, 4) and modrm >> 6 == 2:
-                if _decodes_as_call(obj, sec.name, data, o, decoded):      # call *sym@GOTOFF(%reg)
-                    return sec.name, o, r.symbol.name
+                out.append((sec.name, data, o, r.symbol.name, True))       # call *sym@GOTOFF(%reg)
                 continue
             if data[o - 2] != 0x8B or (modrm >> 6, modrm & 7 == 5) != ((0, True) if obj.arch.bits == 64
                                                                        else (2, False)):
@@ -196,9 +202,17 @@ def got_reached_call(obj: ElfObject) -> tuple[str, int, str] | None:
             reg = (modrm >> 3) & 7
             window = data[o + 4:o + 4 + _AFTER_LOAD]
             if any(window[i] == 0xFF and (window[i + 1] >> 3) & 7 in (2, 4) and window[i + 1] >> 6 != 3
-                   and window[i + 1] & 7 == reg for i in range(len(window) - 1)) \
-                    and _feeds_call(obj, sec.name, data, o, decoded):
-                return sec.name, o, r.symbol.name
+                   and window[i + 1] & 7 == reg for i in range(len(window) - 1)):
+                out.append((sec.name, data, o, r.symbol.name, False))
+    return out
+
+
+def got_confirmed(obj: ElfObject, candidates) -> tuple[str, int, str] | None:
+    """The first candidate capstone confirms, as got_reached_call gives it."""
+    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
+    for name, data, o, symbol, is_call in candidates:
+        if _decodes_as_call(obj, name, data, o, decoded) if is_call else _feeds_call(obj, name, data, o, decoded):
+            return name, o, symbol
     return None
 
 
