@@ -8,6 +8,10 @@ from . import __version__
 from .arch import get_arch
 from .errors import EXIT_BAD_INPUT, EXIT_OK, PvError
 
+# name -> (run(argv) -> exit code, parser() -> ArgumentParser, one-line help).
+# The parser is the one source of a command's options: the command parses
+# with it, `--help` and `pvpass help COMMAND` print it, and tests/test_docs.py
+# holds docs/commands.md to it.
 _COMMANDS: dict[str, tuple] = {}
 
 
@@ -17,11 +21,15 @@ def emit(d) -> None:
     _emit(d)
 
 
-def command(name: str, help: str):
+def command(name: str, help: str, parser):
     def deco(fn):
-        _COMMANDS[name] = (fn, help)
+        _COMMANDS[name] = (fn, parser, help)
         return fn
     return deco
+
+
+def parser_of(name: str) -> argparse.ArgumentParser:
+    return _COMMANDS[name][1]()
 
 
 def split_cppflags(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -42,13 +50,41 @@ def _Parser(**kw) -> argparse.ArgumentParser:
     return Parser(**kw)
 
 
-def _base(name: str, help: str) -> argparse.ArgumentParser:
+def _arch_name(name: str) -> str:
+    """--arch's type: the canonical name of any accepted spelling, so every
+    command refuses an unknown one the same way, before doing anything."""
+    import argparse
+    try:
+        return get_arch(name).name
+    except PvError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
+
+
+# What --arch means depends only on what the command reads.
+ARCH_SOURCE = "target: i386 or x86_64 (or x86-64, amd64, x86, ia32); default: the host's"
+ARCH_OBJECT = ("i386 or x86_64 (or x86-64, amd64, x86, ia32): refuse a file of the other arch; "
+               "default: the file's own")
+
+
+def _base(name: str, help: str, arch: str = ARCH_SOURCE) -> argparse.ArgumentParser:
     p = _Parser(prog=f"pvpass {name}", description=help)
-    p.add_argument("--arch", default=None, help="i386 or x86_64 (default: the host's)")
+    p.add_argument("--arch", type=_arch_name, default=None, metavar="ARCH", help=arch)
     return p
 
 
-def _source_cmd(name: str, help: str, formats: tuple[str, ...]) -> argparse.ArgumentParser:
+def _no_arch(p: argparse.ArgumentParser, why: str) -> argparse.ArgumentParser:
+    """A command for which --arch means nothing refuses it, saying why
+    (hidden from --help: it is not an option of the command)."""
+    import argparse
+
+    class Refuse(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            raise PvError(f"{parser.prog} takes no --arch: {why}")
+    p.add_argument("--arch", action=Refuse, help=argparse.SUPPRESS)
+    return p
+
+
+def _source_parser(name: str, help: str, formats: tuple[str, ...]) -> argparse.ArgumentParser:
     """The shape scan and emit share: one source, a format, an output."""
     p = _base(name, help)
     p.add_argument("source")
@@ -57,12 +93,19 @@ def _source_cmd(name: str, help: str, formats: tuple[str, ...]) -> argparse.Argu
     return p
 
 
-@command("scan", "site inventory of one C source as JSON")
+SCAN_HELP = "site inventory of one C source as JSON or text"
+
+
+def _scan_parser():
+    return _source_parser("scan", SCAN_HELP, ("json", "text"))
+
+
+@command("scan", SCAN_HELP, _scan_parser)
 def cmd_scan(argv: list[str]) -> int:
     from .frontend.scan import scan
     from .jsonout import dumps, inventory_json
     args, cpp = split_cppflags(argv)
-    a = _source_cmd("scan", "site inventory of one C source as JSON", ("json", "text")).parse_args(args)
+    a = _scan_parser().parse_args(args)
     res = scan(a.source, get_arch(a.arch), cpp)
     if a.format == "text":
         from .jsonout import inventory_text
@@ -72,7 +115,19 @@ def cmd_scan(argv: list[str]) -> int:
     return write_output(a.output, out)
 
 
-@command("emit", "table and stubs of one C source as asm, C or JSON")
+EMIT_HELP = "table and stubs of one C source as asm, C, a C header, or JSON"
+
+
+def _emit_parser():
+    p = _source_parser("emit", EMIT_HELP, ("asm", "c", "h", "json"))
+    p.add_argument("--nops", choices=("p6", "k8", "generic"), default="p6",
+                   help="NOP table for padding (default: p6)")
+    p.add_argument("--no-builtin", action="store_true",
+                   help="only the source's own backends, not native and c-calls")
+    return p
+
+
+@command("emit", EMIT_HELP, _emit_parser)
 def cmd_emit(argv: list[str]) -> int:
     from .diag import EXIT_FINDINGS
     from .emit.plan import make_plan
@@ -80,13 +135,7 @@ def cmd_emit(argv: list[str]) -> int:
     from .frontend.scan import scan
     from .jsonout import dumps
     args, cpp = split_cppflags(argv)
-    p = _source_cmd("emit", "table and stubs of one C source as asm, C, a C header, or JSON",
-                    ("asm", "c", "h", "json"))
-    p.add_argument("--nops", choices=("p6", "k8", "generic"), default="p6",
-                   help="NOP table for padding (default: p6)")
-    p.add_argument("--no-builtin", action="store_true",
-                   help="only the source's own backends, not native and c-calls")
-    a = p.parse_args(args)
+    a = _emit_parser().parse_args(args)
     arch = get_arch(a.arch)
     res = scan(a.source, arch, cpp)
     plan = make_plan(arch, res.inventory, a.nops, builtin=not a.no_builtin)
@@ -99,14 +148,11 @@ def cmd_emit(argv: list[str]) -> int:
     return write_output(a.output, text)
 
 
-@command("verify", "prove by emulation every patch an object or program holds")
-def cmd_verify(argv: list[str]) -> int:
-    from .diag import EXIT_FINDINGS
-    from .verify.build import build_for_verify, is_elf
-    from .verify.declared import declarations, elf_arch
-    from .verify.run import verify
-    args, cpp = split_cppflags(argv)
-    p = _base("verify", "prove by emulation every patch an object or program holds")
+VERIFY_HELP = "prove by emulation every patch an object or program holds"
+
+
+def _verify_parser():
+    p = _base("verify", VERIFY_HELP, ARCH_OBJECT + " (a C source: the target, default the host's)")
     p.add_argument("file", help="an object or program (or a C source: built with gcc and linked first)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--backend", help="only this backend's patches")
@@ -118,16 +164,25 @@ def cmd_verify(argv: list[str]) -> int:
     p.add_argument("--source", metavar="SRC.c",
                    help="the object's source: each inline patch is held against its backend's declared text "
                         "(GNU as, ld) and each patch against the function its backend names for the op")
-    a = p.parse_args(args)
+    return p
+
+
+@command("verify", VERIFY_HELP, _verify_parser)
+def cmd_verify(argv: list[str]) -> int:
+    from .diag import EXIT_FINDINGS
+    from .verify.build import build_for_verify, is_elf
+    from .verify.declared import declarations, elf_arch
+    from .verify.run import verify
+    args, cpp = split_cppflags(argv)
+    a = _verify_parser().parse_args(args)
     if a.states < 1:
         raise PvError("pvpass verify: --states takes a positive number")
     maps = [_file_at(m) for m in a.map]
     if is_elf(a.file):
         if cpp and not a.source:
             raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
-        arch = get_arch(a.arch).name if a.arch else None
-        decl = declarations(a.source, get_arch(arch or elf_arch(a.file)), cpp) if a.source else None
-        rep = verify(a.file, a.backend, a.seed, a.states, arch, maps, decl)
+        decl = declarations(a.source, get_arch(a.arch or elf_arch(a.file)), cpp) if a.source else None
+        rep = verify(a.file, a.backend, a.seed, a.states, a.arch, maps, decl)
     else:
         if a.source:
             raise PvError("pvpass verify: --source is for an object; a C source is its own")
@@ -152,76 +207,110 @@ def _file_at(spec: str) -> tuple[str, int]:
     raise PvError(f"pvpass verify: --map takes FILE@ADDR (ADDR like 0x50000000), not '{spec}'")
 
 
-def _object_and_scan(name: str, help: str, argv: list[str], extra, backend: bool = True):
+def _object_parser(name: str, help: str, backend: bool = True) -> argparse.ArgumentParser:
     """The shape link, patch and show share: an object, the source it was
     built from (scanned for the object's arch), preprocessor flags."""
-    from .frontend.scan import scan
-    from .link.elfobj import ElfObject
-    args, cpp = split_cppflags(argv)
-    p = _base(name, help)
+    p = _base(name, help, ARCH_OBJECT)
     p.add_argument("object")
     p.add_argument("--source", required=True, help="the C source the object was built from")
     if backend:
         p.add_argument("--backend", required=True)
-    extra(p)
+    return p
+
+
+def _check_arch(path: str, have: str, want: str | None) -> None:
+    if want and want != have:
+        raise PvError(f"{path}: an {have} object, not {want}")
+
+
+def _object_and_scan(p: argparse.ArgumentParser, argv: list[str]):
+    from .frontend.scan import scan
+    from .link.elfobj import ElfObject
+    args, cpp = split_cppflags(argv)
     a = p.parse_args(args)
     obj = ElfObject.read(a.object)
-    if a.arch and get_arch(a.arch) != obj.arch:
-        raise PvError(f"{a.object}: an {obj.arch.name} object, not {get_arch(a.arch).name}")
+    _check_arch(a.object, obj.arch.name, a.arch)
     return a, obj, scan(a.source, obj.arch, cpp)
 
 
-@command("patch", "apply one backend's patches to a linked object ahead of time")
+PATCH_HELP = "apply one backend's patches to a linked object ahead of time"
+
+
+def _patch_parser():
+    p = _object_parser("patch", PATCH_HELP)
+    p.add_argument("-o", "--output", required=True)
+    return p
+
+
+@command("patch", PATCH_HELP, _patch_parser)
 def cmd_patch(argv: list[str]) -> int:
     from .atomicio import write_atomic
     from .patch.aot import patch_object
-    a, obj, res = _object_and_scan("patch", "apply one backend's patches to a linked object ahead of time",
-                                   argv, lambda p: p.add_argument("-o", "--output", required=True))
+    a, obj, res = _object_and_scan(_patch_parser(), argv)
     write_atomic(a.output, patch_object(obj, res, a.backend), mode=0o644)
     return EXIT_OK
 
 
-@command("show", "each site copy of an object before and after one backend's patch")
+SHOW_HELP = "each site copy of an object before and after one backend's patch"
+
+
+def _show_parser():
+    return _object_parser("show", SHOW_HELP)
+
+
+@command("show", SHOW_HELP, _show_parser)
 def cmd_show(argv: list[str]) -> int:
     from .patch.aot import show
-    a, obj, res = _object_and_scan("show", "each site copy of an object before and after one backend's patch",
-                                   argv, lambda p: None)
+    a, obj, res = _object_and_scan(_show_parser(), argv)
     sys.stdout.write(show(obj, res, a.backend))
     return EXIT_OK
 
 
-@command("link", "merge the table and stubs into a compiled object")
+LINK_HELP = "merge the table and stubs into a compiled object"
+
+
+def _link_parser():
+    p = _object_parser("link", LINK_HELP, backend=False)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--builtin", action="store_true",
+                   help="also record patches for the built-in c-calls backend")
+    return p
+
+
+@command("link", LINK_HELP, _link_parser)
 def cmd_link(argv: list[str]) -> int:
     from .atomicio import write_atomic
     from .link.step import link_object
-
-    def extra(p):
-        p.add_argument("-o", "--output", required=True)
-        p.add_argument("--builtin", action="store_true",
-                       help="also record patches for the built-in c-calls backend")
-    a, obj, res = _object_and_scan("link", "merge the table and stubs into a compiled object",
-                                   argv, extra, backend=False)
+    a, obj, res = _object_and_scan(_link_parser(), argv)
     result = link_object(obj, res, a.builtin)
     write_atomic(a.output, result.data, mode=0o644)
     return EXIT_OK
 
 
-@command("bench", "TSC ticks per call of each site convention and patch, and each caller's cost")
-def cmd_bench(argv: list[str]) -> int:
-    from pathlib import Path
-    from .bench.run import bench, render, write_outputs
+BENCH_HELP = "TSC ticks per call of each site convention and patch, and each caller's cost"
+
+
+def _bench_parser():
     p = _Parser(prog="pvpass bench", description="build a harness with gcc on this CPU and measure "
                 "each site convention and patch (TSC ticks per call) and the caller-side cost of "
                 "each convention")
-    p.add_argument("--arch", default=None, help="i386 or x86_64 (default: both)")
+    p.add_argument("--arch", type=_arch_name, default=None, metavar="ARCH",
+                   help="measure only this arch: i386 or x86_64 (or x86-64, amd64, x86, ia32); default: both")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
     p.add_argument("--runs", type=int, default=11, help="timed runs per row (default: 11)")
     p.add_argument("--calls", type=int, default=1_000_000, help="calls per run (default: 10^6)")
     p.add_argument("--out", metavar="DIR", help="also write bench.{txt,json,csv,png,svg} here")
-    a = p.parse_args(argv)
+    return p
+
+
+@command("bench", BENCH_HELP, _bench_parser)
+def cmd_bench(argv: list[str]) -> int:
+    from pathlib import Path
+    from .bench.run import bench, render, write_outputs
+    a = _bench_parser().parse_args(argv)
     if a.runs < 1 or a.calls < 12:
         raise PvError("pvpass bench: --runs must be at least 1 and --calls at least 12")
-    archs = (get_arch(a.arch).name,) if a.arch else ("x86_64", "i386")
+    archs = (a.arch,) if a.arch else ("x86_64", "i386")
     if a.out:
         from .bench.plot import require
         require()
@@ -232,35 +321,70 @@ def cmd_bench(argv: list[str]) -> int:
     return EXIT_OK
 
 
-@command("table", "dump the patch-site table of an object")
+TABLE_HELP = "dump the patch-site table of an object or program"
+
+
+def _table_parser():
+    p = _base("table", TABLE_HELP, ARCH_OBJECT)
+    p.add_argument("object")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--source", help="name ops from this source's ops struct")
+    return p
+
+
+@command("table", TABLE_HELP, _table_parser)
 def cmd_table(argv: list[str]) -> int:
     from .link.dump import dump_json, dump_text
     from .jsonout import dumps
     args, cpp = split_cppflags(argv)
-    p = _base("table", "dump the patch-site table of an object")
-    p.add_argument("object")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--source", help="name ops from this source's ops struct")
-    a = p.parse_args(args)
-    out = dump_json(a.object, a.source, cpp) if a.format == "json" else None
-    sys.stdout.write(dumps(out) if out is not None else dump_text(a.object, a.source, cpp))
+    a = _table_parser().parse_args(args)
+    d = dump_json(a.object, a.source, cpp)
+    _check_arch(a.object, d["arch"], a.arch)
+    sys.stdout.write(dumps(d) if a.format == "json" else dump_text(a.object, d))
     return EXIT_OK
 
 
-@command("cc", "drop-in compiler: compile, then check or link each object")
+CC_HELP = "drop-in compiler: compile, then check or link each object"
+
+
+def _cc_parser():
+    """For help and the docs only: `pvpass cc` reads its one option itself
+    (driver._records_option) and hands the rest to the compiler untouched."""
+    import argparse
+    p = _Parser(prog="pvpass cc", usage="pvpass cc [--records B,...] -- COMPILER ARGS...",
+                description=CC_HELP + "; the target is the one the compiler's flags (-m32/-m64) select")
+    p.add_argument("--records", metavar="B,...",
+                   help="backends whose patch records to add to kernel-dialect objects (also PVPASS_RECORDS)")
+    p.add_argument("compiler", nargs=argparse.REMAINDER, help="the compiler command, after --")
+    return _no_arch(p, "the compiler's flags (-m32/-m64) select the target")
+
+
+@command("cc", CC_HELP, _cc_parser)
 def cmd_cc(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        _cc_parser().print_help()
+        return EXIT_OK
+    if argv and argv[0].split("=")[0] == "--arch":
+        _cc_parser().parse_args(argv[:1] + ["x86_64"])     # the one refusal message
     from .driver import run_cc
     return run_cc(argv)
 
 
-@command("cache", "the build path's caches: statistics, or clear them")
-def cmd_cache(argv: list[str]) -> int:
-    from .buildcache import cache_root, clear, stats
+CACHE_HELP = "the build path's caches: statistics, or clear them"
+
+
+def _cache_parser():
     p = _Parser(prog="pvpass cache", description="the build path's caches (PVPASS_CACHE_DIR)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--stats", action="store_true", help="entries, size, hits and misses")
     g.add_argument("--clear", action="store_true", help="remove every entry")
-    a = p.parse_args(argv)
+    return _no_arch(p, "the caches hold both archs' entries")
+
+
+@command("cache", CACHE_HELP, _cache_parser)
+def cmd_cache(argv: list[str]) -> int:
+    from .buildcache import cache_root, clear, stats
+    a = _cache_parser().parse_args(argv)
     root = cache_root()
     if root is None:
         print("pvpass cache: off (PVPASS_CACHE=0)")
@@ -273,25 +397,31 @@ def cmd_cache(argv: list[str]) -> int:
     return EXIT_OK
 
 
-@command("ldscript", "print the linker-script fragment for the final link")
-def cmd_ldscript(argv: list[str]) -> int:
-    from importlib import resources
-    p = _base("ldscript", "print the linker-script fragment for the final link")
+LDSCRIPT_HELP = "print the linker-script fragment for the final link"
+
+
+def _ldscript_parser():
+    p = _Parser(prog="pvpass ldscript", description=LDSCRIPT_HELP)
     p.add_argument("--path", action="store_true", help="print its path instead")
     p.add_argument("--records", action="store_true",
                    help="only the patch records (the program's script places .parainstructions)")
-    a = p.parse_args(argv)
+    return _no_arch(p, "the fragment is the same for i386 and x86_64")
+
+
+@command("ldscript", LDSCRIPT_HELP, _ldscript_parser)
+def cmd_ldscript(argv: list[str]) -> int:
+    from importlib import resources
+    a = _ldscript_parser().parse_args(argv)
     f = resources.files("pvpass") / "runtime" / ("pvpass-records.ld" if a.records else "pvpass.ld")
     sys.stdout.write(f"{f}\n" if a.path else f.read_text())
     return EXIT_OK
 
 
-@command("lint", "check annotations: gcc-style, JSON or SARIF diagnostics")
-def cmd_lint(argv: list[str]) -> int:
-    from .lint import runner
-    from .lint.rules import explain
-    args, cpp = split_cppflags(argv)
-    p = _base("lint", "check annotations: gcc-style, JSON or SARIF diagnostics")
+LINT_HELP = "check annotations: gcc-style, JSON or SARIF diagnostics"
+
+
+def _lint_parser():
+    p = _base("lint", LINT_HELP)
     p.add_argument("paths", nargs="*", help="files, or directories (every .c below)")
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("-j", "--jobs", type=int, default=1)
@@ -300,7 +430,15 @@ def cmd_lint(argv: list[str]) -> int:
     p.add_argument("--ops", action="append", default=[], help="also check calls through this ops object")
     p.add_argument("--explain", metavar="PVnnn", help="print a rule's documentation")
     p.add_argument("-o", "--output", help="write the report here (atomically)")
-    a = p.parse_args(args)
+    return p
+
+
+@command("lint", LINT_HELP, _lint_parser)
+def cmd_lint(argv: list[str]) -> int:
+    from .lint import runner
+    from .lint.rules import explain
+    args, cpp = split_cppflags(argv)
+    a = _lint_parser().parse_args(args)
     if a.explain:
         text = explain(a.explain)
         if not text:
@@ -316,7 +454,7 @@ def cmd_lint(argv: list[str]) -> int:
         raise PvError("pvpass lint: no C files found")
     diags, code = runner.finish(results, a.werror)
     if a.format == "text":
-        report = runner.render_text(diags)
+        report = runner.render_text(diags, len(results))
         if a.output:
             write_output(a.output, report)
         else:
@@ -337,10 +475,18 @@ def write_output(path: str | None, text: str) -> int:
 
 
 def _usage() -> str:
-    lines = ["usage: pvpass [--version|--include-dir|--runtime-dir] COMMAND [ARGS] [-- CPPFLAGS]", "", "commands:"]
-    for name, (_, help) in sorted(_COMMANDS.items()):
+    lines = ["usage: pvpass [--version|--include-dir|--runtime-dir] COMMAND [ARGS] [-- CPPFLAGS]",
+             "       pvpass help COMMAND      (the same as pvpass COMMAND --help)", "", "commands:"]
+    for name, (_, _, help) in sorted(_COMMANDS.items()):
         lines.append(f"  {name:<9} {help}")
     return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """`pvpass help COMMAND`: the command's --help text, from its parser."""
+    if name not in _COMMANDS:
+        raise PvError(f"unknown command '{name}'\n{_usage()}")
+    return parser_of(name).format_help()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,6 +514,9 @@ def report_error(e: PvError) -> None:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["help"] and len(argv) == 2:
+        sys.stdout.write(command_help(argv[1]))
+        return EXIT_OK
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return EXIT_OK if argv else EXIT_BAD_INPUT

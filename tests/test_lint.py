@@ -127,7 +127,7 @@ def test_compile_commands(tmp):
 
 def test_kernel_sites_clean_and_a_dropped_register_is_caught(tmp):
     r = run_pvpass("lint", *X64, str(TESTDATA / "kernel/k61.c"))
-    assert r.returncode == 0 and "error" not in r.stderr
+    assert r.returncode == 0 and r.stderr == "pvpass lint: 1 file checked, 0 errors, 0 warnings\n", r.stderr
     # drop %r11 from the kernel's extra clobbers: every C-convention site breaks
     shutil.copytree(TESTDATA / "kernel", tmp / "kernel")
     h = tmp / "kernel/pv61.h"
@@ -137,3 +137,18 @@ def test_kernel_sites_clean_and_a_dropped_register_is_caught(tmp):
     errs = [d for d in diags if d["rule"] == "PV002" and d["level"] == "error"]
     assert r.returncode == 1 and errs and all("%r11" in d["message"] for d in errs)
     assert {d["line"] for d in errs} == {65}             # paravirt_get_debugreg: the one CALL site
+
+
+def test_text_ends_with_a_summary_even_when_clean_and_json_sarif_stay_clean(tmp):
+    ok = [str(LINT / n) for n in ("pv001_ok.c", "pv002_ok.c")]
+    r = run_pvpass("lint", *X64, *ok)
+    assert r.returncode == 0 and r.stdout == ""
+    assert r.stderr == "pvpass lint: 2 files checked, 0 errors, 0 warnings\n", r.stderr
+    r = run_pvpass("lint", *X64, *ok, "-o", str(tmp / "report.txt"))
+    assert r.stderr == "" and (tmp / "report.txt").read_text() == "pvpass lint: 2 files checked, 0 errors, 0 warnings\n"
+    for fmt in ("json", "sarif"):
+        r = run_pvpass("lint", *X64, "--format", fmt, *ok)
+        assert r.returncode == 0 and r.stderr == "" and json.loads(r.stdout), r.stderr
+    r = run_pvpass("lint", *X64, str(LINT / "pv006_fire.c"), *ok)
+    assert r.returncode == 0
+    assert r.stderr.splitlines()[-1] == "pvpass lint: 3 files checked, 0 errors, 1 warning (PV006 1)", r.stderr

@@ -48,7 +48,7 @@ def test_only_reachable_findings_once_per_header(tmp):
     r = run_pvpass("lint", *files, *X64)
     assert r.stderr.count("[PV007]") == 1, r.stderr
     assert f"{files[0]}: note: found in 2 translation units: {files[0]}, {files[2]}" in r.stderr
-    assert r.stderr.splitlines()[-1] == "pvpass lint: 1 error (PV007 1)"
+    assert r.stderr.splitlines()[-1] == "pvpass lint: 3 files checked, 1 error, 0 warnings (PV007 1)"
     r = run_pvpass("lint", "--format", "sarif", *files, *X64)
     res = json.loads(r.stdout)["runs"][0]["results"]
     assert len(res) == 1 and res[0]["properties"]["translationUnits"] == [files[0], files[2]]

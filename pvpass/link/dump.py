@@ -51,8 +51,8 @@ def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict
             "arch": obj.arch.name, "relocatable": obj.is_relocatable, "entries": rows}
 
 
-def dump_text(path: str, source: str | None = None, cpp: list[str] = ()) -> str:
-    d = dump_json(path, source, cpp)
+def dump_text(path: str, d: dict) -> str:
+    """The text form of dump_json's table `d` of the file at `path`."""
     lines = [f"{path}: {len(d['entries'])} sites ({d['arch']})"]
     for r in d["entries"]:
         where = f"{r['section']}+{r['offset']:#x}" if d["relocatable"] else f"{r['offset']:#x}"

@@ -159,21 +159,23 @@ def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], i
     return diags, EXIT_OK
 
 
-def render_text(diags: list[Diagnostic]) -> str:
-    return "".join(render(d) + "\n" for d in diags) + summary(diags)
+def render_text(diags: list[Diagnostic], files: int) -> str:
+    return "".join(render(d) + "\n" for d in diags) + summary(diags, files)
 
 
-def summary(diags: list[Diagnostic]) -> str:
-    """One line: counts by level, then by rule (nothing when clean)."""
-    if not diags:
-        return ""
-    levels = [f"{n} {lv}{'s' if n > 1 else ''}" for lv in ("error", "warning", "note")
-              if (n := sum(d.level == lv for d in diags))]
+def summary(diags: list[Diagnostic], files: int) -> str:
+    """One line, clean or not: files checked, errors, warnings (notes when
+    there are any), then the count by rule."""
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+    counts = [n(sum(d.level == lv for d in diags), lv) for lv in ("error", "warning")]
+    if notes := sum(d.level == "note" for d in diags):
+        counts.append(n(notes, "note"))
     rules: dict[str, int] = {}
     for d in diags:
         rules[d.rule or "input"] = rules.get(d.rule or "input", 0) + 1
-    by_rule = ", ".join(f"{r} {n}" for r, n in sorted(rules.items()))
-    return f"pvpass lint: {', '.join(levels)} ({by_rule})\n"
+    by_rule = f" ({', '.join(f'{r} {k}' for r, k in sorted(rules.items()))})" if rules else ""
+    return f"pvpass lint: {n(files, 'file')} checked, {', '.join(counts)}{by_rule}\n"
 
 
 def _loc_json(loc: Loc) -> dict:
