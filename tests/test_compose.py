@@ -13,16 +13,10 @@ import time
 
 import pytest
 
-from conftest import INCLUDE, TESTDATA, run_pvpass
+from conftest import INCLUDE, TESTDATA, need, run_pvpass
 
 SRC = str(TESTDATA / "pvpass/sites.c")
 FLAGS = ["-O2", "-I", str(INCLUDE), "-c", SRC]
-
-
-def need(*tools):
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (scripts/bootstrap installs them with apt-get)")
 
 
 def reference(tmp) -> bytes:

@@ -13,7 +13,7 @@ from pvpass.link.copies import find_copies
 from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 
-from conftest import ROOT, run_pvpass
+from conftest import ROOT, elflint, run_pvpass
 
 
 def test_demo_builds_patches_and_agrees(tmp):
@@ -54,8 +54,7 @@ def test_demo_patched_ahead_of_time(tmp):
         r = run_pvpass("patch", str(d / "demo.o"), "--source", str(d / "demo.c"), "--backend", backend,
                        "-o", str(out), *rt)
         assert r.returncode == 0, r.stderr
-        lint = subprocess.run(["eu-elflint", "--gnu-ld", str(out)], capture_output=True, text=True)
-        assert "No errors" in lint.stdout
+        assert "No errors" in elflint(out)
         # no indirect call through pv_ops is left in the patched text
         res = scan(str(d / "demo.c"), get_arch("x86_64"), rt[1:])
         assert find_copies(ElfObject.read(str(out)), res.inventory, res.sources) == ([], [])

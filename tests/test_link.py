@@ -14,7 +14,7 @@ from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 from pvpass import table
 
-from conftest import ARCH_FLAG, INCLUDE, TESTDATA, gcc_c, run_pvpass
+from conftest import ARCH_FLAG, INCLUDE, TESTDATA, elflint, gcc_c, run_pvpass
 
 KERNEL = [("kernel/k61.c", "x86_64"), ("kernel/k61.c", "i386"), ("kernel/k2621.c", "i386")]
 FLAGS = [["-O0"], ["-O2"], ["-Os"], ["-O2", "-ffunction-sections"]]
@@ -25,11 +25,6 @@ def strip_table(obj, out, arch):
     subprocess.run(["objcopy", "-R", table.SECTION, "-R", rel + table.SECTION, str(obj), str(out)],
                    check=True)
     return out
-
-
-def elflint(path) -> str:
-    r = subprocess.run(["eu-elflint", "--gnu-ld", str(path)], capture_output=True, text=True)
-    return r.stdout + r.stderr
 
 
 def link(tmp, obj, src, out, *flags, extra=()):

@@ -11,7 +11,7 @@ import pytest
 from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 
-from conftest import ARCH_FLAG, INCLUDE, TESTDATA, run_pvpass
+from conftest import ARCH_FLAG, INCLUDE, TESTDATA, elflint, run_pvpass
 
 OPS_H = TESTDATA / "pvpass/ops.h"
 
@@ -78,11 +78,6 @@ def pv_calls(obj) -> int:
         if re.search(r"\scall[lq]?\s+\*", line) and i + 1 < len(out) and re.search(r"R_\w+\s+pv_ops", out[i + 1]):
             n += 1
     return n
-
-
-def elflint(path) -> str:
-    r = subprocess.run(["eu-elflint", "--gnu-ld", str(path)], capture_output=True, text=True)
-    return r.stdout + r.stderr
 
 
 def compile_(src, obj, arch, flags):
