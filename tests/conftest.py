@@ -2,17 +2,30 @@
 subprocess (for exit codes and messages)."""
 from __future__ import annotations
 
+import atexit
+import fcntl
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Keep the parse cache of test runs out of the user's cache directory.
-os.environ.setdefault("PVPASS_CACHE_DIR", str(Path(__import__("tempfile").gettempdir()) / "pvpass-test-cache"))
+# One directory per test run, made by the process that starts the run and
+# inherited by pytest-xdist's workers (they start after this module is
+# loaded): builds shared across the run, and pvpass's caches, kept apart
+# from the user's and from other runs on the machine, and removed at the end.
+if "PVPASS_TEST_RUN_DIR" not in os.environ:
+    _run_dir = tempfile.mkdtemp(prefix="pvpass-tests-")
+    os.environ["PVPASS_TEST_RUN_DIR"] = _run_dir
+    atexit.register(shutil.rmtree, _run_dir, True)
+RUN_DIR = Path(os.environ["PVPASS_TEST_RUN_DIR"])
+os.environ["PVPASS_CACHE_DIR"] = str(RUN_DIR / "pvpass-cache")
+os.environ["XDG_CACHE_HOME"] = str(RUN_DIR / "xdg-cache")
 TESTDATA = ROOT / "testdata"
 INCLUDE = ROOT / "pvpass" / "include"
 ARCH_FLAG = {"i386": "-m32", "x86_64": "-m64"}
@@ -66,6 +79,40 @@ def elflint(path) -> str:
     need("eu-elflint")
     r = subprocess.run(["eu-elflint", "--gnu-ld", str(path)], capture_output=True, text=True)
     return r.stdout + r.stderr
+
+
+def shared_build(name: str, build) -> Path:
+    """RUN_DIR/name, made by `build(dir)` once per test run: the first
+    process (xdist worker) to ask builds it, under a lock; the others wait
+    and reuse it. Treat it as read-only. A build that fails leaves nothing,
+    so the next test to ask gets the same failure, not a half-made tree."""
+    d = RUN_DIR / "shared" / name
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{d}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (d / ".built").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+            try:
+                build(d)
+            except BaseException:
+                shutil.rmtree(d, ignore_errors=True)
+                raise
+            (d / ".built").touch()
+    return d
+
+
+def make_example(example: str, name: str, *make_args: str) -> Path:
+    """pvpass/examples/EXAMPLE built once per run with `make CC="pvpass cc
+    -- gcc"`; make's output is in make.log beside it."""
+    def build(d: Path) -> None:
+        shutil.copytree(ROOT / "pvpass/examples" / example, d, dirs_exist_ok=True)
+        pv = f"{sys.executable} -m pvpass"
+        r = subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc", *make_args],
+                           capture_output=True, text=True, cwd=ROOT)
+        (d / "make.log").write_text(r.stdout + r.stderr)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return shared_build(name, build)
 
 
 def gcc_c(src: Path, out: Path, arch: str, flags: list[str]) -> Path:

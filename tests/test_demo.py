@@ -3,9 +3,7 @@ linker-script fragment, patched at run time for each backend; the result
 must equal the unpatched run."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 
 from pvpass.arch import get_arch
 from pvpass.frontend.scan import scan
@@ -13,17 +11,12 @@ from pvpass.link.copies import find_copies
 from pvpass.link.elfobj import ElfObject
 from pvpass.link.tableread import read_entries
 
-from conftest import ROOT, elflint, run_pvpass
+from conftest import ROOT, elflint, make_example, run_pvpass
 
 
-def test_demo_builds_patches_and_agrees(tmp):
-    shutil.copytree(ROOT / "pvpass/examples/demo", tmp / "demo")
-    d = tmp / "demo"
-    pv = f"{sys.executable} -m pvpass"
-    r = subprocess.run(["make", "-j2", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning" not in (r.stdout + r.stderr).lower()
+def test_demo_builds_patches_and_agrees():
+    d = make_example("demo", "demo")
+    assert "warning" not in (d / "make.log").read_text().lower()
     entries = read_entries(ElfObject.read(str(d / "demo.o")))
     assert len(entries) == 7          # mix is inlined twice? no: one copy per use
     results = {}
@@ -41,16 +34,12 @@ def test_demo_builds_patches_and_agrees(tmp):
 
 
 def test_demo_patched_ahead_of_time(tmp):
-    shutil.copytree(ROOT / "pvpass/examples/demo", tmp / "demo")
-    d = tmp / "demo"
-    pv = f"{sys.executable} -m pvpass"
-    subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"], check=True,
-                   capture_output=True, cwd=ROOT)
+    d = make_example("demo", "demo")
     rt = ["--", f"-I{ROOT / 'pvpass/runtime'}"]
     want = subprocess.run([str(d / "demo"), "none", "5000"], capture_output=True, text=True).stdout
     ld = ROOT / "pvpass/runtime/pvpass.ld"
     for backend in ("native_ops", "c_ops"):
-        out = d / f"aot_{backend}.o"
+        out = tmp / f"aot_{backend}.o"
         r = run_pvpass("patch", str(d / "demo.o"), "--source", str(d / "demo.c"), "--backend", backend,
                        "-o", str(out), *rt)
         assert r.returncode == 0, r.stderr
@@ -58,7 +47,7 @@ def test_demo_patched_ahead_of_time(tmp):
         # no indirect call through pv_ops is left in the patched text
         res = scan(str(d / "demo.c"), get_arch("x86_64"), rt[1:])
         assert find_copies(ElfObject.read(str(out)), res.inventory, res.sources) == ([], [])
-        exe = d / f"aot_{backend}"
+        exe = tmp / f"aot_{backend}"
         subprocess.run(["gcc", "-no-pie", "-o", str(exe), str(out), str(d / "pvpass_rt.o"), f"-Wl,-T,{ld}"],
                        check=True)
         got = subprocess.run([str(exe), "none", "5000"], capture_output=True, text=True).stdout

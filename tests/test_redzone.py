@@ -24,7 +24,7 @@ from capstone.x86 import X86_OP_MEM, X86_REG_RBP, X86_REG_RSP
 from elftools.dwarf.callframe import FDE
 from elftools.elf.elffile import ELFFile
 
-from conftest import INCLUDE, run_pvpass
+from conftest import INCLUDE, run_pvpass, shared_build
 
 SRC = r"""
 #include <stdio.h>
@@ -126,14 +126,17 @@ def _pvpass_out(*args: str) -> str:
     return r.stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    d = tmp_path_factory.mktemp("redzone")
+def _tree(d: Path) -> tuple[Path, str, str]:
     (d / "rz.c").write_text(SRC)
     rt = _pvpass_out("--runtime-dir")
     subprocess.run(["gcc", "-O2", "-fno-pie", "-c", f"{rt}/pvpass_rt.c", "-I", rt, "-o", str(d / "rt.o")],
                    check=True, capture_output=True)
     return d, rt, _pvpass_out("ldscript", "--path")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return _tree(tmp_path_factory.mktemp("redzone"))
 
 
 def _build(tree, src: str, name: str, flags: list[str]) -> tuple[Path, Path]:
@@ -148,11 +151,20 @@ def _build(tree, src: str, name: str, flags: list[str]) -> tuple[Path, Path]:
     return obj, exe
 
 
+def _names():
+    return {(opt, variant): f"rz{opt}_{i}" for opt in OPTS for i, variant in enumerate(VARIANTS)}
+
+
 @pytest.fixture(scope="module")
-def builds(tree):
-    """(opt, variant) -> (object, program), each built with `pvpass cc`."""
-    return {(opt, variant): _build(tree, "rz.c", f"rz{opt}_{i}", [opt, *defs])
-            for opt in OPTS for i, (variant, (defs, _)) in enumerate(VARIANTS.items())}
+def builds():
+    """(opt, variant) -> (object, program), each built with `pvpass cc`, once
+    per test run (the xdist workers share them)."""
+    def build(d: Path) -> None:
+        t = _tree(d)
+        for (opt, variant), name in _names().items():
+            _build(t, "rz.c", name, [opt, *VARIANTS[variant][0]])
+    d = shared_build("redzone", build)
+    return {k: (d / f"{name}.o", d / name) for k, name in _names().items()}
 
 
 def _run(exe: Path, *args: str) -> str:

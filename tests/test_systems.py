@@ -5,28 +5,21 @@ interrupt state right at every step ("bad 0")."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 
 import pytest
 
 from pvpass.link.elfobj import ElfObject
 
-from conftest import ROOT, run_pvpass
+from conftest import ROOT, make_example, run_pvpass
 
 BACKENDS = ("native", "lguest", "vmi", "xen")
 
 
 @pytest.fixture(scope="module", params=["x86_64", "i386"])
-def built(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp(f"systems_{request.param}") / "systems"
-    shutil.copytree(ROOT / "pvpass/examples/systems", d)
-    pv = f"{sys.executable} -m pvpass"
-    r = subprocess.run(["make", "-j2", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc", f"ARCH={request.param}"],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning" not in (r.stdout + r.stderr).lower()
+def built(request):
+    d = make_example("systems", f"systems-{request.param}", f"ARCH={request.param}")
+    assert "warning" not in (d / "make.log").read_text().lower()
     return request.param, d
 
 

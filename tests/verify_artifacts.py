@@ -1,28 +1,24 @@
 """What the verify tests check: real builds (gcc, the link step, `pvpass
-patch`, the demo's make), made once per test session in a temporary
-directory. Runs pvpass in-process (pvpass.cli.main) to stay fast."""
+patch`, the demo's make), made once per test run and shared by the xdist
+workers (conftest.shared_build). Runs pvpass in-process (pvpass.cli.main) to stay fast."""
 from __future__ import annotations
 
-import atexit
 import functools
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from pvpass.cli import main
 
-from conftest import ROOT, TESTDATA, gcc_c
+from conftest import ROOT, RUN_DIR, TESTDATA, gcc_c, make_example, shared_build
 
 RT = ROOT / "pvpass/runtime"
 
 
 @functools.cache
 def workdir() -> Path:
-    d = Path(tempfile.mkdtemp(prefix="pvpass-verify-tests-"))
-    atexit.register(shutil.rmtree, d, True)
-    return d
+    """This process's own scratch directory (removed with the run's)."""
+    return Path(tempfile.mkdtemp(prefix="verify-", dir=RUN_DIR))
 
 
 def pvpass(*args: str) -> None:
@@ -49,38 +45,32 @@ SOURCES = {
 
 @functools.cache
 def linked(name: str) -> Path:
-    """gcc, then the link step with the built-in backends."""
+    """gcc, then the link step with the built-in backends (once per test run)."""
     src, arch, flags = SOURCES[name]
-    d = workdir()
-    obj = gcc_c(TESTDATA / src, d / f"{name}.o", arch, flags)
-    out = d / f"{name}.linked.o"
-    pvpass("link", str(obj), "--builtin", "--source", str(TESTDATA / src), "-o", str(out),
-           "--", *flags[1:])
-    return out
+
+    def build(d: Path) -> None:
+        obj = gcc_c(TESTDATA / src, d / f"{name}.o", arch, flags)
+        pvpass("link", str(obj), "--builtin", "--source", str(TESTDATA / src), "-o", str(d / f"{name}.linked.o"),
+               "--", *flags[1:])
+    return shared_build(f"verify-{name}", build) / f"{name}.linked.o"
 
 
 @functools.cache
 def aot(name: str, backend: str) -> Path:
-    """A linked object patched ahead of time for one backend."""
+    """A linked object patched ahead of time for one backend (once per test run)."""
     if name == "demo":
         src, obj, cpp = demo_dir() / "demo.c", demo_dir() / "demo.o", [f"-I{RT}"]
     else:
         s, _, flags = SOURCES[name]
         src, obj, cpp = TESTDATA / s, linked(name), flags[1:]
-    out = workdir() / f"{name}.aot.{backend}.o"
-    pvpass("patch", str(obj), "--source", str(src), "--backend", backend, "-o", str(out), "--", *cpp)
-    return out
+    file = f"{name}.aot.{backend}.o"
+    return shared_build(f"verify-{name}-{backend}", lambda d: pvpass(
+        "patch", str(obj), "--source", str(src), "--backend", backend, "-o", str(d / file), "--", *cpp)) / file
 
 
-@functools.cache
 def demo_dir() -> Path:
     """The demo, built with `make CC="pvpass cc -- gcc"` (demo.o and the program)."""
-    d = workdir() / "demo"
-    shutil.copytree(ROOT / "pvpass/examples/demo", d)
-    pv = f"{sys.executable} -m pvpass"
-    subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc"], check=True,
-                   capture_output=True, cwd=ROOT)
-    return d
+    return make_example("demo", "demo")
 
 
 VMI_ROM_BASE = 0x50000000       # pvpass/examples/systems/vmi_rom.h
@@ -89,11 +79,10 @@ VMI_ROM_BASE = 0x50000000       # pvpass/examples/systems/vmi_rom.h
 @functools.cache
 def vmi_rom(arch: str) -> Path:
     """The systems example's VMI ROM, flat code, as its Makefile builds it."""
-    d = workdir()
-    o, rom = d / f"vmi_rom.{arch}.o", d / f"vmi_rom.{arch}.bin"
-    gcc_c(ROOT / "pvpass/examples/systems/vmi_rom.S", o, arch, [])
-    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(o), str(rom)], check=True)
-    return rom
+    def build(d: Path) -> None:
+        o = gcc_c(ROOT / "pvpass/examples/systems/vmi_rom.S", d / "vmi_rom.o", arch, [])
+        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(o), str(d / "vmi_rom.bin")], check=True)
+    return shared_build(f"vmi-rom-{arch}", build) / "vmi_rom.bin"
 
 
 @functools.cache
