@@ -476,10 +476,25 @@ def write_output(path: str | None, text: str) -> int:
 
 def _usage() -> str:
     lines = ["usage: pvpass [--version|--include-dir|--runtime-dir] COMMAND [ARGS] [-- CPPFLAGS]",
-             "       pvpass help COMMAND      (the same as pvpass COMMAND --help)", "", "commands:"]
+             "       pvpass help COMMAND      (the same as pvpass COMMAND --help)",
+             "       pvpass help --man        (all of it as a man page: pvpass help --man | man -l -)",
+             "", "commands:"]
     for name, (_, _, help) in sorted(_COMMANDS.items()):
         lines.append(f"  {name:<9} {help}")
     return "\n".join(lines)
+
+
+def man_page() -> str:
+    """`pvpass help --man`: a man page (troff) made of every command's
+    --help text, so it says what the parsers take and nothing else."""
+    def lit(text: str) -> list[str]:        # troff: a backslash is \e; a line may not start with . or '
+        return [("\\&" if ln.startswith((".", "'")) else "") + ln.replace("\\", "\\e") for ln in text.splitlines()]
+    out = [f'.TH PVPASS 1 "" "pvpass {__version__}"', ".SH NAME",
+           "pvpass \\- find, check, table and patch paravirt-ops call sites in C builds",
+           ".SH SYNOPSIS", ".nf", *lit(_usage()), ".fi", ".SH COMMANDS"]
+    for name in sorted(_COMMANDS):
+        out += [f".SS {name}", ".nf", *lit(parser_of(name).format_help()), ".fi"]
+    return "\n".join(out) + "\n"
 
 
 def command_help(name: str) -> str:
@@ -515,7 +530,7 @@ def report_error(e: PvError) -> None:
 
 def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["help"] and len(argv) == 2:
-        sys.stdout.write(command_help(argv[1]))
+        sys.stdout.write(man_page() if argv[1] == "--man" else command_help(argv[1]))
         return EXIT_OK
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())

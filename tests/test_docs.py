@@ -75,28 +75,43 @@ def test_help_command_prints_what_dash_dash_help_prints(name):
     assert all(o in a.stdout for o in parsed(name))
 
 
-def test_arch_is_checked_the_same_way_everywhere_and_refused_where_it_means_nothing(tmp_path):
+def pv(capsys, *args: str) -> tuple[int, str]:
+    """pvpass in-process (no interpreter start-up per call): exit code, stderr."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_arch_is_checked_the_same_way_everywhere_and_refused_where_it_means_nothing(tmp_path, capsys):
     src = tmp_path / "x.c"
     src.write_text("int x;\n")
     takes = sorted(n for n in cli._COMMANDS if "--arch" in parsed(n))
     assert set(takes) == set(cli._COMMANDS) - {"cc", "cache", "ldscript"}
     for name in takes:
-        r = run_pvpass(name, "--arch", "arm", str(src))
-        assert r.returncode == 2, (name, r.stderr)
-        assert r.stderr == (f"pvpass: error: pvpass {name}: argument --arch: unknown architecture 'arm' "
-                            "(expected i386 or x86_64)\n"), r.stderr
+        code, err = pv(capsys, name, "--arch", "arm", str(src))
+        assert code == 2, (name, err)
+        assert err == (f"pvpass: error: pvpass {name}: argument --arch: unknown architecture 'arm' "
+                       "(expected i386 or x86_64)\n"), err
     for name, why in (("ldscript", "the fragment is the same for i386 and x86_64"),
                       ("cache", "the caches hold both archs' entries"),
                       ("cc", "the compiler's flags (-m32/-m64) select the target")):
-        r = run_pvpass(name, "--arch", "x86_64", "--", "gcc", "-c", str(src), "-o", str(tmp_path / "x.o"))
-        assert r.returncode == 2 and r.stderr == f"pvpass: error: pvpass {name} takes no --arch: {why}\n", r.stderr
+        code, err = pv(capsys, name, "--arch", "x86_64", "--", "gcc", "-c", str(src), "-o", str(tmp_path / "x.o"))
+        assert code == 2 and err == f"pvpass: error: pvpass {name} takes no --arch: {why}\n", err
     assert not (tmp_path / "x.o").exists()
 
 
-def test_table_refuses_an_object_of_the_other_arch(tmp_path):
+def test_table_refuses_an_object_of_the_other_arch(tmp_path, capsys):
     import subprocess
     obj = tmp_path / "x.o"
     subprocess.run(["gcc", "-m64", "-c", "-x", "c", "-", "-o", str(obj)], input=b"int x;\n", check=True)
-    assert run_pvpass("table", str(obj), "--arch", "amd64").returncode == 0
-    r = run_pvpass("table", str(obj), "--arch", "i386")
-    assert r.returncode == 2 and r.stderr == f"pvpass: error: {obj}: an x86_64 object, not i386\n", r.stderr
+    assert pv(capsys, "table", str(obj), "--arch", "amd64")[0] == 0
+    code, err = pv(capsys, "table", str(obj), "--arch", "i386")
+    assert code == 2 and err == f"pvpass: error: {obj}: an x86_64 object, not i386\n", err
+
+
+def test_man_page_is_every_commands_help():
+    r = run_pvpass("help", "--man")
+    assert r.returncode == 0 and r.stdout.startswith(".TH PVPASS 1 "), r.stderr
+    for name in cli._COMMANDS:
+        section = r.stdout.split(f"\n.SS {name}\n.nf\n", 1)[1].split("\n.fi\n", 1)[0]
+        assert section.replace("\\e", "\\") == cli.parser_of(name).format_help().rstrip("\n")
