@@ -28,8 +28,8 @@ def fake_path(tmp, drop: set[str], uid: int):
     `id` that says `uid`."""
     b = tmp / "bin"
     b.mkdir()
-    for t in ("bash", "gcc", "as", "ld", "readelf", "objdump", "objcopy", "make", "eu-elflint", "ccache",
-              "distcc", "distccd", "dirname", "env", "touch"):
+    for t in ("bash", "gcc", "as", "ld", "readelf", "objdump", "objcopy", "addr2line", "make", "eu-elflint",
+              "ccache", "distcc", "distccd", "gdb", "dirname", "env", "touch"):
         if t not in drop and shutil.which(t):
             (b / t).symlink_to(shutil.which(t))
     (b / "python3").symlink_to(sys._base_executable)      # the real one, not a venv's or a shim
