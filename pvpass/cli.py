@@ -207,12 +207,14 @@ def _file_at(spec: str) -> tuple[str, int]:
     raise PvError(f"pvpass verify: --map takes FILE@ADDR (ADDR like 0x50000000), not '{spec}'")
 
 
-def _object_parser(name: str, help: str, backend: bool = True) -> argparse.ArgumentParser:
+def _object_parser(name: str, help: str, backend: bool = True, kernel: bool = False) -> argparse.ArgumentParser:
     """The shape link, patch and show share: an object, the source it was
     built from (scanned for the object's arch), preprocessor flags."""
     p = _base(name, help, ARCH_OBJECT)
     p.add_argument("object")
-    p.add_argument("--source", required=True, help="the C source the object was built from")
+    p.add_argument("--source", required=not kernel,
+                   help="the C source the object was built from" + (" (none for a kernel image: "
+                        "its own pv_ops, records and NOPs are read)" if kernel else ""))
     if backend:
         p.add_argument("--backend", required=True)
     return p
@@ -223,13 +225,21 @@ def _check_arch(path: str, have: str, want: str | None) -> None:
         raise PvError(f"{path}: an {have} object, not {want}")
 
 
-def _object_and_scan(p: argparse.ArgumentParser, argv: list[str]):
+def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool = False):
     from .frontend.scan import scan
     from .link.elfobj import ElfObject
     args, cpp = split_cppflags(argv)
     a = p.parse_args(args)
     obj = ElfObject.read(a.object)
     _check_arch(a.object, obj.arch.name, a.arch)
+    if kernel and a.source is None:
+        from .kernel.image import is_kernel_image
+        if not is_kernel_image(obj):
+            raise PvError(f"{p.prog}: {a.object} is not a kernel image (no .parainstructions "
+                          f"and pv_ops): give --source")
+        if cpp:
+            raise PvError(f"{p.prog}: preprocessor flags are for --source, not a kernel image")
+        return a, obj, None
     return a, obj, scan(a.source, obj.arch, cpp)
 
 
@@ -237,7 +247,7 @@ PATCH_HELP = "apply one backend's patches to a linked object ahead of time"
 
 
 def _patch_parser():
-    p = _object_parser("patch", PATCH_HELP)
+    p = _object_parser("patch", PATCH_HELP, kernel=True)
     p.add_argument("-o", "--output", required=True)
     return p
 
@@ -246,8 +256,13 @@ def _patch_parser():
 def cmd_patch(argv: list[str]) -> int:
     from .atomicio import write_atomic
     from .patch.aot import patch_object
-    a, obj, res = _object_and_scan(_patch_parser(), argv)
-    write_atomic(a.output, patch_object(obj, res, a.backend), mode=0o644)
+    a, obj, res = _object_and_scan(_patch_parser(), argv, kernel=True)
+    if res is None:
+        from .kernel.aot import patch_bytes
+        data = patch_bytes(obj, a.backend)
+    else:
+        data = patch_object(obj, res, a.backend)
+    write_atomic(a.output, data, mode=0o644)
     return EXIT_OK
 
 
@@ -255,14 +270,18 @@ SHOW_HELP = "each site copy of an object before and after one backend's patch"
 
 
 def _show_parser():
-    return _object_parser("show", SHOW_HELP)
+    return _object_parser("show", SHOW_HELP, kernel=True)
 
 
 @command("show", SHOW_HELP, _show_parser)
 def cmd_show(argv: list[str]) -> int:
     from .patch.aot import show
-    a, obj, res = _object_and_scan(_show_parser(), argv)
-    sys.stdout.write(show(obj, res, a.backend))
+    a, obj, res = _object_and_scan(_show_parser(), argv, kernel=True)
+    if res is None:
+        from .kernel.aot import show as show_kernel
+        sys.stdout.write(show_kernel(obj, a.backend))
+    else:
+        sys.stdout.write(show(obj, res, a.backend))
     return EXIT_OK
 
 

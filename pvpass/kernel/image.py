@@ -1,0 +1,187 @@
+"""A linked kernel image (vmlinux) as the kernel's boot-time patcher sees
+it: bytes by virtual address, symbols by name, the `.parainstructions`
+entries, the `.altinstructions` records, the initial `pv_ops`.
+
+Only what the image holds is used: nothing here knows an op's name or a
+backend's targets (those are the image's own pointers).
+"""
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import cached_property
+
+from .. import table
+from ..errors import PvError
+from ..link.elfobj import ElfObject, Symbol
+
+ALT_SECTION = ".altinstructions"
+ALT_RECORD = struct.Struct("<iiHBB")     # 6.1's struct alt_instr, __packed: 12 bytes
+ALT_FLAG_INV = 1 << 15                   # ALTINSTR_FLAG_INV: patch if the feature is absent
+
+
+@dataclass(frozen=True)
+class Site:
+    """One `.parainstructions` entry: struct paravirt_patch_site."""
+    index: int
+    addr: int
+    type: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Alt:
+    """One `.altinstructions` record with its fields made absolute."""
+    index: int
+    addr: int            # instr_offset resolved
+    repl: int            # repl_offset resolved
+    cpuid: int           # feature bit | ALT_FLAG_INV
+    instrlen: int
+    repllen: int
+
+    @property
+    def feature(self) -> int:
+        return self.cpuid & ~ALT_FLAG_INV
+
+    @property
+    def inverted(self) -> bool:
+        return bool(self.cpuid & ALT_FLAG_INV)
+
+
+def is_kernel_image(obj: ElfObject) -> bool:
+    """A linked image with a patch-site table and the kernel's pv_ops: what
+    the kernel's own patcher, not a pvpass backend, patches."""
+    return (not obj.is_relocatable and obj.section(table.SECTION) is not None
+            and any(s.name == "pv_ops" for s in obj.symbols))
+
+
+class KernelImage:
+    def __init__(self, obj: ElfObject) -> None:
+        if obj.is_relocatable:
+            raise PvError(f"{obj.path}: a relocatable object, not a linked kernel image")
+        self.obj = obj
+        self.arch = obj.arch
+        self.path = obj.path
+        secs = sorted((s["sh_addr"], s["sh_size"], s) for s in obj.sections
+                      if s["sh_flags"] & 2 and s["sh_size"] and s["sh_addr"]
+                      and s["sh_type"] != "SHT_NOBITS")
+        self._starts = [a for a, _, _ in secs]
+        self._secs = secs
+
+    # --- bytes by address -------------------------------------------------
+    def where(self, addr: int) -> tuple[object, int] | None:
+        """(section, offset in it) holding addr, None outside the file's bytes."""
+        k = bisect_right(self._starts, addr) - 1
+        if k >= 0:
+            a, size, s = self._secs[k]
+            if addr < a + size:
+                return s, addr - a
+        return None
+
+    def file_offset(self, addr: int, n: int) -> int:
+        w = self.where(addr)
+        if w is None or w[1] + n > w[0]["sh_size"]:
+            raise PvError(f"{self.path}: {n} bytes at {addr:#x} are not in one section of the file")
+        return w[0]["sh_offset"] + w[1]
+
+    def read(self, addr: int, n: int) -> bytes:
+        off = self.file_offset(addr, n)
+        return self.obj.data[off:off + n]
+
+    def read_upto(self, addr: int, n: int) -> bytes:
+        """At most n bytes from addr, up to the end of its section (a decoder's look-ahead)."""
+        w = self.where(addr)
+        if w is None:
+            return b""
+        return self.read(addr, min(n, w[0]["sh_size"] - w[1]))
+
+    def ptr(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, self.arch.ptr_size), "little")
+
+    # --- symbols ----------------------------------------------------------
+    @cached_property
+    def _by_name(self) -> dict[str, Symbol]:
+        out: dict[str, Symbol] = {}
+        for s in self.obj.symbols:
+            if s.name and s.kind != "STT_SECTION" and isinstance(s.shndx, int):
+                # a global wins over a local of the same name
+                if s.name not in out or (s.bind == "STB_GLOBAL" and out[s.name].bind != "STB_GLOBAL"):
+                    out[s.name] = s
+        return out
+
+    def symbol(self, name: str) -> Symbol | None:
+        return self._by_name.get(name)
+
+    def need(self, name: str, why: str) -> Symbol:
+        s = self.symbol(name)
+        if s is None:
+            raise PvError(f"{self.path}: no symbol '{name}' ({why})")
+        return s
+
+    @cached_property
+    def _funcs(self) -> tuple[list[int], list[Symbol]]:
+        syms = sorted((s.value, s.kind != "STT_FUNC", s.name, s) for s in self._by_name.values()
+                      if s.kind in ("STT_FUNC", "STT_NOTYPE", "STT_OBJECT") and self.where(s.value))
+        return [v for v, *_ in syms], [s for *_, s in syms]
+
+    def name_of(self, addr: int) -> str:
+        """symbol+offset as objdump prints it (the nearest symbol at or below)."""
+        values, syms = self._funcs
+        k = bisect_right(values, addr) - 1
+        if k < 0:
+            return f"{addr:#x}"
+        s = syms[k]
+        return s.name if addr == s.value else f"{s.name}+{addr - s.value:#x}"
+
+    # --- the tables -------------------------------------------------------
+    @cached_property
+    def sites(self) -> list[Site]:
+        sec = self.obj.section(table.SECTION)
+        try:
+            raw = table.unpack(self.arch, self.obj.section_data(sec))
+        except ValueError as e:
+            raise PvError(f"{self.path}: {table.SECTION}: {e}") from None
+        return [Site(i, instr, typ, length) for i, (instr, typ, length, _) in enumerate(raw)]
+
+    @cached_property
+    def alts(self) -> list[Alt]:
+        sec = self.obj.section(ALT_SECTION)
+        if sec is None:
+            return []
+        data, base = self.obj.section_data(sec), sec["sh_addr"]
+        if len(data) % ALT_RECORD.size:
+            raise PvError(f"{self.path}: {ALT_SECTION}: {len(data)} bytes is not a whole number "
+                          f"of {ALT_RECORD.size}-byte records (not Linux 6.1's struct alt_instr?)")
+        out = []
+        for i, off in enumerate(range(0, len(data), ALT_RECORD.size)):
+            io, ro, cpuid, il, rl = ALT_RECORD.unpack_from(data, off)
+            out.append(Alt(i, base + off + io, base + off + 4 + ro, cpuid, il, rl))
+        return out
+
+    @cached_property
+    def pv_ops(self) -> Symbol:
+        s = self.need("pv_ops", "the ops object the sites call through")
+        if not s.size or s.size % self.arch.ptr_size:
+            raise PvError(f"{self.path}: pv_ops has size {s.size}, not a whole number of pointers")
+        return s
+
+    def ops_values(self, name: str) -> list[int]:
+        """The pointers of a typeof(pv_ops) object, by type number."""
+        s = self.need(name, "an ops object of the image")
+        if s.size != self.pv_ops.size:
+            raise PvError(f"{self.path}: {name} has {s.size} bytes, pv_ops {self.pv_ops.size}: "
+                          f"not a whole typeof(pv_ops)")
+        data = self.read(s.value, s.size)
+        n = self.arch.ptr_size
+        return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
+
+    @cached_property
+    def init_range(self) -> tuple[int, int] | None:
+        """[__init_begin, __init_end): memory the kernel frees after boot."""
+        b, e = self.symbol("__init_begin"), self.symbol("__init_end")
+        return (b.value, e.value) if b and e else None
+
+    def in_init(self, addr: int) -> bool:
+        r = self.init_range
+        return r is not None and r[0] <= addr < r[1]

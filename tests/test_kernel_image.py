@@ -1,0 +1,160 @@
+"""The kernel's own boot-time patch rules (pvpass/kernel) on a small
+kernel-form image: k61.c's sites linked with k61_image.c (pv_ops, its
+thunks, _paravirt_nop, paravirt_BUG, x86_nops, alternatives holding a CALL,
+JMPs and a lock-feature test). What each site becomes is read back with
+objdump, the oracle for the instructions, never from pvpass's own tables."""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import TESTDATA, run_pvpass
+
+KDIR = TESTDATA / "kernel"
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kimg")
+    img = d / "k61.img"
+    subprocess.run(["gcc", "-m64", "-O2", "-fno-pie", "-no-pie", "-nostdlib", "-static",
+                    "-Wl,-e,flags_twice", "-I", str(KDIR), "-o", str(img), str(KDIR / "k61.c"),
+                    str(KDIR / "k61_image.c")], check=True, capture_output=True)
+    return img
+
+
+def symbols(path) -> dict[str, tuple[int, int]]:
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        return {s.name: (s["st_value"], s["st_size"]) for s in e.get_section_by_name(".symtab").iter_symbols()}
+
+
+def patched(image, tmp, backend="native"):
+    out = tmp / f"out-{backend}"
+    r = run_pvpass("patch", str(image), "--backend", backend, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def objdump(path, start: int, end: int) -> list[str]:
+    """objdump's instructions in [start, end), whitespace squeezed."""
+    r = subprocess.run(["objdump", "-d", "-w", "--no-show-raw-insn", f"--start-address={start:#x}",
+                        f"--stop-address={end:#x}", str(path)], capture_output=True, text=True, check=True)
+    out = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\s+[0-9a-f]+:\t(.*)$", line)
+        if m:
+            out.append(re.sub(r"\s+", " ", m.group(1).split("#")[0]).strip())
+    return out
+
+
+def site_in(path, func: str, nth: int = 0) -> tuple[int, int]:
+    """(address, length) of the nth .parainstructions entry inside func."""
+    syms = symbols(path)
+    lo, size = syms[func]
+    with open(path, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".parainstructions")
+        data = sec.data()
+    import struct
+    hits = sorted((a, ln) for a, _, ln in (struct.unpack_from("<QBB", data, i) for i in range(0, len(data), 16))
+                  if lo <= a < lo + size)
+    return hits[nth]
+
+
+def at(path, image, func, nth=0, extra=0) -> list[str]:
+    a, n = site_in(image, func, nth)
+    return objdump(path, a, a + n + extra)
+
+
+def test_paravirt_patch_call_nop_and_missing_op(image, tmp):
+    out = patched(image, tmp)
+    syms = symbols(image)
+    io = syms["native_io_delay"][0]
+    # an op's value: a direct call to it, the rest add_nops
+    assert at(out, image, "io_loop") == [f"call {io:x} <native_io_delay>", "nop"]
+    # _paravirt_nop: nothing but the kernel's 6-byte NOP
+    a, n = site_in(image, "mm_stuff", 0)
+    assert objdump(out, a, a + n) == ["nopw 0x0(%rax,%rax,1)"]
+    # NULL (cpu.get_debugreg is not set): a call to paravirt_BUG
+    bug = syms["paravirt_BUG"][0]
+    assert at(out, image, "mm_stuff", 4) == [f"call {bug:x} <paravirt_BUG>", "nop"]
+    # before: the indirect calls through pv_ops
+    assert at(image, image, "io_loop")[0].startswith("call *")
+
+
+def test_alternatives_replace_the_sites_and_nops_are_optimized(image, tmp):
+    out = patched(image, tmp)
+    assert at(out, image, "flags_twice", 0) == ["pushf", "pop %rax", "nopl 0x0(%rax)"]
+    assert at(out, image, "flags_twice", 1) == ["cli", "nopl 0x0(%rax,%rax,1)"]
+    assert at(out, image, "mm_stuff", 2) == ["mov %cr2,%rax", "nopl (%rax)"]
+
+
+def test_alternative_call_and_jumps_are_relocated(image, tmp):
+    out = patched(image, tmp)
+    syms = symbols(image)
+    wb, near, far = (syms[s][0] for s in ("native_wbinvd", "near_label", "far_label"))
+    assert at(out, image, "wbinvd_call") == [f"call {wb:x} <native_wbinvd>", "nop"]
+    # recompute_jump: a near target gets the 2-byte JMP and a 3-byte NOP
+    assert at(out, image, "wbinvd_jmp_near") == [f"jmp {near:x} <near_label>", "nopl (%rax)", "nop"]
+    assert at(out, image, "wbinvd_jmp_far") == [f"jmp {far:x} <far_label>", "nop"]
+
+
+def test_set_cap_and_an_ops_object_backend(image, tmp):
+    native = patched(image, tmp)
+    assert at(native, image, "spin_unlock") == ["movb $0x0,(%rdi)", "nopl (%rax)"]
+    xen = patched(image, tmp, "xen_test_ops")
+    syms = symbols(image)
+    # the object's unlock is not the native thunk: X86_FEATURE_PVUNLOCK, its call stays
+    unl = syms["__raw_callee_save_xen_spin_unlock"][0]
+    assert at(xen, image, "spin_unlock") == [f"call {unl:x} <__raw_callee_save_xen_spin_unlock>", "nop"]
+    # what the object sets is called; XENPV set: no native inline code; the rest stays pv_ops'
+    dis = syms["__raw_callee_save_xen_irq_disable"][0]
+    assert at(xen, image, "flags_twice", 1) == [f"call {dis:x} <__raw_callee_save_xen_irq_disable>", "nop"]
+    fl = syms["__raw_callee_save_native_save_fl"][0]
+    assert at(xen, image, "flags_twice", 0) == [f"call {fl:x} <__raw_callee_save_native_save_fl>", "nop"]
+
+
+def test_nop_forms_come_from_the_image(image, tmp):
+    """x86_nops[] is read from the image: other bytes there, other padding."""
+    syms = symbols(image)
+    with open(image, "rb") as f:
+        e = ELFFile(f)
+        ro = next(s for s in e.iter_sections() if s["sh_addr"] <= syms["x86nops"][0] < s["sh_addr"] + s["sh_size"])
+        off = ro["sh_offset"] + syms["x86nops"][0] - ro["sh_addr"]
+    data = bytearray(image.read_bytes())
+    six = off + 1 + 2 + 3 + 4 + 5                 # x86nops + 15: the 6-byte form
+    data[six:six + 6] = bytes.fromhex("8d7600") * 2  # two 3-byte lea forms instead
+    other = tmp / "k61-other-nops.img"
+    other.write_bytes(bytes(data))
+    out = patched(other, tmp)
+    a, n = site_in(image, "mm_stuff", 0)
+    assert objdump(out, a, a + n) == ["lea 0x0(%rsi),%esi", "lea 0x0(%rsi),%esi"]
+
+
+def test_show_names_sites_and_targets(image):
+    r = run_pvpass("show", str(image), "--backend", "native")
+    assert r.returncode == 0, r.stderr
+    assert "io_loop+0x10: type 0 (len 6): call native_io_delay" in r.stdout
+    assert "before: callq *" in r.stdout and "# <pv_ops>" in r.stdout
+    assert "callq 0x" in r.stdout and "<paravirt_BUG>" in r.stdout
+
+
+def test_deterministic_and_bad_backends(image, tmp):
+    a, b = patched(image, tmp), tmp / "again"
+    assert run_pvpass("patch", str(image), "--backend", "native", "-o", str(b)).returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+    r = run_pvpass("patch", str(image), "--backend", "no_such_ops", "-o", str(tmp / "x"))
+    assert r.returncode == 2 and "no backend 'no_such_ops'" in r.stderr and not (tmp / "x").exists()
+    r = run_pvpass("show", str(image), "--backend", "saved_flags")
+    assert r.returncode == 2 and "not a whole typeof(pv_ops)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_object_that_is_no_kernel_image_still_needs_its_source(tmp):
+    obj = tmp / "k.o"
+    subprocess.run(["gcc", "-O2", "-c", "-I", str(KDIR), str(KDIR / "k61.c"), "-o", str(obj)], check=True)
+    r = run_pvpass("patch", str(obj), "--backend", "native", "-o", str(tmp / "y"))
+    assert r.returncode == 2 and "not a kernel image" in r.stderr and "give --source" in r.stderr
