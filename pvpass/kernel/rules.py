@@ -217,6 +217,12 @@ def apply_alternative(img: KernelImage, text: Text, a: Alt, b: Backend, nops: li
 
 def patch_image(img: KernelImage, b: Backend) -> list[SitePatch]:
     """Every site of the image as alternative_instructions() leaves it."""
+    return patch_text(img, b)[0]
+
+
+def patch_text(img: KernelImage, b: Backend) -> tuple[list[SitePatch], Text]:
+    """The sites as the kernel leaves them, and the image's text with every
+    write of the patcher (code a site calls runs patched too)."""
     nops = kernel_nops(img)
     text = Text(img)
     how = apply_paravirt(img, text, b, nops)
@@ -236,7 +242,7 @@ def patch_image(img: KernelImage, b: Backend) -> list[SitePatch]:
         alt = touched.get(s.addr)
         out.append(SitePatch(s, start, img.read(start, end - start), text.read(start, end - start),
                              ", ".join(alt) if alt else how[s.addr]))
-    return out
+    return out, text
 
 
 def _regions(img: KernelImage) -> dict:
