@@ -40,6 +40,7 @@ from .image import KernelImage
 from .rules import SitePatch, Text, backend, patch_text
 
 PAGE = 0x1000
+CHUNK = 0x10000                         # memory is mapped on first touch, 64 KiB at a time
 STACK_TOP = 0x0000_7F00_0000_0000       # far from the kernel's addresses and the random heap
 STACK_SIZE = 0x4000
 PERCPU = 0x0000_5000_0000_0000          # %gs base
@@ -55,12 +56,24 @@ CALLEE_SAVE_FUNCS = ("native_save_fl", "pv_native_irq_disable", "pv_native_irq_e
 THUNK_PREFIX = "__raw_callee_save_"
 
 # instructions whose effect unicorn does not model as the hardware has it
-# (port output, cli/sti, hlt, wbinvd, invlpg: no register effect, run as no-ops)
+# (port output, cli/sti, wbinvd, invlpg: no register effect, run as no-ops; hlt stops unicorn)
 NOT_EMULATED = ("wrmsr", "rdmsr", "in", "insb", "insw", "insd", "lgdt", "lidt", "ltr", "lldt", "swapgs", "sysret", "sysretq", "iret", "iretq",
                 "xsetbv", "rdpmc", "clac", "stac", "wrfsbase", "wrgsbase", "sysexit", "vmcall",
-                "vmmcall", "ud2", "int3", "mwait", "monitor", "xrstors", "xsaves",
+                "vmmcall", "ud2", "int3", "hlt", "mwait", "monitor", "xrstors", "xsaves",
                 "rdpkru", "wrpkru", "invpcid", "serialize")
 GPRS = X86_64_SYSV.gprs
+# unicorn 2 keeps x86-64 memory at 52-bit addresses: the kernel's
+# 0xffffffff8... is mapped (and reported by its hooks) as 0x000fffff8...
+UC_MASK = (1 << 52) - 1
+
+
+def uc_addr(addr: int) -> int:
+    return addr & UC_MASK
+
+
+def full_addr(addr: int) -> int:
+    """The canonical address of one unicorn reports."""
+    return addr | ((-1 << 52) & (2**64 - 1)) if addr & (1 << 47) else addr
 RID = {r: getattr(X, f"UC_X86_REG_{r.upper()}") for r in GPRS}
 
 
@@ -138,24 +151,26 @@ class Machine:
         return bytes(buf) if hit else None
 
     def _on_unmapped(self, uc, access, addr, size, value, _):
-        page = addr & ~(PAGE - 1)
-        data = self._page_bytes(page)
-        if data is None:
-            if access == UC_MEM_FETCH_UNMAPPED:
-                return False                       # code outside the image
-            data = bytes(PAGE)
+        # a chunk of pages at a time: unicorn slows down (and has crashed)
+        # with thousands of one-page regions
+        chunk = full_addr(addr) & ~(CHUNK - 1)
+        pages = [self._page_bytes(chunk + k) for k in range(0, CHUNK, PAGE)]
+        if access == UC_MEM_FETCH_UNMAPPED and pages[(full_addr(addr) - chunk) // PAGE] is None:
+            return False                           # code outside the image
+        data = b"".join(p if p is not None else bytes(PAGE) for p in pages)
         try:
-            uc.mem_map(page, PAGE)
+            uc.mem_map(uc_addr(chunk), CHUNK)
         except UcError:
             return False
-        uc.mem_write(page, data)
-        self.pristine[page] = data
+        uc.mem_write(uc_addr(chunk), data)
+        self.pristine[uc_addr(chunk)] = data
         return True
 
     def _on_write(self, uc, access, addr, size, value, _):
-        self.dirty.add(addr & ~(PAGE - 1))
-        if addr + size > (addr | (PAGE - 1)) + 1:
-            self.dirty.add((addr + size - 1) & ~(PAGE - 1))
+        addr = uc_addr(addr)
+        self.dirty.add(addr & ~(CHUNK - 1))
+        if addr + size > (addr | (CHUNK - 1)) + 1:
+            self.dirty.add((addr + size - 1) & ~(CHUNK - 1))
 
     def restore(self) -> None:
         for p in self.dirty:
@@ -167,7 +182,7 @@ class Machine:
         d = self.decoded.get(addr)
         if d is None:
             try:
-                code = bytes(self.mu.mem_read(addr, 15))
+                code = bytes(self.mu.mem_read(uc_addr(addr), 15))
             except UcError:
                 code = self.text.read(addr, 15, upto=True)
             i = next(self.cs.disasm(code, addr, 1), None)
