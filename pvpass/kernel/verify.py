@@ -129,6 +129,11 @@ class Machine:
         self.mu.mem_map(STACK_TOP - STACK_SIZE, STACK_SIZE)
         self.mu.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.mu.hook_add(UC_HOOK_MEM_WRITE, self._on_write)
+        # one code hook for the machine's life, pointed at each run's handler:
+        # with a hook added and deleted per run, unicorn's translated blocks
+        # skipped the new hook (calls went unseen)
+        self.on_code = None
+        self.mu.hook_add(UC_HOOK_CODE, lambda uc, addr, size, _: self.on_code(uc, addr, size, _))
 
     def _page_bytes(self, page: int) -> bytes | None:
         """A page's first contents; None where no code may be fetched."""
@@ -255,7 +260,7 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
             return
         st["prev"] = (addr, mnem)
 
-    h = mu.hook_add(UC_HOOK_CODE, on_code)
+    m.on_code = on_code
     try:
         mu.emu_start(p.start, 0)
     except UcError as e:
@@ -264,8 +269,6 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
             mnem = m.insn(pc)[0]
             return "not emulated", f"unicorn: {e.args[0] if e.args else e} ({mnem})"
         return "failed", [f"emulation stopped in the site at {m.img.name_of(pc)}: {e}"]
-    finally:
-        mu.hook_del(h)
     if st.get("left") is not None:
         return "failed", [f"control leaves the site without a call, to {m.img.name_of(st['left'])}"]
     if st["why"]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
-THUNK, THUNK_BACKEND = "__raw_callee_save_xen_save_fl", "xen_irq_ops"
+THUNK, THUNK_BACKEND = "__raw_callee_save_xen_pte_val", "xen_mmu_ops"
 
 
 def verify(vmlinux: Path, backend: str, states: int) -> subprocess.CompletedProcess:
