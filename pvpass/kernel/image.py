@@ -121,8 +121,11 @@ class KernelImage:
 
     @cached_property
     def _funcs(self) -> tuple[list[int], list[Symbol]]:
-        syms = sorted((s.value, s.kind != "STT_FUNC", s.name, s) for s in self._by_name.values()
-                      if s.kind in ("STT_FUNC", "STT_NOTYPE", "STT_OBJECT") and self.where(s.value))
+        # every symbol, locals included: static functions of the same name
+        # in several files each name their own code
+        syms = sorted((s.value, s.kind != "STT_FUNC", s.name, s) for s in self.obj.symbols
+                      if s.name and s.kind in ("STT_FUNC", "STT_NOTYPE", "STT_OBJECT")
+                      and isinstance(s.shndx, int) and self.where(s.value))
         return [v for v, *_ in syms], [s for *_, s in syms]
 
     def name_of(self, addr: int) -> str:
