@@ -191,3 +191,35 @@ def test_verify_fails_a_thunk_that_writes_one_more_register(image, tmp):
     assert "14 proved, 2 failed" in r.stdout, r.stdout
     assert re.search(r"mm_stuff\+0x25 \(type 28, call __raw_callee_save__paravirt_ident_64\): "
                      r"%rsi changed .* the site allows rax", r.stderr), r.stderr
+
+
+def _section_off(path, name):
+    with open(path, "rb") as f:
+        s = ELFFile(f).get_section_by_name(name)
+        return s["sh_offset"], s["sh_size"], s["sh_addr"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("type", "type 255 past pv_ops' "),
+    ("alt", ".altinstructions record 0 at flags_twice+0x1 tests CPU feature 31*32+31, which pvpass does not model"),
+    ("nops", "no symbol 'x86_nops' (the kernel's NOP table)"),
+])
+def test_a_damaged_image_is_one_clear_error(image, tmp, damage, message):
+    data = bytearray(image.read_bytes())
+    if damage == "type":
+        off, _, _ = _section_off(image, ".parainstructions")
+        data[off + 8] = 255                               # the first entry's type
+    elif damage == "alt":
+        off, _, _ = _section_off(image, ".altinstructions")
+        data[off + 8:off + 10] = (31 * 32 + 31).to_bytes(2, "little")
+    else:
+        i = data.index(b"\0x86_nops\0")
+        data[i + 1:i + 9] = b"y86_nops"
+    bad = tmp / f"bad-{damage}.img"
+    bad.write_bytes(bytes(data))
+    out = tmp / "out"
+    for cmd in (["patch", str(bad), "--backend", "native", "-o", str(out)],
+                ["show", str(bad), "--backend", "native"], ["verify", str(bad)]):
+        r = run_pvpass(*cmd)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)
+    assert not out.exists()
