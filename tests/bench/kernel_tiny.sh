@@ -7,19 +7,11 @@
 #
 # Leaves WORKDIR/build/vmlinux and WORKDIR/build.log (with GNU time's figures).
 set -euo pipefail
+bench=$(cd "$(dirname "$0")" && pwd)
 work=${1:-/work/kernel}
 mkdir -p "$work"
 cd "$work"
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-for pkg in linux-source-6.1 flex bison bc libelf-dev libssl-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="${missing:-} $pkg"
-done
-if [ -n "${missing:-}" ]; then
-  $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
-fi
-[ -d linux-source-6.1 ] || tar xJf /usr/src/linux-source-6.1.tar.xz
-src=$work/linux-source-6.1
+. "$bench/kernel_source.sh"
 b=$work/build
 mkdir -p "$b"
 make -s -C "$src" O="$b" tinyconfig >/dev/null

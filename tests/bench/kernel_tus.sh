@@ -16,18 +16,7 @@ work=${1:-$here/out/kernel}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cd "$work"
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-missing=""
-dpkg -s linux-source-6.1 >/dev/null 2>&1 || missing="linux-source-6.1"
-for pkg in flex bison bc libelf-dev libssl-dev cpio; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
-done
-if [ -n "$missing" ]; then
-  $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
-fi
-[ -d linux-source-6.1 ] || tar xJf /usr/src/linux-source-6.1.tar.xz
-src=$work/linux-source-6.1
+. "$here/tests/bench/kernel_source.sh"
 build=$work/build-x86_64
 mkdir -p "$build"
 if [ ! -f "$build/.config" ]; then
