@@ -223,3 +223,14 @@ def test_a_damaged_image_is_one_clear_error(image, tmp, damage, message):
         r = run_pvpass(*cmd)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)
     assert not out.exists()
+
+
+def test_a_pvpass_program_with_an_ops_object_named_pv_ops_is_no_kernel_image(tmp):
+    """The demo program calls its ops object pv_ops too: it keeps pvpass's
+    own verify and needs --source for patch."""
+    from verify_artifacts import artifact
+    demo = artifact("demo")
+    r = run_pvpass("patch", str(demo), "--backend", "native_ops", "-o", str(tmp / "d"))
+    assert r.returncode == 2 and "not a kernel image" in r.stderr
+    r = run_pvpass("verify", str(demo), "--backend", "native_ops", "--states", "2")
+    assert r.returncode == 0 and "pairs proved" in r.stdout, r.stdout + r.stderr

@@ -50,10 +50,14 @@ class Alt:
 
 
 def is_kernel_image(obj: ElfObject) -> bool:
-    """A linked image with a patch-site table and the kernel's pv_ops: what
-    the kernel's own patcher, not a pvpass backend, patches."""
-    return (not obj.is_relocatable and obj.section(table.SECTION) is not None
-            and any(s.name == "pv_ops" for s in obj.symbols))
+    """A linked image with a patch-site table, the kernel's pv_ops and its
+    _paravirt_nop, and no pvpass patch records: what the kernel's own
+    patcher, not a pvpass backend, patches (a pvpass program may call its
+    ops object pv_ops too)."""
+    if obj.is_relocatable or obj.section(table.SECTION) is None or obj.section(table.PATCH_SECTION):
+        return False
+    names = {s.name for s in obj.symbols}
+    return "pv_ops" in names and "_paravirt_nop" in names
 
 
 class KernelImage:
