@@ -16,6 +16,7 @@ relocated only by the CALL fixup and recompute_jump(), as here.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from ..errors import PvError
@@ -108,10 +109,6 @@ def paravirt_patch(opfunc: int, addr: int, nop_func: int, bug_func: int) -> byte
     elif opfunc == nop_func:
         return b""
     return bytes([CALL]) + rel32(opfunc - (addr + 5))
-
-
-def native_backend(img: KernelImage) -> Backend:
-    return backend(img, "native")
 
 
 def backend(img: KernelImage, name: str) -> Backend:
@@ -250,7 +247,6 @@ def _regions(img: KernelImage) -> dict:
     and for each alternative the sites it overlaps."""
     sites = sorted(img.sites, key=lambda s: s.addr)
     starts = [s.addr for s in sites]
-    from bisect import bisect_left
     site_reg = {s.addr: (s.addr, s.addr + s.length) for s in sites}
     alt_sites: dict[int, list[int]] = {}
     for a in img.alts:

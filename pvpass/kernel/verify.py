@@ -205,8 +205,6 @@ def _blocked(mnem: str, ops: str) -> str | None:
         return f"mov to %{ops.split(',')[0].strip()}"
     if base == "mov" and ops.split(",")[0].strip() in ("ds", "es", "fs", "gs", "ss"):
         return "segment load"
-    if base == "call" and ops.startswith("qword ptr"):
-        return None
     return None
 
 
