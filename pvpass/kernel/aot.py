@@ -28,7 +28,7 @@ def patch_bytes(obj: ElfObject, backend_name: str) -> bytes:
     return bytes(out)
 
 
-_TARGET = re.compile(r"^(call|jmp|j[a-z]+)q? (0x[0-9a-f]+)$")
+_TARGET = re.compile(r"^(call|jmp|j[a-z]+)[lq]? (0x[0-9a-f]+)$")
 _RIPREL = re.compile(r"(-?0x[0-9a-f]+)\(%rip\)")
 
 

@@ -41,10 +41,11 @@ from pvpass.link.elfobj import ElfObject  # noqa: E402
 READY = b"pvpass-oracle: userspace reached"
 
 
-def initramfs(work: Path) -> Path:
+def initramfs(work: Path, bits: int) -> Path:
     out = work / "initramfs.cpio"
     root = Path(tempfile.mkdtemp(dir=work))
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(root / "init"), str(HERE / "kernel_init.c")], check=True)
+    subprocess.run(["gcc", f"-m{bits}", "-static", "-O2", "-o", str(root / "init"), str(HERE / "kernel_init.c")],
+                   check=True)
     names = subprocess.run(["find", ".", "-print0"], cwd=root, capture_output=True, check=True).stdout
     with open(out, "wb") as f:
         subprocess.run(["cpio", "--null", "-o", "-H", "newc", "--quiet"], cwd=root, input=names,
@@ -178,8 +179,8 @@ def main() -> None:
     if r.returncode:
         sys.exit(f"pvpass patch failed ({r.returncode}):\n{r.stderr}")
     print(f"pvpass patch {a.vmlinux} --backend native -o {out}: exit 0")
-    initrd = initramfs(work)
     img = KernelImage(ElfObject.read(str(a.vmlinux)))
+    initrd = initramfs(work, img.arch.bits)
     patched = KernelImage(ElfObject.read(str(out)))
     segs = loads(a.vmlinux)
     mem, base, log, took = boot(a.vmlinux, initrd, work, "plain", a.timeout)

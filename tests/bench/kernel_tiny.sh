@@ -3,15 +3,28 @@
 # and kernel_verify.py): tinyconfig plus what paravirt sites, a PVH boot in
 # QEMU and a static init need. Heavy: run by hand (about 320 s CPU).
 #
-#   tests/bench/kernel_tiny.sh [WORKDIR]     (default: /work/kernel)
+#   tests/bench/kernel_tiny.sh [WORKDIR [i386]]     (default: /work/kernel, x86-64)
 #
-# Leaves WORKDIR/build/vmlinux and WORKDIR/build.log (with GNU time's figures).
+# Leaves WORKDIR/build/vmlinux and WORKDIR/build.log (with GNU time's
+# figures); for i386 WORKDIR/build-i386/vmlinux and WORKDIR/build-i386.log
+# (tinyconfig + PARAVIRT, PARAVIRT_SPINLOCKS, KVM_GUEST, PVH: no XXL on i386).
 set -euo pipefail
 bench=$(cd "$(dirname "$0")" && pwd)
 work=${1:-/work/kernel}
 mkdir -p "$work"
 cd "$work"
 . "$bench/kernel_source.sh"
+if [ "${2:-x86_64}" = i386 ]; then
+b=$work/build-i386
+mkdir -p "$b"
+make -s -C "$src" O="$b" ARCH=i386 tinyconfig >/dev/null
+"$src/scripts/config" --file "$b/.config" -d 64BIT -e SMP -e HYPERVISOR_GUEST -e PARAVIRT -e KVM_GUEST \
+  -e PARAVIRT_SPINLOCKS -e PVH -e BLK_DEV_INITRD -e PRINTK -e TTY -e SERIAL_8250 -e SERIAL_8250_CONSOLE \
+  -e BINFMT_ELF -e DEVTMPFS -e DEVTMPFS_MOUNT -e EARLY_PRINTK -e PROC_FS -e SYSFS -e X86_LOCAL_APIC \
+  -e X86_IO_APIC -e FUTEX -d DEBUG_INFO -d DEBUG_INFO_BTF -d ACPI -d PCI
+make -s -C "$src" O="$b" ARCH=i386 olddefconfig >/dev/null
+arch=ARCH=i386 log=$work/build-i386.log
+else
 b=$work/build
 mkdir -p "$b"
 make -s -C "$src" O="$b" tinyconfig >/dev/null
@@ -28,8 +41,10 @@ make -s -C "$src" O="$b" olddefconfig >/dev/null 2>&1
   -d XEN_SAVE_RESTORE -d XEN_DEV_EVTCHN -d XEN_BACKEND -d XENFS -d XEN_SYS_HYPERVISOR -d XEN_GNTDEV \
   -d XEN_GRANT_DEV_ALLOC -d XEN_PRIVCMD
 make -s -C "$src" O="$b" olddefconfig >/dev/null
+arch="" log=$work/build.log
+fi
 export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026" KBUILD_BUILD_USER=pvpass \
   KBUILD_BUILD_HOST=pvpass KBUILD_BUILD_VERSION=1
-/usr/bin/time -v nice -n 15 make -C "$src" O="$b" -j2 vmlinux > "$work/build.log" 2>&1
-grep -E "User time|System time|Elapsed" "$work/build.log"
+/usr/bin/time -v nice -n 15 make -C "$src" O="$b" $arch -j2 vmlinux > "$log" 2>&1
+grep -E "User time|System time|Elapsed" "$log"
 ls -la "$b/vmlinux"
