@@ -29,13 +29,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
-                     UC_MEM_FETCH_UNMAPPED, UC_MODE_64, Uc, UcError)
+                     UC_MEM_FETCH_UNMAPPED, UC_MODE_32, UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
 
 from ..errors import PvError
-from ..verify.abi import CC_FLAGS, DF, X86_64_SYSV
+from ..verify.abi import CC_FLAGS, DF, I386_REGPARM, X86_64_SYSV, Convention
 from .image import KernelImage
 from .rules import SitePatch, Text, backend, patch_text
 
@@ -61,7 +61,24 @@ NOT_EMULATED = ("wrmsr", "rdmsr", "in", "insb", "insw", "insd", "lgdt", "lidt", 
                 "xsetbv", "rdpmc", "clac", "stac", "wrfsbase", "wrgsbase", "sysexit", "vmcall",
                 "vmmcall", "ud2", "int3", "hlt", "mwait", "monitor", "xrstors", "xsaves",
                 "rdpkru", "wrpkru", "invpcid", "serialize")
-GPRS = X86_64_SYSV.gprs
+
+
+@dataclass(frozen=True)
+class Target:
+    """What differs between the x86-64 and the i386 kernel here."""
+    conv: Convention
+    callee_save: frozenset[str]   # PVOP_CALLEE*'s outputs: "=a" (x86-64), "=a", "=d" (i386)
+    stack_top: int
+    heap: int                     # random pointers: heap | random bits below heap_bits
+    heap_bits: int
+    percpu: int | None            # %gs base (x86-64); i386's %fs stays 0: its per-CPU
+                                  # variables are linked at their template's addresses
+
+
+TARGETS = {
+    64: Target(X86_64_SYSV, frozenset({"rax"}), STACK_TOP, HEAP, 40, PERCPU),
+    32: Target(I386_REGPARM, frozenset({"eax", "edx"}), 0x0E00_0000, 0x4000_0000, 28, None),
+}
 # unicorn 2 keeps x86-64 memory at 52-bit addresses: the kernel's
 # 0xffffffff8... is mapped (and reported by its hooks) as 0x000fffff8...
 UC_MASK = (1 << 52) - 1
@@ -74,7 +91,10 @@ def uc_addr(addr: int) -> int:
 def full_addr(addr: int) -> int:
     """The canonical address of one unicorn reports."""
     return addr | ((-1 << 52) & (2**64 - 1)) if addr & (1 << 47) else addr
-RID = {r: getattr(X, f"UC_X86_REG_{r.upper()}") for r in GPRS}
+
+
+def rid(r: str) -> int:
+    return getattr(X, f"UC_X86_REG_{r.upper()}")
 
 
 @dataclass
@@ -117,8 +137,11 @@ class Machine:
 
     def __init__(self, img: KernelImage, text: Text) -> None:
         self.img, self.text = img, text
-        self.mu = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.cs = Cs(CS_ARCH_X86, CS_MODE_64)
+        self.t = TARGETS[img.arch.bits]
+        self.mu = Uc(UC_ARCH_X86, UC_MODE_64 if img.arch.bits == 64 else UC_MODE_32)
+        self.cs = Cs(CS_ARCH_X86, CS_MODE_64 if img.arch.bits == 64 else CS_MODE_32)
+        self.rids = {r: rid(r) for r in self.t.conv.gprs}
+        self.ip = X.UC_X86_REG_RIP if img.arch.bits == 64 else X.UC_X86_REG_EIP
         self.pristine: dict[int, bytes] = {}
         self.dirty: set[int] = set()
         self.decoded: dict[int, tuple[str, str, int]] = {}
@@ -126,7 +149,7 @@ class Machine:
         self.percpu = img.obj.section_data(pc) if pc is not None and pc["sh_type"] != "SHT_NOBITS" else b""
         hp = img.symbol("hypercall_page")
         self.hypercalls = (hp.value, hp.value + PAGE) if hp else (0, 0)
-        self.mu.mem_map(STACK_TOP - STACK_SIZE, STACK_SIZE)
+        self.mu.mem_map(self.t.stack_top - STACK_SIZE, STACK_SIZE)
         self.mu.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.mu.hook_add(UC_HOOK_MEM_WRITE, self._on_write)
         # one code hook for the machine's life, pointed at each run's handler:
@@ -137,7 +160,7 @@ class Machine:
 
     def _page_bytes(self, page: int) -> bytes | None:
         """A page's first contents; None where no code may be fetched."""
-        if PERCPU <= page < PERCPU + max(len(self.percpu), PAGE):
+        if self.t.percpu is not None and PERCPU <= page < PERCPU + max(len(self.percpu), PAGE):
             off = page - PERCPU
             return self.percpu[off:off + PAGE].ljust(PAGE, b"\0")
         buf = bytearray(PAGE)
@@ -211,21 +234,23 @@ def _blocked(mnem: str, ops: str) -> str | None:
 def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | None,
              state: str) -> tuple[str, list[str] | str]:
     """('proved'|'failed'|'not emulated', problems or reason) from one state."""
-    mu, rng = m.mu, random.Random(state)
+    mu, rng, t, rids = m.mu, random.Random(state), m.t, m.rids
+    w, spr = t.conv.word, t.conv.sp
     m.restore()
     end = p.start + len(p.after)
-    sp0 = STACK_TOP - 0x2000 - 8 * rng.randrange(0, 64)
+    sp0 = t.stack_top - 0x2000 - w * rng.randrange(0, 64)
     frame = rng.randbytes(FRAME_CHECK)
-    mu.mem_write(STACK_TOP - STACK_SIZE, rng.randbytes(STACK_SIZE))
+    mu.mem_write(t.stack_top - STACK_SIZE, rng.randbytes(STACK_SIZE))
     mu.mem_write(sp0, frame)
     before = {}
-    for r in GPRS:
-        v = sp0 if r == "rsp" else HEAP | (rng.getrandbits(37) << 3)
-        mu.reg_write(RID[r], v)
+    for r in t.conv.gprs:
+        v = sp0 if r == spr else t.heap | (rng.getrandbits(t.heap_bits - 3) << 3)
+        mu.reg_write(rids[r], v)
         before[r] = v
     flags0 = 0x202 | (rng.getrandbits(16) & CC_FLAGS)
     mu.reg_write(X.UC_X86_REG_EFLAGS, flags0)
-    mu.reg_write(X.UC_X86_REG_GS_BASE, PERCPU)
+    if t.percpu is not None:
+        mu.reg_write(X.UC_X86_REG_GS_BASE, t.percpu)
     st = {"n": 0, "entry": None, "entry_sp": None, "ret": None, "why": None, "done": False, "prev": None}
 
     def on_code(uc, addr, size, _):
@@ -234,7 +259,7 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
             st["why"] = f"more than {MAX_INSNS} instructions"
             uc.emu_stop()
             return
-        sp = uc.reg_read(RID["rsp"])
+        sp = uc.reg_read(rids[spr])
         if addr == end and sp == sp0:
             st["done"] = True
             uc.emu_stop()
@@ -250,7 +275,7 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
                 st["left"] = addr                  # jumped out: never a call's stack
                 uc.emu_stop()
                 return
-            st.update(entry=addr, entry_sp=sp, ret=int.from_bytes(uc.mem_read(sp, 8), "little"))
+            st.update(entry=addr, entry_sp=sp, ret=int.from_bytes(uc.mem_read(sp, w), "little"))
         why = _blocked(mnem, ops)
         if why:
             st["why"] = why
@@ -262,7 +287,7 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
     try:
         mu.emu_start(p.start, 0)
     except UcError as e:
-        pc = mu.reg_read(X.UC_X86_REG_RIP)
+        pc = mu.reg_read(m.ip)
         if not p.start <= pc < end:
             mnem = m.insn(pc)[0]
             return "not emulated", f"unicorn: {e.args[0] if e.args else e} ({mnem})"
@@ -274,9 +299,9 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
     if not st["done"]:
         return "failed", [f"no fall-through to {m.img.name_of(end)}"]
     problems = []
-    after = {r: mu.reg_read(RID[r]) for r in GPRS}
-    for r in GPRS:
-        if r != "rsp" and r not in allowed and after[r] != before[r]:
+    after = {r: mu.reg_read(rids[r]) for r in t.conv.gprs}
+    for r in t.conv.gprs:
+        if r != spr and r not in allowed and after[r] != before[r]:
             problems.append(f"%{r} changed ({before[r]:#x} -> {after[r]:#x}), the site allows "
                             f"{', '.join(sorted(allowed)) or 'none'}")
     if (mu.reg_read(X.UC_X86_REG_EFLAGS) ^ flags0) & DF:
@@ -286,9 +311,9 @@ def run_site(m: Machine, p: SitePatch, allowed: frozenset[str], target: int | No
     if target is not None and st["entry"] != target:
         problems.append(f"calls {m.img.name_of(st['entry']) if st['entry'] else 'nothing'}, "
                         f"not the op's target {m.img.name_of(target)}")
-    if st["entry"] is not None and (st["entry_sp"] != sp0 - 8 or not p.start < st["ret"] <= end):
+    if st["entry"] is not None and (st["entry_sp"] != sp0 - w or not p.start < st["ret"] <= end):
         # a call patch, or an alternative that calls: as a direct call from the site
-        problems.append(f"{m.img.name_of(st['entry'])} is entered with %rsp {st['entry_sp'] - sp0:+d} "
+        problems.append(f"{m.img.name_of(st['entry'])} is entered with %{spr} {st['entry_sp'] - sp0:+d} "
                         f"and return address {st['ret']:#x}, not as a call from the site leaves them")
     return ("failed", problems) if problems else ("proved", [])
 
@@ -310,7 +335,7 @@ def verify_image(img: KernelImage, backend_name: str, seed: str, states: int) ->
     m = Machine(img, text)
     rep = KReport()
     for p in patches:
-        allowed = frozenset({"rax"}) if p.site.type in cs_slots else frozenset(X86_64_SYSV.caller_saved)
+        allowed = m.t.callee_save if p.site.type in cs_slots else frozenset(m.t.conv.caller_saved)
         target = target_of(p, b, img)
         rep.kinds["callee-save" if p.site.type in cs_slots else "cc"] += 1
         outcome, detail = "proved", []
@@ -330,8 +355,3 @@ def verify_image(img: KernelImage, backend_name: str, seed: str, states: int) ->
     cpu = time.process_time() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return rep, rep.summary(backend_name, len(patches), cpu, rss)
-
-
-def check_arch(img: KernelImage) -> None:
-    if img.arch.bits != 64:
-        raise PvError(f"{img.path}: verify on a kernel image is x86-64 only for now")
