@@ -56,10 +56,11 @@ def site_in(path, func: str, nth: int = 0) -> tuple[int, int]:
     syms = symbols(path)
     lo, size = syms[func]
     with open(path, "rb") as f:
-        sec = ELFFile(f).get_section_by_name(".parainstructions")
-        data = sec.data()
+        e = ELFFile(f)
+        data = e.get_section_by_name(".parainstructions").data()
+        fmt, step = ("<QBB", 16) if e.elfclass == 64 else ("<IBB", 8)
     import struct
-    hits = sorted((a, ln) for a, _, ln in (struct.unpack_from("<QBB", data, i) for i in range(0, len(data), 16))
+    hits = sorted((a, ln) for a, _, ln in (struct.unpack_from(fmt, data, i) for i in range(0, len(data), step))
                   if lo <= a < lo + size)
     return hits[nth]
 
@@ -234,3 +235,38 @@ def test_a_pvpass_program_with_an_ops_object_named_pv_ops_is_no_kernel_image(tmp
     assert r.returncode == 2 and "not a kernel image" in r.stderr
     r = run_pvpass("verify", str(demo), "--backend", "native_ops", "--states", "2")
     assert r.returncode == 0 and "pairs proved" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def image32(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kimg32")
+    img = d / "k61_32.img"
+    subprocess.run(["gcc", "-m32", "-mregparm=3", "-O2", "-fno-pie", "-no-pie", "-nostdlib", "-static",
+                    "-Wl,-e,flags_twice", "-I", str(KDIR), "-o", str(img), str(KDIR / "k61.c"),
+                    str(KDIR / "k61_image.c")], check=True, capture_output=True)
+    return img
+
+
+def test_i386_image_patch_and_verify(image32, tmp):
+    """i386 (regparm(3)): the rules, and verify with the i386 contract: the
+    kernel's i386 thunk saves %ecx only; `pop %ecx` made `pop %esi` fails."""
+    out = patched(image32, tmp)
+    syms = symbols(image32)
+    io = syms["native_io_delay"][0]
+    assert at(out, image32, "io_loop") == [f"call {io:x} <native_io_delay>", "nop"]
+    assert at(out, image32, "flags_twice", 0) == ["pushf", "pop %eax", "nopl 0x0(%eax)"]
+    r = run_pvpass("verify", str(image32), "--backend", "native", "--states", "4")
+    assert "19 sites, backend native: 15 proved, 1 failed" in r.stdout, r.stdout + r.stderr
+    thunk = syms["__raw_callee_save__paravirt_ident_64"][0]
+    with open(image32, "rb") as f:
+        text = ELFFile(f).get_section_by_name(".text")
+        off = text["sh_offset"] + thunk - text["sh_addr"]
+    data = bytearray(image32.read_bytes())
+    k = bytes(data[off:off + 16]).index(bytes([0x59, 0xC3]))       # pop %ecx; ret
+    data[off + k] = 0x5E                                             # pop %esi
+    bad = tmp / "mutant32.img"
+    bad.write_bytes(bytes(data))
+    r = run_pvpass("verify", str(bad), "--backend", "native", "--states", "4")
+    assert "14 proved, 2 failed" in r.stdout, r.stdout
+    assert re.search(r"call __raw_callee_save__paravirt_ident_64\): %esi changed .* the site allows eax, edx",
+                     r.stderr), r.stderr

@@ -5,7 +5,7 @@
  * (relocated by apply_alternatives) or test the lock features
  * (paravirt_set_cap). Linked with k61.c into a small "vmlinux":
  *
- *   gcc -O2 -fno-pie -no-pie -nostdlib -static -Wl,-e,flags_twice \
+ *   gcc [-m32 -mregparm=3] -O2 -fno-pie -no-pie -nostdlib -static -Wl,-e,flags_twice \
  *       -I testdata/kernel -o k61.img testdata/kernel/k61.c testdata/kernel/k61_image.c
  */
 #include "pv61.h"
@@ -58,13 +58,20 @@ void paravirt_BUG(void)
 	__builtin_trap();
 }
 
-/* PV_CALLEE_SAVE_REGS_THUNK (x86-64, frame pointers off) */
+/* PV_CALLEE_SAVE_REGS_THUNK (frame pointers off) */
+#ifdef __x86_64__
 #define PV_SAVE_ALL_CALLER_REGS						\
 	"push %rcx;" "push %rdx;" "push %rsi;" "push %rdi;"		\
 	"push %r8;" "push %r9;" "push %r10;" "push %r11;"
 #define PV_RESTORE_ALL_CALLER_REGS					\
 	"pop %r11;" "pop %r10;" "pop %r9;" "pop %r8;"			\
 	"pop %rdi;" "pop %rsi;" "pop %rdx;" "pop %rcx;"
+#define UNLOCK_ARG	"(%%rdi)"
+#else
+#define PV_SAVE_ALL_CALLER_REGS		"pushl %ecx;"
+#define PV_RESTORE_ALL_CALLER_REGS	"popl  %ecx;"
+#define UNLOCK_ARG	"(%%eax)"
+#endif
 #define PV_CALLEE_SAVE_REGS_THUNK(func)					\
 	extern typeof(func) __raw_callee_save_##func;			\
 	asm(".pushsection .text, \"ax\";"				\
@@ -134,7 +141,7 @@ const typeof(pv_ops) xen_test_ops = {
  * X86_FEATURE_PVUNLOCK (pv_ops does not hold the native thunk). */
 void spin_unlock(u8 *lock)
 {
-	(void)____PVOP_ALT_CALL(, lock.queued_spin_unlock.func, "movb $0, (%%rdi);",
+	(void)____PVOP_ALT_CALL(, lock.queued_spin_unlock.func, "movb $0, " UNLOCK_ARG ";",
 				ALT_NOT(X86_FEATURE_PVUNLOCK), CLBR_RET_REG,
 				PVOP_VCALLEE_CLOBBERS, , PVOP_CALL_ARG1(lock));
 }
