@@ -6,9 +6,11 @@ callee-save thunk (run by hand; seconds to minutes of one core per backend).
 
 For native and each Xen ops object the image holds (xen_irq_ops,
 xen_cpu_ops, xen_mmu_ops): the command, its summary line (counts, CPU, peak
-memory) and the first failures. Then the mutant: THUNK's last
-`pop %rdx; pop %rcx; ret` becomes `pop %rsi; ...` (one more register
-written), and verify with the backend that calls it must fail there.
+memory) and the first failures. Then the mutant: on x86-64, THUNK's last
+`pop %rdx; pop %rcx` becomes `pop %rsi; ...` (one more register written),
+and verify with the backend that calls it must fail there; on i386 (no Xen,
+and native calls no thunk) TARGET32 starts with `xor %ebx,%ebx; ret`
+(a callee-saved register written), and the native sites calling it must fail.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 THUNK, THUNK_BACKEND = "__raw_callee_save_xen_pte_val", "xen_mmu_ops"
+TARGET32 = "native_queued_spin_lock_slowpath"
 
 
 def verify(vmlinux: Path, backend: str, states: int) -> subprocess.CompletedProcess:
@@ -36,23 +39,28 @@ def verify(vmlinux: Path, backend: str, states: int) -> subprocess.CompletedProc
     return r
 
 
-def mutant(vmlinux: Path, work: Path) -> Path | None:
+def mutant(vmlinux: Path, work: Path, bits: int) -> Path | None:
+    name = THUNK if bits == 64 else TARGET32
     with open(vmlinux, "rb") as f:
         e = ELFFile(f)
-        sym = next((s for s in e.get_section_by_name(".symtab").iter_symbols() if s.name == THUNK), None)
+        sym = next((s for s in e.get_section_by_name(".symtab").iter_symbols() if s.name == name), None)
         if sym is None:
             return None
         sec = e.get_section(sym["st_shndx"])
         off = sec["sh_offset"] + sym["st_value"] - sec["sh_addr"]
     data = bytearray(vmlinux.read_bytes())
-    code = bytes(data[off:off + sym["st_size"]])
-    k = code.rfind(bytes([0x5A, 0x59]))                   # pop %rdx; pop %rcx
-    if k < 0:
-        return None
-    data[off + k] = 0x5E                                  # pop %rsi
+    if bits == 32:
+        data[off:off + 3] = bytes([0x31, 0xDB, 0xC3])     # xor %ebx,%ebx; ret
+        what = f"{name}: starts with xor %ebx,%ebx; ret"
+    else:
+        k = bytes(data[off:off + sym["st_size"]]).rfind(bytes([0x5A, 0x59]))   # pop %rdx; pop %rcx
+        if k < 0:
+            return None
+        data[off + k] = 0x5E                              # pop %rsi
+        what = f"{name}+{k:#x}: pop %rdx -> pop %rsi"
     out = work / "vmlinux.mutant"
     out.write_bytes(bytes(data))
-    print(f"mutant: {THUNK}+{k:#x}: pop %rdx -> pop %rsi")
+    print(f"mutant: {what}")
     return out
 
 
@@ -63,13 +71,16 @@ def main() -> None:
     ap.add_argument("--states", type=int, default=4)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    for b in ("native", "xen_irq_ops", "xen_cpu_ops", "xen_mmu_ops"):
+    with open(a.vmlinux, "rb") as f:
+        bits = ELFFile(f).elfclass
+    for b in ("native", "xen_irq_ops", "xen_cpu_ops", "xen_mmu_ops") if bits == 64 else ("native",):
         verify(a.vmlinux, b, a.states)
-    m = mutant(a.vmlinux, a.work)
+    m = mutant(a.vmlinux, a.work, bits)
     if m is None:
-        sys.exit(f"no {THUNK} with pop %rdx; pop %rcx in {a.vmlinux}")
-    r = verify(m, THUNK_BACKEND, a.states)
-    hit = [ln for ln in r.stderr.splitlines() if THUNK[len("__raw_callee_save_"):] in ln and "changed" in ln]
+        sys.exit(f"no {THUNK if bits == 64 else TARGET32} to mutate in {a.vmlinux}")
+    r = verify(m, THUNK_BACKEND if bits == 64 else "native", a.states)
+    hit = [ln for ln in r.stderr.splitlines()
+           if (THUNK if bits == 64 else TARGET32) in ln and "changed" in ln]
     print(f"mutant: exit {r.returncode}, {len(hit)} sites fail on it"
           + (f", e.g.\n  {hit[0]}" if hit else ""))
 
