@@ -21,7 +21,7 @@ from ..encode import EncodeError, assemble
 from ..model import OpsStruct, Site
 from .annotation import Annotation, AnnotationError, is_annotation, parse_annotation
 from .asmstmt import AsmStmt, Operand
-from .asmtemplate import (Direct, Indirect, Label, OpRef, Stmt, Template, TemplateError,
+from .asmtemplate import (Direct, Indirect, Label, Mem, OpRef, Reg, Stmt, Template, TemplateError,
                           parse_template, render_stmt)
 from .cparse import walk
 from .layout import TypeEnv
@@ -220,13 +220,15 @@ class SiteBuilder:
             t = s.args[0]
             if not isinstance(t, Indirect):
                 continue
-            t = t.target
+            t = _operand_ref(t.target)
             if isinstance(t, OpRef):
                 op = a.operand(t.ref)
                 if op is None:
                     raise PvError(f"'%{t.ref}' names no operand of this asm statement",
                                   self.tloc(a, s.pos, "call"))
                 node = exprs.get(op.index)
+                if isinstance(node, c_ast.UnaryOp) and node.op == "&":
+                    node = node.expr        # "i" (&ops.op), printed with %c
                 mp = member_path(node) if node is not None else None
                 if mp:
                     return op, mp[0], mp[1]
@@ -339,6 +341,17 @@ def _between(tpl: Template, start: str, end: str) -> list[Stmt]:
                 ".pushsection", ".popsection"):
             out.append(it)
     return out
+
+
+def _operand_ref(t):
+    """The operand a call target names: `*%[op]`, or the disp32 forms of an
+    "i" operand printed bare, `*%c[op]` (i386) and `*%c[op](%rip)`."""
+    if isinstance(t, Direct) and t.expr[0] == "opc":
+        return OpRef(t.expr[2], t.expr[1])
+    if isinstance(t, Mem) and t.disp is not None and t.disp[0] == "opc" and t.index is None \
+            and (t.base is None or t.base == Reg("rip")):
+        return OpRef(t.disp[2], t.disp[1])
+    return t
 
 
 def _first_sym(e):

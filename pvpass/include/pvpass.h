@@ -54,6 +54,29 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define PVPASS_END		"\n\t# pvpass: end\n\t"
 #define PVPASS_CALL		"call *%[pv_op]"
 
+/* The macros' own call: PVPASS_OPCALL with the operand PVPASS_OP(op). An
+ * "m" operand lets gcc pick the address form, and where it has the ops
+ * object's address in a register already (a loop, several sites in one
+ * function, -O1 keeping it in a callee-saved register) it prints
+ * `call *0x8(%r12)`: 3-5 bytes, too short for any patch, with no
+ * relocation that marks it. An "i" operand printed with %c is the bare
+ * symbol+offset, so the call is always the 6-byte `call *disp32` (absolute
+ * on i386, RIP-relative on x86-64), as the kernel writes PARAVIRT_CALL
+ * (`"i" (&(pv_ops.op))`, `call *%c[paravirt_opptr]`). PIC code cannot have
+ * an extern object's address as an immediate (gcc: impossible
+ * constraint), so it keeps "m" and reaches the object through the GOT,
+ * which pvpass names (see "Limits" in the docs). */
+#if defined(__PIC__) && (!defined(__x86_64__) || !defined(__PIE__))
+#define PVPASS_OP(op)		[pv_op] "m" (PVPASS_OPS.op)
+#define PVPASS_OPCALL		PVPASS_CALL
+#elif defined(__x86_64__)
+#define PVPASS_OP(op)		[pv_op] "i" (&PVPASS_OPS.op)
+#define PVPASS_OPCALL		"call *%c[pv_op](%%rip)"
+#else
+#define PVPASS_OP(op)		[pv_op] "i" (&PVPASS_OPS.op)
+#define PVPASS_OPCALL		"call *%c[pv_op]"
+#endif
+
 /* The x86-64 red zone (psABI 3.2.2): gcc keeps data in the 128 bytes below
  * %rsp in a function it compiles as a leaf, and it takes an asm's `call` for
  * no call at all. The call pushes its return address there and the target
@@ -182,9 +205,9 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define __PV_C(type, ret, op, pre, post, ...)					\
 	({ __PV_DECL;								\
 	   __PV_ASM(PVPASS_RZ_SKIP pre PVPASS_SITE(op, PVPASS_C_REGS)	\
-		PVPASS_CALL post PVPASS_RZ_END					\
+		PVPASS_OPCALL post PVPASS_RZ_END				\
 		: ret (__pv_ax), __PV_C_OUT					\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
+		: PVPASS_OP(op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: __PV_C_CLOB);							\
 	   (type)__pv_ax; })
 
@@ -192,9 +215,9 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define __PV_CS(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
 	   __PV_ASM(PVPASS_RZ_SKIP PVPASS_SITE(op, PVPASS_RET_REGS)	\
-		PVPASS_CALL PVPASS_RZ_END					\
+		PVPASS_OPCALL PVPASS_RZ_END					\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
+		: PVPASS_OP(op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
@@ -214,10 +237,10 @@ __asm__("# pvpass: ops " PVPASS_STR(PVPASS_OPS));
 #define __PV_EAX(type, ret, op, ...)						\
 	({ unsigned long __pv_ax;						\
 	   __PV_ASM(PVPASS_RZ_SKIP __PV_EAX_PRE PVPASS_SITE(op, "eax")		\
-		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_CALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
+		"pushl %%ecx\n\tpushl %%edx\n\t" PVPASS_OPCALL "\n\tpopl %%edx\n\tpopl %%ecx"	\
 		PVPASS_RZ_END							\
 		: ret (__pv_ax)							\
-		: [pv_op] "m" (PVPASS_OPS.op) PVPASS_RZ_FRAME, ##__VA_ARGS__	\
+		: PVPASS_OP(op) PVPASS_RZ_FRAME, ##__VA_ARGS__			\
 		: "memory", "cc");						\
 	   (type)__pv_ax; })
 
