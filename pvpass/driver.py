@@ -251,6 +251,7 @@ def _after_compile(c: Compile, records) -> None:
     costs more than the hit)."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
+    from .link.regcalls import reg_calls
     from .link.tablecheck import call_candidates, check_table, confirmed_call
     data = _read(c.object)
     try:
@@ -266,8 +267,13 @@ def _after_compile(c: Compile, records) -> None:
         _untabled_warning(c, "-flto", "their code is made at link time; "
                           "compile this source with -fno-lto to have them patched")
     candidates = None if kernel else call_candidates(obj)
-    if candidates == []:
-        return _no_site(c, obj)  # no site can be here; the object is not rewritten
+    # calls through a register that holds an object's address (PIC code's
+    # GOT, an "m" operand gcc put in a register): no relocation marks them.
+    # The bytes say whether there may be some; a source with annotations is
+    # then analysed, which names each site copy among them.
+    via_register = not kernel and bool(reg_calls(obj))
+    if candidates == [] and not via_register:
+        return                   # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
@@ -280,27 +286,13 @@ def _after_compile(c: Compile, records) -> None:
             return
         except Exception:        # the entry is untrusted data: failing to apply it is a miss
             pass
-    if candidates and not confirmed_call(obj, candidates):   # capstone: after the cache
-        return _no_site(c, obj)
+    if candidates and not via_register and not confirmed_call(obj, candidates):   # capstone: after the cache
+        return
     from .diag import recording
     with recording() as said:
         value, headers = _analyse(c, obj, kernel, records)
     if key:
         cache.put(key, headers_of(headers), _sha(data), value, "".join(f"{t}\n" for t in said))
-
-
-def _no_site(c: Compile, obj) -> None:
-    """An object without a site: nothing to add, but PIC code's sites would
-    be calls that no relocation marks. Their bytes are tested first, then
-    the source's sites counted, and capstone confirms a call only for a
-    source that has some: PIC code without sites loads no disassembler."""
-    from .link.tablecheck import got_advice, got_candidates, got_confirmed
-    candidates = got_candidates(obj)
-    n = _site_count(c) if candidates else 0
-    got = got_confirmed(obj, candidates) if n else None
-    if got:
-        _untabled_warning(c, f"PIC code ({got[0]}+{got[1]:#x} reaches '{got[2]}' through the GOT)",
-                          got_advice(obj.arch.bits), n)
 
 
 def _site_count(c: Compile) -> int:
@@ -370,7 +362,10 @@ def _analyse(c: Compile, obj, kernel: bool, records) -> tuple[object, list[str]]
             check_table(obj)     # the source shows no site: the object's table still holds
         return None, headers
     from .link.step import plan_link
-    plan = plan_link(obj, res, records=records if records is not None or kernel else None)
+    # a copy no table can hold is a warning, as gcc's own would be: the build
+    # goes on with an indirect call there; -Werror makes it an error
+    plan = plan_link(obj, res, records=records if records is not None or kernel else None,
+                     lost="error" if "-Werror" in c.args else "warning")
     if not plan.sections:
         return None, headers
     value = _plan_json(plan)     # before writing: the writer fills REL addends in

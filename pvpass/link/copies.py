@@ -88,11 +88,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
     objects = {s.ops_object for s in inv.sites}
     ops_by_obj = {o.obj: o for o in inv.ops}
     spans = _object_spans(obj, objects)
-    by_op: dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]] = {}
-    for i, src in enumerate(sources):
-        shape = site_shape(src)
-        if "call" in shape:
-            by_op.setdefault((src.site.ops_object, src.site.op), []).append((i, shape, shape.index("call")))
+    by_op = shapes_by_op(sources)
     for idx, sec in enumerate(obj.sections):
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -131,6 +127,16 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
             copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
                                              mask, site_i)
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
+
+
+def shapes_by_op(sources: list[SiteSource]) -> dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]]:
+    """(ops object, op) -> (site index, instruction shape, the call's place in it)."""
+    by_op: dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]] = {}
+    for i, src in enumerate(sources):
+        shape = site_shape(src)
+        if "call" in shape:
+            by_op.setdefault((src.site.ops_object, src.site.op), []).append((i, shape, shape.index("call")))
+    return by_op
 
 
 def copy_site(arch, inv: Inventory, c: Copy) -> Site:

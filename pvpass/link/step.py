@@ -20,6 +20,7 @@ from ..frontend.scan import ScanResult
 from ..model import Backend
 from .copies import Copy, c_function, copy_patch, find_copies, site_shape
 from .elfobj import ElfObject
+from .regcalls import Loss, site_losses
 from .tablecheck import GOT_RELOCS, got_advice
 from .elfwrite import (SHF_ALLOC, SHF_EXECINSTR, SHF_MERGE, SHF_STRINGS, NewReloc,
                        NewSection, NewSymbol, SymRef, add_sections, require_relocatable)
@@ -60,16 +61,21 @@ def link_object(obj: ElfObject, res: ScanResult, builtin: bool = False,
 
 
 def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
-              records: tuple[str, ...] | None = None) -> LinkPlan:
+              records: tuple[str, ...] | None = None, lost: str = "error") -> LinkPlan:
     """`records` names the backends whose patch records to add (None: native,
     the source's own, and c-calls with `builtin`; (): none, so a compiler-made
-    table leaves the object untouched)."""
+    table leaves the object untouched). `lost`: what a site copy that cannot
+    be tabled is, "error" (link) or "warning" (the build path, whose object
+    stays correct: the copy remains an indirect call)."""
     arch = obj.arch
     inv = res.inventory
     require_relocatable(obj)
     if not inv.sites:
         raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
-    _refuse_got(obj, inv)
+    losses = site_losses(obj, inv, res.sources)
+    name_losses(obj, inv, losses, lost)
+    if lost == "error":
+        _refuse_got(obj, inv)
     copies, strays = find_copies(obj, inv, res.sources)
     if strays:
         s = strays[0]
@@ -77,7 +83,7 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
         raise PvError(f"{obj.path}: {s.section}+{s.offset:#x}: '{s.text}' calls op {s.op} "
                       f"through the ops object but matches no annotated site in "
                       f"{res.pp.main_file}{more}")
-    _check_missing(obj, res, copies)
+    _check_missing(obj, res, copies, {l.site for l in losses})
     _check_fits(obj, inv, copies)
     existing = read_entries(obj)
     if existing:
@@ -110,7 +116,39 @@ def _refuse_got(obj: ElfObject, inv) -> None:
                               f"'{r.symbol.name}' is reached through the GOT (PIC code): {how}")
 
 
-def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
+def loss_message(obj: ElfObject, inv, l: Loss) -> str:
+    """Why one kept copy of a site is not in the table: the shape gcc
+    emitted, the bytes, the fix."""
+    site, c = inv.sites[l.site], l.call
+    fn = obj.function_at(c.section, c.offset)
+    how = (f"loaded {c.symbol}'s address from the GOT (PIC code) into %{c.reg}" if c.got else
+           f"put {c.symbol}'s address in %{c.reg}")
+    head = (f"{obj.path}: {c.section}+{l.start:#x}: this copy of the site ({site.op}"
+            f"{', in ' + fn[0] if fn else ''}) calls '{c.text}': gcc {how} at {c.section}+{c.load:#x}, "
+            f"no relocation marks the call, so the {l.length}-byte copy is not tabled and stays "
+            f"an indirect call")
+    if c.got:
+        return f"{head}; {got_advice(obj.arch.bits)}"
+    form = "call *%c[pv_op](%%rip)" if obj.arch.bits == 64 else "call *%c[pv_op]"
+    return (f"{head}; the table needs a 6-byte 'call *disp32': pass the op as "
+            f"[pv_op] \"i\" (&{site.ops_object}.{site.op}) and call '{form}' (pvpass.h's "
+            f"PVPASS_OP({site.op}) and PVPASS_OPCALL), which gcc cannot put in a register")
+
+
+def name_losses(obj: ElfObject, inv, losses: list[Loss], level: str) -> None:
+    """Each lost copy named at its site's source line: warnings go out,
+    an error stops (one message, with how many more)."""
+    if not losses:
+        return
+    if level == "error":
+        l = losses[0]
+        more = f" (and {len(losses) - 1} more)" if len(losses) > 1 else ""
+        raise PvError(loss_message(obj, inv, l) + more, inv.sites[l.site].loc)
+    for l in losses:
+        emit(Diagnostic(inv.sites[l.site].loc, "warning", loss_message(obj, inv, l)))
+
+
+def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy], lost: set[int] = frozenset()) -> None:
     """A site in a function the object defines should have a copy, its own
     or an equivalent site's: the object's code does not say which of the sites
     with the same op and instructions a copy came from, and gcc may fold
@@ -121,7 +159,7 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy]) -> None:
         s = sites[i]
         return s.ops_object, s.op, site_shape(res.sources[i])
 
-    have = {c.site for c in copies}
+    have = {c.site for c in copies} | lost     # a lost copy was named already
     by_clobbers = {(key(i), sites[i].mask) for i in have}
     by_function = {(key(i), sites[i].function) for i in have}
     defined = {c_function(s.name) for s in obj.symbols

@@ -154,7 +154,6 @@ def confirmed_call(obj: ElfObject, candidates: list[tuple[str, bytes, int]]) -> 
 # Relocations that reach a global through the GOT: x86-64 GOTPCREL,
 # GOTPCRELX, REX_GOTPCRELX; i386 GOT32, GOTOFF, GOT32X.
 GOT_RELOCS = {64: (9, 41, 42), 32: (3, 9, 43)}
-_AFTER_LOAD = 64        # bytes after the load in which the call is looked for
 
 
 def got_advice(bits: int) -> str:
@@ -163,78 +162,6 @@ def got_advice(bits: int) -> str:
         return "build i386 code with -fno-pie and without -fpic, as the kernel does"
     return ("give the ops object hidden visibility (#pragma GCC visibility push(hidden) around its "
             "declaration) or build with -fno-pic")
-
-
-def got_reached_call(obj: ElfObject) -> tuple[str, int, str] | None:
-    """(section, offset, symbol) of a global reached through the GOT whose
-    address then feeds a `call *disp(%reg)`: how PIC code calls through a
-    member of an extern ops object, which no relocation on the call marks
-    (i386 `call *sym@GOTOFF(%ebx)` is one instruction)."""
-    return got_confirmed(obj, got_candidates(obj))
-
-
-def got_candidates(obj: ElfObject) -> list[tuple[str, bytes, int, str, bool]]:
-    """(section, its bytes, offset, symbol, is the call itself) of each GOT
-    relocation whose bytes read as such a call: a load into a register,
-    then FF /2 or /4 with that base register within _AFTER_LOAD bytes, or
-    the GOTOFF call itself. A byte test, no disassembler: an empty list
-    means no call is reached through the GOT."""
-    types = GOT_RELOCS[obj.arch.bits]
-    out = []
-    for sec in obj.sections:
-        if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
-            continue
-        rels = [r for r in obj.relocations_for(sec.name) if r.type in types]
-        if not rels:
-            continue
-        data = obj.section_data(sec)
-        for r in rels:
-            o = r.offset
-            if o < 2 or o + 4 > len(data):
-                continue
-            modrm = data[o - 1]
-            if data[o - 2] == 0xFF and (modrm >> 3) & 7 in (2, 4) and modrm >> 6 == 2:
-                out.append((sec.name, data, o, r.symbol.name, True))       # call *sym@GOTOFF(%reg)
-                continue
-            if data[o - 2] != 0x8B or (modrm >> 6, modrm & 7 == 5) != ((0, True) if obj.arch.bits == 64
-                                                                       else (2, False)):
-                continue            # not mov sym@GOTPCREL(%rip), %reg / mov sym@GOT(%base), %reg
-            reg = (modrm >> 3) & 7
-            window = data[o + 4:o + 4 + _AFTER_LOAD]
-            if any(window[i] == 0xFF and (window[i + 1] >> 3) & 7 in (2, 4) and window[i + 1] >> 6 != 3
-                   and window[i + 1] & 7 == reg for i in range(len(window) - 1)):
-                out.append((sec.name, data, o, r.symbol.name, False))
-    return out
-
-
-def got_confirmed(obj: ElfObject, candidates) -> tuple[str, int, str] | None:
-    """The first candidate capstone confirms, as got_reached_call gives it."""
-    decoded: dict[tuple[str, int], dict[int, tuple]] = {}
-    for name, data, o, symbol, is_call in candidates:
-        if _decodes_as_call(obj, name, data, o, decoded) if is_call else _feeds_call(obj, name, data, o, decoded):
-            return name, o, symbol
-    return None
-
-
-def _feeds_call(obj: ElfObject, section: str, data: bytes, off: int, decoded: dict) -> bool:
-    """Whether the load holding the relocated field at `off` puts an address
-    in a register that a later indirect call of the function goes through."""
-    ins = _function_insns(obj, section, data, off, decoded)
-    if ins is None:
-        return True
-    order = sorted(ins)
-    from .copies import _norm
-    load = next((i for i in order if ins[i][0] < off < ins[i][0] + ins[i][1]), None)
-    if load is None or _norm(ins[load][2]) != "mov" or "," not in ins[load][3]:
-        return False
-    reg = ins[load][3].rsplit(",", 1)[1].strip()       # AT&T: the destination is last
-    for i in order[order.index(load) + 1:]:
-        a = ins[i]
-        if a[0] > off + _AFTER_LOAD:
-            break
-        if _norm(a[2]) in ("call", "jmp") and a[3].startswith("*") and a[3].endswith(f"({reg})"):
-            return True
-    return False
 
 
 # Functions longer than this are not decoded to confirm a candidate (it is
