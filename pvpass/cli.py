@@ -482,7 +482,7 @@ def cmd_lint(argv: list[str]) -> int:
     if a.explain:
         text = explain(a.explain)
         if not text:
-            raise PvError(f"no rule {a.explain} (rules: PV001..PV009)")
+            raise PvError(f"no rule {a.explain} (rules: PV001..PV010)")
         sys.stdout.write(text)
         return EXIT_OK
     if not a.paths and not a.build_dir:

@@ -15,6 +15,7 @@ from pvpass.link.tableread import read_entries
 from pvpass import table
 
 from conftest import ARCH_FLAG, INCLUDE, TESTDATA, elflint, gcc_c, run_pvpass
+from opscalls import ops_calls
 
 KERNEL = [("kernel/k61.c", "x86_64"), ("kernel/k61.c", "i386"), ("kernel/k2621.c", "i386")]
 FLAGS = [["-O0"], ["-O2"], ["-Os"], ["-O2", "-ffunction-sections"]]

@@ -38,12 +38,18 @@ def preprocess(src: str, arch: Arch, cppflags: list[str], cc: str | None = None)
             raise PvError(f"{src}: {e.strerror}") from None
     r = tools.run(_argv("-E", src, arch, cppflags, cc), check=False)
     if r.returncode != 0:
-        first = _first_error(r.stderr.decode(errors="replace"))
-        m = _GCC_DIAG.match(first)
-        if m:                    # one location, one message: not gcc's line inside ours
-            raise PvError(m.group(5), Loc(m.group(1), int(m.group(2)), int(m.group(3) or 0)))
-        raise PvError(first or f"preprocessing {src} failed", None)
+        raise compiler_error(r.stderr, f"preprocessing {src} failed")
     return PPText(r.stdout.decode(errors="replace"), src)
+
+
+def compiler_error(stderr: bytes, fallback: str) -> PvError:
+    """The compiler's first error as ours: its message at its location (one
+    location, one message: not gcc's line inside ours)."""
+    first = _first_error(stderr.decode(errors="replace"))
+    m = _GCC_DIAG.match(first)
+    if m:
+        return PvError(m.group(5), Loc(m.group(1), int(m.group(2)), int(m.group(3) or 0)))
+    return PvError(first or fallback, None)
 
 
 def _argv(mode: str, src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> list[str]:

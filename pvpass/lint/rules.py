@@ -112,6 +112,26 @@ where rule PVnnn does not fire. Stale suppressions hide the next real
 finding at that place.
 
 Fix: remove it."""),
+    Rule("PV010", "untabled-copy", "error",
+         "gcc reached the ops object through a register in a copy of the site: no table holds it",
+         """gcc prints an "m" operand of a global as `disp(%reg)` once it holds the
+object's address in a register (a loop, several sites in one function,
+-O1), and PIC code loads the address from the GOT. No relocation marks
+such a call, so the copy is left out of the table: it stays an indirect
+call that no backend ever patches, and it is shorter than the 6-byte
+`call *disp32` a patch was planned for (`call *0x4(%edx)` is 3 bytes).
+Lint compiles the translation unit once with the given flags to see which
+copies gcc made so (only when some site leaves gcc the choice).
+
+Example (i386, -O1):
+    asm volatile(PVPASS_SITE(irq.irq_disable, "eax") "pushl %%ecx; pushl %%edx; "
+                 PVPASS_CALL "; popl %%edx; popl %%ecx"
+                 : : [pv_op] "m" (pv_ops.irq.irq_disable) : "eax", "memory", "cc");
+Fix: an "i" operand printed bare, which is always `call *disp32`:
+    ... "call *%c[pv_op]" ... : [pv_op] "i" (&pv_ops.irq.irq_disable) ...
+(pvpass.h: PVPASS_OP(op) with PVPASS_OPCALL; on x86-64 `call *%c[pv_op](%%rip)`).
+PIC code: build with -fno-pic (i386: -fno-pie), or, on x86-64, give the ops
+object hidden visibility."""),
 ]}
 
 

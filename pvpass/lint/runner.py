@@ -29,6 +29,7 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
     path, arch_name, cpp, extra_ops, cwd, cc = job
     from ..frontend.scan import scan
     from .checks import check_all
+    from .kept import check_kept
     from .reach import unreachable
     from .suppress import apply
     import os
@@ -47,7 +48,13 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
             res.diagnostics = [d]
             res.input_error = not e.rule
             return res
-        diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops)], path)
+        try:
+            kept = check_kept(scanned, arch, list(cpp), cc)
+        except PvError as e:          # C that gcc rejects: bad input, as in scan
+            d = e.diagnostic()
+            res.diagnostics, res.input_error = [d if e.loc else replace(d, loc=Loc(path))], True
+            return res
+        diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops) + kept], path)
         hidden = unreachable(scanned, diags)
         res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
                                   for d in diags if d not in hidden), key=Diagnostic.sort_key)

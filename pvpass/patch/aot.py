@@ -20,7 +20,8 @@ from ..frontend.scan import ScanResult
 from ..link.copies import Copy, copy_patch, find_copies
 from ..link.elfobj import ElfObject
 from ..link.elfwrite import Edit, NewReloc, SymRef, add_sections
-from ..link.step import R_CALL, TRAMP_SECTION, fixup_relocs
+from ..link.regcalls import site_losses
+from ..link.step import R_CALL, TRAMP_SECTION, fixup_relocs, name_losses
 
 
 @dataclass
@@ -38,6 +39,9 @@ def plan_copies(obj: ElfObject, res: ScanResult, backend: str) -> list[PatchedCo
         raise PvError(f"no backend '{backend}' (have: {', '.join(sorted(backends))})")
     b = backends[backend]
     copies, _ = find_copies(obj, inv, res.sources)
+    # copies no table holds (pvpass cc warned about them already): said again,
+    # as they stay indirect calls whatever this patch does
+    name_losses(obj, inv, site_losses(obj, inv, res.sources), "warning")
     if not copies:
         raise PvError(f"{obj.path}: no unpatched site copies (already patched ahead of time?)")
     out = []
