@@ -43,6 +43,9 @@ class ChunkedTU:
     text: str
     chunks: list[Chunk]
     _starts: list[int] = field(default_factory=list)
+    # where the text stops being a sequence of declarations (a '}' with no
+    # '{', a '{' never closed, text after the last ';' or '}'), or None
+    broken: int | None = None
 
     def __post_init__(self) -> None:
         self._starts = [c.start for c in self.chunks]
@@ -88,6 +91,7 @@ class ChunkedTU:
 # fast; the blanked newline does not matter, only positions are used.
 _LITERAL = re.compile(r'''"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|\n[ \t]*\#[^\n]*''')
 _BRACE = re.compile(r'[{}]')
+_DIRECTIVE = re.compile(r"(?m)^[ \t]*#[^\n]*")
 
 
 def _blank(m: re.Match) -> str:
@@ -104,16 +108,21 @@ def split(text: str) -> ChunkedTU:
     depth = 0
     zero_from = 0            # where the current depth-0 stretch began
     func_open = False
+    broken: int | None = None
+    opened = 0
     for m in _BRACE.finditer(clean):
         pos = m.start()
         if clean[pos] == "{":
             if depth == 0:
                 start = _semis(clean, zero_from, pos, start, chunks)
                 func_open = _before_is_close_paren(clean, pos)
+                opened = pos
             depth += 1
         else:
             if depth == 0:
-                continue                 # stray '}'
+                if broken is None:
+                    broken = pos         # stray '}'
+                continue
             depth -= 1
             if depth == 0:
                 zero_from = pos + 1
@@ -122,8 +131,13 @@ def split(text: str) -> ChunkedTU:
                     start = pos + 1
                     func_open = False
     if depth == 0:
-        _semis(clean, zero_from, len(clean), start, chunks)
-    return ChunkedTU(text, _strip_leading(text, chunks))
+        end = _semis(clean, zero_from, len(clean), start, chunks)
+        rest = _DIRECTIVE.sub("", clean[end:]).strip()
+        if rest and broken is None:
+            broken = end + clean[end:].find(rest[0])     # no ';' ends it
+    elif broken is None:
+        broken = opened                  # never closed
+    return ChunkedTU(text, _strip_leading(text, chunks), broken=broken)
 
 
 def _semis(clean: str, a: int, b: int, start: int, chunks: list[Chunk]) -> int:

@@ -56,10 +56,12 @@ def _argv(mode: str, src: str, arch: Arch, cppflags: list[str], cc: str | None =
     return [cc or default_cc(), mode, arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(), *cppflags, src]
 
 
-def compiler_accepts(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> bool:
-    """Does the compiler accept `src` as C (`-fsyntax-only`)? Asked only when
-    the front end cannot parse it, to tell broken C from C it cannot follow."""
-    return tools.run(_argv("-fsyntax-only", src, arch, cppflags, cc), check=False).returncode == 0
+def compiler_rejects(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> PvError | None:
+    """The compiler's first error if it rejects `src` as C (`-fsyntax-only`),
+    None if it accepts it. Asked only when the front end cannot parse it,
+    to tell broken C from C it cannot follow."""
+    r = tools.run(_argv("-fsyntax-only", src, arch, cppflags, cc), check=False)
+    return None if r.returncode == 0 else compiler_error(r.stderr, f"{src}: the compiler rejects it")
 
 
 def _first_error(stderr: str) -> str:

@@ -23,7 +23,7 @@ from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
 from .pptext import PPText
-from .preprocess import compiler_accepts, default_cc, preprocess
+from .preprocess import compiler_rejects, default_cc, preprocess
 from .sites import SiteBuilder, SiteSource
 
 _MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
@@ -83,7 +83,29 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
             cc: str | None = None) -> ScanResult:
     """`compiled`: the compiler has already compiled this text (the build
     path), so C the parser cannot follow needs no gcc -fsyntax-only to tell a
-    warning from an error."""
+    warning from an error. Otherwise C that pvpass cannot parse is put to
+    the compiler (once): if it rejects the text, its first error is the
+    error (exit 2), with its own message and location."""
+    verdict: list[PvError | None] = [None] if compiled else []
+
+    def compiler_ok() -> bool:
+        if not verdict:
+            verdict.append(compiler_rejects(pp.main_file, arch, cppflags, cc))
+        if verdict[0] is not None:
+            raise verdict[0]
+        return True
+
+    try:
+        return _scan_pp(pp, arch, cppflags, compiled, cc, compiler_ok)
+    except PvError as e:
+        if e.rule or e.code != EXIT_BAD_INPUT or not e.message.startswith("cannot parse C"):
+            raise
+        compiler_ok()            # gcc's error when it rejects the text too
+        raise
+
+
+def _scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool, cc: str | None,
+             compiler_ok) -> ScanResult:
     tu = chunks.split(pp.text)
     parser = ChunkParser(pp, tu)
     env = TypeEnv(parser, arch)
@@ -94,13 +116,8 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted({c.index for off in _marks(pp.text) if (c := tu.chunk_at(off)) is not None})
     warnings: list[Diagnostic] = []
-    accepts: list[bool] = [True] if compiled else []
-
-    def compiler_ok() -> bool:
-        if not accepts:
-            accepts.append(compiler_accepts(pp.main_file, arch, cppflags, cc))
-        return accepts[0]
-
+    if not compiled:
+        _check_parses(pp, parser, tu, set(marked), compiler_ok)
     for idx in marked:
         chunk = tu.chunks[idx]
         if chunk.is_func:
@@ -118,6 +135,28 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
     inv.sites = sorted((s.site for s in sources), key=lambda s: (s.loc, s.op))
     sources.sort(key=lambda s: (s.site.loc, s.site.op))
     return ScanResult(inv, sources, pp, parser, env, ops_index, annotations)
+
+
+def _check_parses(pp: PPText, parser: ChunkParser, tu, marked: set[int], compiler_ok) -> None:
+    """C the compiler rejects is an error even where no site is: text that
+    is no sequence of declarations (the splitter says where), or a function
+    of the main file pvpass cannot parse (headers are left to the build:
+    a kernel TU holds thousands of their functions). The compiler is asked
+    only then; when it accepts, the C is only beyond pvpass's parser, and a
+    function without sites needs nothing from it."""
+    if tu.broken is not None:
+        compiler_ok()
+        return
+    for c in tu.chunks:
+        if not c.is_func or c.index in marked or pp.loc(c.start).file != pp.main_file:
+            continue
+        try:
+            parser.parse(c)
+        except PvError as e:
+            if e.rule or e.code != EXIT_BAD_INPUT:
+                raise
+            compiler_ok()
+            return
 
 
 def _marks(text: str):
