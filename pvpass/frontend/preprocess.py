@@ -56,12 +56,18 @@ def _argv(mode: str, src: str, arch: Arch, cppflags: list[str], cc: str | None =
     return [cc or default_cc(), mode, arch.gcc_flag, "-D__PVPASS__=1", "-I", include_dir(), *cppflags, src]
 
 
-def compiler_rejects(src: str, arch: Arch, cppflags: list[str], cc: str | None = None) -> PvError | None:
-    """The compiler's first error if it rejects `src` as C (`-fsyntax-only`),
-    None if it accepts it. Asked only when the front end cannot parse it,
-    to tell broken C from C it cannot follow."""
+def compiler_verdict(src: str, arch: Arch, cppflags: list[str], cc: str | None = None
+                     ) -> tuple[bool, PvError | None]:
+    """(accepts, its first error) of the compiler on `src` as C
+    (`-fsyntax-only`); a crash (an internal compiler error, which very deep
+    nesting gives) is no error of the C's: (False, None). Asked only when
+    the front end cannot parse it, to tell broken C from C it cannot follow."""
     r = tools.run(_argv("-fsyntax-only", src, arch, cppflags, cc), check=False)
-    return None if r.returncode == 0 else compiler_error(r.stderr, f"{src}: the compiler rejects it")
+    if r.returncode == 0:
+        return True, None
+    if r.returncode < 0 or b"internal compiler error" in r.stderr:
+        return False, None
+    return False, compiler_error(r.stderr, f"{src}: the compiler rejects it")
 
 
 def _first_error(stderr: str) -> str:

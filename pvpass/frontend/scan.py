@@ -23,7 +23,7 @@ from .layout import TypeEnv
 from .operands import code_model
 from .ops import OpsIndex
 from .pptext import PPText
-from .preprocess import compiler_rejects, default_cc, preprocess
+from .preprocess import compiler_verdict, default_cc, preprocess
 from .sites import SiteBuilder, SiteSource
 
 _MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
@@ -86,14 +86,17 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
     warning from an error. Otherwise C that pvpass cannot parse is put to
     the compiler (once): if it rejects the text, its first error is the
     error (exit 2), with its own message and location."""
-    verdict: list[PvError | None] = [None] if compiled else []
+    verdict: list[tuple[bool, PvError | None]] = [(True, None)] if compiled else []
 
     def compiler_ok() -> bool:
+        """True when the compiler accepts the text; its error when it
+        rejects it; False when it cannot say (it crashed)."""
         if not verdict:
-            verdict.append(compiler_rejects(pp.main_file, arch, cppflags, cc))
-        if verdict[0] is not None:
-            raise verdict[0]
-        return True
+            verdict.append(compiler_verdict(pp.main_file, arch, cppflags, cc))
+        ok, err = verdict[0]
+        if err is not None:
+            raise err
+        return ok
 
     try:
         return _scan_pp(pp, arch, cppflags, compiled, cc, compiler_ok)
@@ -153,8 +156,8 @@ def _check_parses(pp: PPText, parser: ChunkParser, tu, marked: set[int], compile
         try:
             parser.parse(c)
         except PvError as e:
-            if e.rule or e.code != EXIT_BAD_INPUT:
-                raise
+            if e.rule or e.code != EXIT_BAD_INPUT or not e.message.startswith("cannot parse C"):
+                raise            # (nesting too deep: pvpass's own limit, gcc may crash there)
             compiler_ok()
             return
 
