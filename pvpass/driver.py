@@ -251,7 +251,7 @@ def _after_compile(c: Compile, records) -> None:
     costs more than the hit)."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
-    from .link.regcalls import reg_calls
+    from .link.regcalls import may_call_through_register
     from .link.tablecheck import call_candidates, check_table, confirmed_call
     data = _read(c.object)
     try:
@@ -269,9 +269,9 @@ def _after_compile(c: Compile, records) -> None:
     candidates = None if kernel else call_candidates(obj)
     # calls through a register that holds an object's address (PIC code's
     # GOT, an "m" operand gcc put in a register): no relocation marks them.
-    # The bytes say whether there may be some; a source with annotations is
-    # then analysed, which names each site copy among them.
-    via_register = not kernel and bool(reg_calls(obj))
+    # The bytes say whether there may be some (no disassembler); a source
+    # with annotations is then analysed, which names each site copy among them.
+    via_register = not kernel and may_call_through_register(obj)
     if candidates == [] and not via_register:
         return                   # no site can be here; the object is not rewritten
     from .buildcache import ResultCache, headers_of

@@ -120,6 +120,78 @@ def function_spans(obj: ElfObject, idx: int, size: int) -> list[tuple[int, int]]
     return spans or [(0, size)]
 
 
+def candidates(obj: ElfObject, wanted=None):
+    """(section, data, start, end, loads) of each function where the bytes
+    allow a register-reached call: a relocated load into a register (by its
+    opcode) and an FF /2 or /4 whose base or index register has the same
+    number (low three bits: a superset). No decoding."""
+    bits = obj.arch.bits
+    got_types = set(GOT_RELOCS[bits])
+    addr_types = _ADDR[bits] | got_types
+    for idx, sec in enumerate(obj.sections):
+        if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
+            continue
+        loads = [r for r in obj.relocations_for(sec.name) if r.type in addr_types
+                 and r.symbol.kind != "STT_FUNC" and (wanted is None or wanted(r) is not None)]
+        if not loads:
+            continue
+        data = obj.section_data(sec)
+        hits = sorted((m.start(), _call_regs(data, m.start())) for m in _REG_CALL.finditer(data))
+        hits = [h for h in hits if h[1]]
+        if not hits:
+            continue
+        dests = sorted((r.offset, d) for r in loads
+                       for d in _load_dest(data, r.offset, r.type in got_types, bits == 32 and r.type == 9))
+        for lo, hi in function_spans(obj, idx, len(data)):
+            here = dests[bisect.bisect_left(dests, (lo,)):bisect.bisect_left(dests, (hi,))]
+            if here and any(regs & {d for o, d in here if o < at + 2} for at, regs in
+                            hits[bisect.bisect_left(hits, (lo,)):bisect.bisect_left(hits, (hi,))]):
+                yield sec, data, lo, hi, [r for r in loads if lo <= r.offset < hi]
+
+
+def may_call_through_register(obj: ElfObject) -> bool:
+    """Whether the object may hold a register-reached call (bytes only)."""
+    return next(candidates(obj), None) is not None
+
+
+def _call_regs(data: bytes, at: int) -> set[int]:
+    """Numbers (low three bits) of the base and index registers of the
+    FF /2 or /4 at `at`."""
+    modrm = data[at + 1]
+    mod, rm = modrm >> 6, modrm & 7
+    if rm != 4:
+        return {rm}
+    if at + 2 >= len(data):
+        return set()
+    sib = data[at + 2]
+    if mod == 0 and sib & 7 == 5:
+        return set()             # disp32(,%index): the relocated field is the object
+    return {sib & 7} | ({(sib >> 3) & 7} if (sib >> 3) & 7 != 4 else set())
+
+
+def _load_dest(data: bytes, o: int, got: bool, gotoff: bool) -> set[int]:
+    """The registers (low three bits) a relocated load of an address at
+    field `o` may write, read from the bytes before it (every reading: the
+    bytes alone cannot tell `8B B8 disp32` from `B8 imm32`): mov $imm, %r
+    (B8+r), mov $imm32, r/m (C7 /0, register), lea with the field as
+    displacement (8D, ModRM or SIB), mov from the GOT (8B: any other mov
+    reads the object's contents); i386's `call *sym@GOTOFF(%reg)` loads
+    and calls at once."""
+    out = set()
+    if o >= 1 and 0xB8 <= data[o - 1] <= 0xBF:
+        out.add(data[o - 1] & 7)
+    if o >= 2 and data[o - 2] == 0xC7 and data[o - 1] >> 6 == 3:
+        out.add(data[o - 1] & 7)
+    ops = (0x8D, 0x8B) if got else (0x8D,)
+    if o >= 2 and data[o - 2] in ops:
+        out.add((data[o - 1] >> 3) & 7)
+    if o >= 3 and data[o - 3] in ops and data[o - 2] & 7 == 4:
+        out.add((data[o - 2] >> 3) & 7)
+    if gotoff and o >= 2 and data[o - 2] == 0xFF and (data[o - 1] >> 3) & 7 in (2, 4):
+        out.add(data[o - 1] & 7)
+    return out
+
+
 def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
     """Every indirect call or jump through a register that a relocated load
     filled with an object's address. `wanted(reloc)` -> (object, value to
@@ -127,77 +199,62 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
     from .copies import _disasm, _norm
     bits = obj.arch.bits
     got_types = set(GOT_RELOCS[bits])          # i386 GOTOFF counts: PIC code's way to a local object
-    addr_types = _ADDR[bits] | got_types
     out: list[RegCall] = []
-    for idx, sec in enumerate(obj.sections):
-        if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
-            continue
-        loads = [r for r in obj.relocations_for(sec.name)
-                 if r.type in addr_types and r.symbol.kind != "STT_FUNC"]
-        if not loads:
-            continue
-        data = obj.section_data(sec)
-        hits = [m.start() for m in _REG_CALL.finditer(data)]
-        if not hits:
-            continue
-        for lo, hi in function_spans(obj, idx, len(data)):
-            fl = [r for r in loads if lo <= r.offset < hi]
-            if not fl or not any(lo <= h < hi for h in hits):
+    for sec, data, lo, hi, fl in candidates(obj, wanted):
+        ins = _disasm(bits, data, lo, hi)
+        at = {i[0]: k for k, i in enumerate(ins)}
+        starts = sorted(at)
+        for r in fl:
+            k = at.get(starts[bisect.bisect_right(starts, r.offset) - 1]) if starts else None
+            if k is None:
                 continue
-            ins = _disasm(bits, data, lo, hi)
-            at = {i[0]: k for k, i in enumerate(ins)}
-            starts = sorted(at)
-            for r in fl:
-                k = at.get(starts[bisect.bisect_right(starts, r.offset) - 1]) if starts else None
-                if k is None:
+            who = _target(obj, r, wanted)
+            if who is None:
+                continue
+            name, base = who
+            got = r.type in got_types
+            addr, size, mnem, text = ins[k]
+            ops = _operands(text)
+            m = _norm(mnem)
+            if m in ("call", "jmp") and text.startswith("*"):
+                mr = mem_regs(text)
+                if mr and mr[1] and bits == 32 and r.type == 9:     # call *sym@GOTOFF(%ebx)
+                    out.append(RegCall(sec.name, addr, size, f"{mnem} {text}", name, r.addend - base,
+                                       re.search(r"%(\w+)", text).group(1), addr, True, k, tuple(ins)))
+                continue
+            if m not in ("mov", "lea") or len(ops) != 2 or not ops[1].startswith("%"):
+                continue
+            if m == "mov" and not got and not ops[0].startswith("$"):
+                continue        # a load of the object's contents, not of its address
+            gotoff = bits == 32 and r.type == 9       # the register holds sym - GOT
+            value = 0 if got and not gotoff else _value(r, addr, size, bits)
+            held = {canon(ops[1])}
+            pushed: list[bool] = []                   # a site's push/pop keeps the value
+            for j in range(k + 1, len(ins)):
+                a2, s2, mn2, t2 = ins[j]
+                o2 = _operands(t2)
+                n2 = _norm(mn2)
+                if n2 == "push" and len(o2) == 1:
+                    pushed.append(o2[0].startswith("%") and canon(o2[0]) in held)
                     continue
-                who = _target(obj, r, wanted)
-                if who is None:
-                    continue
-                name, base = who
-                got = r.type in got_types
-                addr, size, mnem, text = ins[k]
-                ops = _operands(text)
-                m = _norm(mnem)
-                if m in ("call", "jmp") and text.startswith("*"):
-                    mr = mem_regs(text)
-                    if mr and mr[1] and bits == 32 and r.type == 9:     # call *sym@GOTOFF(%ebx)
-                        out.append(RegCall(sec.name, addr, size, f"{mnem} {text}", name, r.addend - base,
-                                           sorted(mr[1])[0], addr, True, k, tuple(ins)))
-                    continue
-                if m not in ("mov", "lea") or len(ops) != 2 or not ops[1].startswith("%"):
-                    continue
-                if m == "mov" and not got and not ops[0].startswith("$"):
-                    continue        # a load of the object's contents, not of its address
-                gotoff = bits == 32 and r.type == 9       # the register holds sym - GOT
-                value = 0 if got and not gotoff else _value(r, addr, size, bits)
-                held = {canon(ops[1])}
-                pushed: list[bool] = []                   # a site's push/pop keeps the value
-                for j in range(k + 1, len(ins)):
-                    a2, s2, mn2, t2 = ins[j]
-                    o2 = _operands(t2)
-                    n2 = _norm(mn2)
-                    if n2 == "push" and len(o2) == 1:
-                        pushed.append(o2[0].startswith("%") and canon(o2[0]) in held)
-                        continue
-                    if n2 == "pop" and len(o2) == 1 and o2[0].startswith("%") and pushed:
-                        (held.add if pushed.pop() else held.discard)(canon(o2[0]))
-                        if not held:
-                            break
-                        continue
-                    if _norm(mn2) in ("call", "jmp") and t2.startswith("*"):
-                        mr = mem_regs(t2)
-                        if mr and mr[1] & held:
-                            out.append(RegCall(sec.name, a2, s2, f"{mn2} {t2}", name,
-                                               value + mr[0] - base, ops[1].lstrip("%"), addr, got,
-                                               j, tuple(ins)))
-                    if _norm(mn2) == "mov" and len(o2) == 2 and o2[0].startswith("%") \
-                            and o2[1].startswith("%") and canon(o2[0]) in held:
-                        held.add(canon(o2[1]))
-                        continue
-                    held -= _written(mn2, o2, bits)
+                if n2 == "pop" and len(o2) == 1 and o2[0].startswith("%") and pushed:
+                    (held.add if pushed.pop() else held.discard)(canon(o2[0]))
                     if not held:
                         break
+                    continue
+                if _norm(mn2) in ("call", "jmp") and t2.startswith("*"):
+                    mr = mem_regs(t2)
+                    if mr and mr[1] & held:
+                        out.append(RegCall(sec.name, a2, s2, f"{mn2} {t2}", name,
+                                           value + mr[0] - base, ops[1].lstrip("%"), addr, got,
+                                           j, tuple(ins)))
+                if _norm(mn2) == "mov" and len(o2) == 2 and o2[0].startswith("%") \
+                        and o2[1].startswith("%") and canon(o2[0]) in held:
+                    held.add(canon(o2[1]))
+                    continue
+                held -= _written(mn2, o2, bits)
+                if not held:
+                    break
     return sorted(set(out), key=lambda c: (c.section, c.offset))
 
 
