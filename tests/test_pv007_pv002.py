@@ -22,7 +22,9 @@ KERNEL = [("k61.c", "x86_64"), ("k61.c", "i386"), ("k2621.c", "i386"),
 
 
 def lint(arch, path):
-    r = run_pvpass("lint", "--arch", arch, "--format", "json", str(path))
+    # i386 code is built without PIE (else gcc reaches the ops through the GOT: PV010)
+    pie = ("--", "-fno-pie") if arch == "i386" else ()
+    r = run_pvpass("lint", "--arch", arch, "--format", "json", str(path), *pie)
     assert "Traceback" not in r.stderr, r.stderr
     return r.returncode, json.loads(r.stdout)["diagnostics"]
 
