@@ -174,3 +174,19 @@ def test_every_kept_copy_is_tabled_or_named(tmp, cfg):
     tabled = read_entries(ElfObject.read(str(out)))
     named = _warnings(r.stderr)
     assert kept and len(tabled) + len(named) == len(kept), (MATRIX[cfg], len(tabled), r.stderr)
+
+
+def test_patch_names_the_copies_the_table_lacks(hand):
+    """`pvpass cc` warned and tabled the rest; `patch` says it again for
+    the copies it cannot reach."""
+    d, src, _ = hand
+    mixed = d / "mixed.c"
+    mixed.write_text(HAND + "void once(void) { PV_VCALL0(irq.irq_enable); }\n")
+    obj = d / "m.o"
+    cc = ["gcc", "-m32", "-O1", "-fno-pie", "-I", str(INCLUDE), "-c", str(mixed), "-o", str(obj)]
+    r = run_pvpass("cc", "--", *cc, env=NOCACHE)
+    assert r.returncode == 0 and len(_warnings(r.stderr)) == 2, r.stderr
+    assert len(read_entries(ElfObject.read(str(obj)))) == 1
+    r = run_pvpass("patch", str(obj), "--source", str(mixed), "--backend", "native", "-o", str(d / "p.o"),
+                   "--", "-O1", "-fno-pie")
+    assert r.returncode == 0 and len(_warnings(r.stderr)) == 2, r.stderr
