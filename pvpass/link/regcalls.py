@@ -22,6 +22,8 @@ import bisect
 import re
 from dataclasses import dataclass
 
+from ..arch import get_arch
+from ..textsplit import split_commas
 from .elfobj import ElfObject, Reloc
 from .tablecheck import GOT_RELOCS
 
@@ -58,31 +60,14 @@ class RegCall:
 
 
 def canon(reg: str) -> str:
-    """%edx, %dx, %dl -> rdx; %r12d -> r12 (one name per register)."""
-    r = reg.lstrip("%")
-    if re.fullmatch(r"r\d+[dwb]?", r):
-        return r.rstrip("dwb")
-    base = {"al": "ax", "bl": "bx", "cl": "cx", "dl": "dx", "sil": "si", "dil": "di",
-            "bpl": "bp", "spl": "sp"}.get(r, r)
-    return "r" + base[-2:] if len(base) >= 2 else base
+    """%edx, %dx, %dl -> rdx; %r12d -> r12 (one name per register: x86-64's
+    names, of which i386's are a subset)."""
+    return get_arch("x86_64").canon_reg(reg) or reg.lstrip("%")
 
 
 def _operands(text: str) -> list[str]:
     """AT&T operands split at top-level commas."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        out.append(cur.strip())
-    return out
+    return [o.strip() for o in split_commas(text) if o.strip()]
 
 
 _MEM = re.compile(r"^\*?(?:%\w+:)?(-?(?:0x[0-9a-f]+|\d+))?\(\s*(%\w+)?\s*(?:,\s*(%\w+)\s*(?:,\s*\d)?)?\s*\)$")
