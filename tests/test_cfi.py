@@ -138,8 +138,8 @@ def test_verify_catches_a_wrong_cfa_offset_in_a_sites_asm(tmp_path):
     src = tmp_path / "bad.c"
     src.write_text(SRC.read_text().replace(
         "#include <pvpass_rt.h>\n",
-        "#include <pvpass_rt.h>\n#undef PVPASS_CALL\n#define PVPASS_CALL "
-        "\".cfi_adjust_cfa_offset 8\\n\\tcall *%[pv_op]\\n\\t.cfi_adjust_cfa_offset -8\"\n", 1))
+        "#include <pvpass_rt.h>\n#undef PVPASS_OPCALL\n#define PVPASS_OPCALL "
+        "\".cfi_adjust_cfa_offset 8\\n\\tcall *%c[pv_op]\\n\\t.cfi_adjust_cfa_offset -8\"\n", 1))
     objs = {}
     for name, s in (("good", SRC), ("bad", src)):
         objs[name] = tmp_path / f"{name}.o"

@@ -170,7 +170,7 @@ def test_pic_is_refused_clearly_and_cc_says_so(tmp, arch, flags, advice):
     src = str(TESTDATA / "pvpass/sites.c")
     obj = gcc_c(TESTDATA / "pvpass/sites.c", tmp / "p.o", arch, ["-O2", *flags])
     kept = len(ops_calls(obj))          # capstone, apart from pvpass's finders
-    assert kept >= 9
+    assert kept
     r = run_pvpass("link", str(obj), "--source", src, "-o", str(tmp / "o.o"), "--", "-O2", *flags)
     assert r.returncode == 2 and "from the GOT" in r.stderr and advice in r.stderr, r.stderr
     assert f"(and {kept - 1} more)" in r.stderr, r.stderr
