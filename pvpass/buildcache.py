@@ -3,13 +3,27 @@
 Key: pvpass's version, the arch, the compiler's identity (each command word
 resolved, with its size and mtime), the flags (without the output name), the
 working directory, the source's path and contents, and what records were
-asked for. An entry holds the headers the compile read (path, size, mtime,
-content hash, taken from the preprocessed text's line markers), the hash of
+asked for. An entry holds the headers the compile read (taken from the
+preprocessed text's line markers), each with its content hash, the hash of
 the object the compiler wrote, and what the link step added to it (or that
-it added nothing). A hit needs no preprocessing and no analysis: the headers
-are stat'ed (hashed only when size or mtime changed), the compiler's fresh
-object is compared with the recorded one, and the recorded sections are
-added to it.
+it added nothing). A hit needs no preprocessing and no analysis: each
+header's contents must be the recorded ones, the compiler's fresh object
+must be the recorded one, and the recorded sections are added to it.
+
+Exact, as ccache's direct mode is unless told to be sloppy: a header is
+decided by its contents, never by size and mtime (`cp -p`, `tar`,
+`rsync -a` and `touch -r` keep those across a change). It stays fast the
+way ccache 4's inode cache does: next to each header's hash the entry keeps
+the stat of the file it hashed (device, inode, size, mtime, ctime); a file
+whose stat is unchanged is not read again, and any change (ctime changes on
+every write and cannot be set back) means hashing it. A file changed within
+two seconds of being hashed gets no stat (timestamps are coarse: a second
+write in the same tick would keep them), so it is hashed on every lookup
+until an entry refreshed later records it. An entry whose headers had to be
+hashed is rewritten with their new stat.
+
+A cache directory is not trusted: an entry that is no regular file (a FIFO,
+a device, a symlink) is a miss and is never opened for a blocking read.
 
 Entries are JSON (data only: loading one cannot run code) with a checksum
 over their contents (a flipped byte is a miss, not a wrong object), written to a
@@ -22,10 +36,12 @@ $XDG_CACHE_HOME/pvpass).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +49,7 @@ from pathlib import Path
 from . import __version__
 from .atomicio import write_atomic
 
-FORMAT = 1
+FORMAT = 2
 _MAX_ENTRY = 64 << 20
 _DEFAULT_LIMIT = 2 << 30
 
@@ -77,10 +93,41 @@ def size_limit() -> int:
         return _DEFAULT_LIMIT
 
 
-def file_hash(path: str) -> str | None:
+@contextlib.contextmanager
+def _regular_file(path, follow: bool = True):
+    """The open file if `path` is a regular file, else None: opened
+    non-blocking (a FIFO planted in a cache directory must not hang a
+    build) and checked with fstat before any read; `follow=False` refuses
+    symlinks too. OSError from reading it reaches the caller."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    except OSError:
+        yield None
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield None
+            return
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            yield f
+    finally:
+        os.close(fd)
+
+
+def read_regular(path, limit: int, follow: bool = True) -> bytes | None:
+    """At most `limit` + 1 bytes of `path` if it is a regular file, else None."""
+    try:
+        with _regular_file(path, follow) as f:
+            return None if f is None else f.read(limit + 1)
+    except OSError:
+        return None
+
+
+def file_hash(path: str) -> str | None:
+    """The SHA-256 of a regular file's contents (None for anything else)."""
+    try:
+        with _regular_file(path) as f:
+            return None if f is None else hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return None
 
@@ -95,25 +142,45 @@ def _identity(word: str) -> str:
         return word
 
 
+_RACY_NS = 2_000_000_000      # a stat this close to the hash is not trusted
+
+
 @dataclass
 class Header:
     path: str
-    size: int
-    mtime: int
     sha: str
+    stat: list[int]       # [dev, ino, size, mtime_ns, ctime_ns] of what was hashed; [] if too new
+
+
+def _stat_id(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def hashed(path: str) -> Header | None:
+    """A header's content hash and the stat it was taken under (None: no
+    such regular file, as `<built-in>`). The stat is taken before and after
+    hashing: a file written meanwhile, or too recently, keeps no stat."""
+    import time
+    try:
+        before = os.stat(path)
+    except OSError:
+        return None
+    sha = file_hash(path)
+    if sha is None:
+        return None
+    try:
+        after = os.stat(path)
+    except OSError:
+        return None
+    sid = _stat_id(after)
+    now = time.time_ns()
+    if sid != _stat_id(before) or max(after.st_mtime_ns, after.st_ctime_ns) > now - _RACY_NS:
+        sid = []
+    return Header(path, sha, sid)
 
 
 def headers_of(paths) -> list[Header]:
-    out = []
-    for p in sorted(set(paths)):
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue                       # <built-in> and friends
-        sha = file_hash(p)
-        if sha is not None:
-            out.append(Header(p, st.st_size, st.st_mtime_ns, sha))
-    return out
+    return [h for h in map(hashed, sorted(set(paths))) if h is not None]
 
 
 class ResultCache:
@@ -142,28 +209,36 @@ class ResultCache:
         if self.dir is None:
             return None
         p = self._path(key)
+        raw = read_regular(p, _MAX_ENTRY, follow=False)
         try:
-            with open(p, "rb") as f:
-                raw = f.read(_MAX_ENTRY + 1)
-            entry = json.loads(raw) if len(raw) <= _MAX_ENTRY else None
-        except (OSError, ValueError, RecursionError):
+            entry = json.loads(raw) if raw is not None and len(raw) <= _MAX_ENTRY else None
+        except (ValueError, RecursionError):
             entry = None
         if not _valid(entry, key):
             self._count("misses")
             return None
-        for path, size, mtime, sha in entry["headers"]:
+        rehashed = False
+        for i, (path, sha, sid) in enumerate(entry["headers"]):
             try:
                 st = os.stat(path)
             except OSError:
                 self._count("misses")
                 return None
-            if (st.st_size, st.st_mtime_ns) != (size, mtime) and file_hash(path) != sha:
+            if sid and _stat_id(st) == sid:
+                continue                      # the file that was hashed, untouched since
+            h = hashed(path)
+            if h is None or h.sha != sha:
                 self._count("misses")
                 return None
-        try:
-            os.utime(p)                       # least recently used goes first
-        except OSError:
-            pass
+            entry["headers"][i] = [path, sha, h.stat]
+            rehashed = True
+        if rehashed:                          # their new stat, so that the next hit reads nothing
+            self._store(key, entry)
+        else:
+            try:
+                os.utime(p)                   # least recently used goes first
+            except OSError:
+                pass
         self._count("hits")
         return entry
 
@@ -172,24 +247,33 @@ class ResultCache:
         if self.dir is None:
             return
         entry = {"format": FORMAT, "key": key, "object": object_sha,
-                 "headers": [[h.path, h.size, h.mtime, h.sha] for h in headers], "value": value,
+                 "headers": [[h.path, h.sha, h.stat] for h in headers], "value": value,
                  "stderr": stderr}
+        if self._store(key, entry) and int(key[2:4], 16) == 0:     # one store in 256 checks the size
+            evict(self.dir.parent, size_limit())
+
+    def _store(self, key: str, entry: dict) -> bool:
         entry["sum"] = _checksum(entry)
         try:
             d = self._path(key).parent
             d.mkdir(parents=True, exist_ok=True)
-            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), durable=False, sweep=False)
+            # through=False: a FIFO planted where the entry goes is replaced, never opened
+            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), durable=False,
+                         sweep=False, through=False)
         except OSError:
-            return                            # a cache that cannot be written is no cache
-        if int(key[2:4], 16) == 0:            # one store in 256 checks the size
-            evict(self.dir.parent, size_limit())
+            return False                      # a cache that cannot be written is no cache
+        return True
 
     def _count(self, what: str) -> None:
         """One byte appended per event: O_APPEND writes do not race."""
         try:
             d = self.dir / "stats"
             d.mkdir(parents=True, exist_ok=True)
-            fd = os.open(d / what, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(d / what, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+                         | os.O_NOFOLLOW, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return
             try:
                 os.write(fd, b".")
             finally:
@@ -213,8 +297,8 @@ def _valid(e, key: str) -> bool:
     if not isinstance(e.get("object"), str) or not isinstance(e.get("headers"), list):
         return False
     for h in e["headers"]:
-        if not (isinstance(h, list) and len(h) == 4 and isinstance(h[0], str)
-                and isinstance(h[1], int) and isinstance(h[2], int) and isinstance(h[3], str)):
+        if not (isinstance(h, list) and len(h) == 3 and isinstance(h[0], str) and isinstance(h[1], str)
+                and isinstance(h[2], list) and len(h[2]) in (0, 5) and all(type(x) is int for x in h[2])):
             return False
     return "value" in e and isinstance(e.get("stderr", ""), str)
 
@@ -232,7 +316,7 @@ def _entries(root: Path):
         for name in files:
             p = os.path.join(dirpath, name)
             try:
-                st = os.stat(p)
+                st = os.lstat(p)       # a symlink planted here is not followed
             except OSError:
                 continue
             yield st.st_mtime, st.st_size, p

@@ -106,6 +106,7 @@ def cmd_scan(argv: list[str]) -> int:
     from .jsonout import dumps, inventory_json
     args, cpp = split_cppflags(argv)
     a = _scan_parser().parse_args(args)
+    _check_output("scan", a.output, [a.source])
     res = scan(a.source, get_arch(a.arch), cpp)
     if a.format == "text":
         from .jsonout import inventory_text
@@ -136,6 +137,7 @@ def cmd_emit(argv: list[str]) -> int:
     from .jsonout import dumps
     args, cpp = split_cppflags(argv)
     a = _emit_parser().parse_args(args)
+    _check_output("emit", a.output, [a.source])
     arch = get_arch(a.arch)
     res = scan(a.source, arch, cpp)
     plan = make_plan(arch, res.inventory, a.nops, builtin=not a.no_builtin)
@@ -178,6 +180,16 @@ def cmd_verify(argv: list[str]) -> int:
     if a.states < 1:
         raise PvError("pvpass verify: --states takes a positive number")
     maps = [_file_at(m) for m in a.map]
+    from .atomicio import guard
+    with guard():            # a signal removes the temporary build directory
+        return _verify(a, cpp, maps)
+
+
+def _verify(a, cpp: list[str], maps) -> int:
+    from .diag import EXIT_FINDINGS
+    from .verify.build import build_for_verify, is_elf
+    from .verify.declared import declarations, elf_arch
+    from .verify.run import verify
     if is_elf(a.file):
         if cpp and not a.source:
             raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
@@ -186,6 +198,10 @@ def cmd_verify(argv: list[str]) -> int:
             return kernel
         decl = declarations(a.source, get_arch(a.arch or elf_arch(a.file)), cpp) if a.source else None
         rep = verify(a.file, a.backend, a.seed, a.states, a.arch, maps, decl)
+    elif not a.file.endswith((".c", ".i")):
+        import os
+        what = "an empty file" if os.path.getsize(a.file) == 0 else "not an ELF file"
+        raise PvError(f"{a.file}: {what}: verify takes an object, a program or a C source (.c)")
     else:
         if a.source:
             raise PvError("pvpass verify: --source is for an object; a C source is its own")
@@ -251,6 +267,7 @@ def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool =
     from .link.elfobj import ElfObject
     args, cpp = split_cppflags(argv)
     a = p.parse_args(args)
+    _check_output(p.prog.split()[-1], getattr(a, "output", None), [a.object, a.source])
     obj = ElfObject.read(a.object)
     _check_arch(a.object, obj.arch.name, a.arch)
     if kernel and a.source is None:
@@ -275,7 +292,7 @@ def _patch_parser():
 
 @command("patch", PATCH_HELP, _patch_parser)
 def cmd_patch(argv: list[str]) -> int:
-    from .atomicio import write_atomic
+    from .atomicio import write_output
     from .patch.aot import patch_object
     a, obj, res = _object_and_scan(_patch_parser(), argv, kernel=True)
     if res is None:
@@ -283,7 +300,7 @@ def cmd_patch(argv: list[str]) -> int:
         data = patch_bytes(obj, a.backend)
     else:
         data = patch_object(obj, res, a.backend)
-    write_atomic(a.output, data, mode=0o644)
+    write_output(a.output, data, mode=0o644)
     return EXIT_OK
 
 
@@ -319,11 +336,11 @@ def _link_parser():
 
 @command("link", LINK_HELP, _link_parser)
 def cmd_link(argv: list[str]) -> int:
-    from .atomicio import write_atomic
+    from .atomicio import write_output
     from .link.step import link_object
     a, obj, res = _object_and_scan(_link_parser(), argv)
     result = link_object(obj, res, a.builtin)
-    write_atomic(a.output, result.data, mode=0o644)
+    write_output(a.output, result.data, mode=0o644)
     return EXIT_OK
 
 
@@ -489,9 +506,11 @@ def cmd_lint(argv: list[str]) -> int:
         raise PvError("pvpass lint: give files or directories, or -p BUILD_DIR")
     if a.jobs < 1:
         raise PvError("pvpass lint: -j takes a positive number")
+    _check_output("lint", a.output, a.paths)
     results = runner.run(a.paths, a.arch, cpp, a.jobs, a.build_dir, a.ops)
     if not results:
         raise PvError("pvpass lint: no C files found")
+    _check_output("lint", a.output, [r.path for r in results])    # the files found below a directory
     diags, code = runner.finish(results, a.werror)
     if a.format == "text":
         report = runner.render_text(diags, len(results))
@@ -505,10 +524,16 @@ def cmd_lint(argv: list[str]) -> int:
     return code
 
 
+def _check_output(cmd: str, path: str | None, inputs: list[str]) -> None:
+    if path:
+        from .atomicio import check_output
+        check_output(f"pvpass {cmd}", path, inputs)
+
+
 def write_output(path: str | None, text: str) -> int:
     if path:
-        from .atomicio import write_atomic
-        write_atomic(path, text)
+        from . import atomicio
+        atomicio.write_output(path, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK

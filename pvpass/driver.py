@@ -22,7 +22,18 @@ some warning columns, and with -g writes other DW_AT_decl_column values
 would no longer be those of the build as written.
 
 Anything else (linking, -E, -S, -M/-MM, several sources, assembler input)
-passes through untouched."""
+passes through untouched.
+
+All or nothing, as a compiler is: the compiler writes each object to a
+temporary file beside it (`.NAME.PID.XXXXXXXX.tmp`, pvpass/atomicio.py), and
+only a finished object (tabled, or needing no table) is renamed into place.
+A failure, a signal (passed on to the compiler first), a full disk or a CPU
+limit leaves no object, and the exit code is non-zero; SIGKILL leaves at
+most the temporary file, which the next compile of that object removes. The
+names gcc derives from `-o` are given to it explicitly (`-dumpdir`,
+`-dumpbase`: .gcda, .dwo, .su, -save-temps files; `-MF`/`-MQ` for -MD), so
+that its object, dependency file and side outputs are those of a plain
+build (`tests/test_files.py` compares them)."""
 from __future__ import annotations
 
 import os
@@ -52,7 +63,7 @@ _LANG_C = ("c", "cpp-output")
 
 class Compile:
     """One compiler command, taken apart."""
-    __slots__ = ("compiler", "args", "sources", "source_at", "out", "compile_only")
+    __slots__ = ("compiler", "args", "sources", "source_at", "out", "compile_only", "work")
 
     def __init__(self, compiler: list[str], args: list[str]) -> None:
         self.compiler = compiler         # e.g. ["ccache", "gcc"]
@@ -61,6 +72,7 @@ class Compile:
         self.source_at: list[int] = []   # where each source is in args
         self.out: str | None = None
         self.compile_only = False
+        self.work: str | None = None     # the file the compiler writes (a temporary beside the object)
 
     def each(self) -> list["Compile"]:
         """One compile per source, as `gcc -c a.c b.c` writes a.o and b.o:
@@ -80,6 +92,10 @@ class Compile:
         return self.out or os.path.splitext(os.path.basename(self.sources[0]))[0] + ".o"
 
     @property
+    def written(self) -> str:
+        return self.work or self.object
+
+    @property
     def real_compiler(self) -> str:
         return self.compiler[-1]
 
@@ -87,6 +103,36 @@ class Compile:
         from .arch import host_arch_name
         m = [a for a in self.args if a in ("-m32", "-m64", "-mx32")]
         return {"-m32": "i386", "-m64": "x86_64"}.get(m[-1] if m else "", host_arch_name())
+
+    def temp_args(self, tmp: str) -> list[str]:
+        """The compiler's arguments writing the object to `tmp`, with every
+        name gcc derives from -o given as the real object's."""
+        out, i, a = [], 0, self.args
+        while i < len(a):
+            if a[i] == "-o":
+                i += 2
+                continue
+            if not (a[i].startswith("-o") and len(a[i]) > 2):
+                out.append(a[i])
+            i += 1
+        real = self.object
+        given = set(a) | {x[:3] for x in a}
+        if given & {"-MD", "-MMD"}:           # the driver's -MD: file and target named after -o
+            if not given & {"-MF"}:
+                out += ["-MF", _dep_name(self.out, self.sources[0])]
+            if not given & {"-MT", "-MQ"}:
+                out += ["-MQ", real]
+        if "clang" not in os.path.basename(self.real_compiler):     # gcc >= 11's aux names (clang
+            # has no -dumpbase-ext; its -gsplit-dwarf .dwo is named after the temporary)
+            d, base = os.path.split(real)
+            if "-dumpdir" not in given and d:
+                out += ["-dumpdir", d + "/"]
+            if "-dumpbase" not in given:
+                ext = os.path.splitext(self.sources[0])[1]
+                out += ["-dumpbase", os.path.splitext(base)[0] + ext]
+                if "-dumpbase-ext" not in given and ext:
+                    out += ["-dumpbase-ext", ext]
+        return out + ["-o", tmp]
 
     def cpp_argv(self) -> list[str]:
         """The preprocessor run: the user's flags, minus outputs and dependency files."""
@@ -96,7 +142,7 @@ class Compile:
             if x in _DROP_WITH_ARG:
                 i += 2
                 continue
-            if not (x in _DROP or x.startswith(("-Wp,-M", "-MF", "-MT", "-MQ", "-save-temps"))):
+            if not (x in _DROP or x.startswith(("-Wp,-M", "-MF", "-MT", "-MQ", "-save-temps", "-o"))):
                 out.append(x)
             i += 1
         return out
@@ -109,10 +155,20 @@ class Compile:
             if self.args[i] in ("-o", "-MF", "-MT", "-MQ"):
                 i += 2
                 continue
-            if not self.args[i].startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+            if not self.args[i].startswith(("-Wp,-MD,", "-Wp,-MMD,", "-o")):
                 out.append(self.args[i])
             i += 1
         return out
+
+
+def _dep_name(out: str | None, source: str) -> str:
+    """gcc's name for -MD's file: -o's with its suffix made .d (the spec
+    `%{o*:%.d%*}`), else the source's base name with .d (`%b.d`)."""
+    if out is None:
+        return os.path.splitext(os.path.basename(source))[0] + ".d"
+    d, base = os.path.split(out)
+    dot = base.rfind(".")
+    return os.path.join(d, (base[:dot] if dot >= 0 else base) + ".d")
 
 
 _CPP_WITH_ARG = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter"}
@@ -156,7 +212,9 @@ def parse_compile(argv: list[str]) -> Compile:
                 lang = a[i + 1]
             i += 2
             continue
-        if x.startswith("-x") and len(x) > 2:
+        if x.startswith("-o") and len(x) > 2:
+            c.out = x[2:]
+        elif x.startswith("-x") and len(x) > 2:
             lang = x[2:]
         elif not x.startswith("-") or x == "-":
             if lang in _LANG_C or (lang is None and x.endswith((".c", ".i"))):
@@ -200,7 +258,7 @@ def _records_option(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]
     their own backends unless it is given."""
     records = os.environ.get("PVPASS_RECORDS")
     while argv and argv[0].startswith("--records"):
-        if argv[0] == "--records" and len(argv) > 1:
+        if argv[0] == "--records" and len(argv) > 1 and argv[1] != "--":
             records, argv = argv[1], argv[2:]
         elif argv[0].startswith("--records="):
             records, argv = argv[0].split("=", 1)[1], argv[1:]
@@ -217,6 +275,8 @@ def run_cc(argv: list[str]) -> int:
         argv = argv[1:]
     if not argv:
         raise PvError("pvpass cc: expected a compiler command after '--'")
+    if not argv[0]:
+        raise PvError("pvpass cc: the compiler name is empty")
     c = parse_compile(argv)
     if len(c.compiler) > 1:          # the compiler behind a wrapper: say so ourselves
         from . import tools
@@ -227,19 +287,90 @@ def run_cc(argv: list[str]) -> int:
             os.execvp(argv[0], argv)      # nothing for the pass: become the compiler
         except OSError as e:
             raise ToolMissing(argv[0], e.strerror) from None
-    rc = _call(argv)
-    if rc != 0:
-        return rc                # the compiler's diagnostics were the ones that mattered
-    units = c.each()
+    from .atomicio import guard, same_file
+    for u in c.each():
+        for src in c.sources:
+            if same_file(u.object, src):      # the compiler would say so, but it writes elsewhere
+                raise PvError(f"pvpass cc: input file '{src}' is the same as output file")
+    with guard():
+        rc = 0
+        for u in c.each():                # gcc -c a.c b.c: one compile per object, as gcc runs them
+            rc = _compile_one(u, records) or rc
+        return rc
+
+
+def _compile_one(u: Compile, records) -> int:
+    """Compile one source to a temporary file beside its object, finish it,
+    rename it into place; on any failure remove it."""
+    from . import atomicio
+    obj = u.object
+    if _regular(obj) is False:               # -o /dev/null (kbuild's probes), a pipe: written
+        return _call([*u.compiler, *u.args])  # directly, nothing to add
+    atomicio.remove_stale(obj)               # of runs killed with SIGKILL
     try:
-        for u in units:
-            if _regular(u.object) is not False:  # -o /dev/null (kbuild's probes), a pipe: nothing to add
-                _after_compile(u, records)
-    except PvError:
-        for u in units:
-            _remove(u.object)    # like a failed compile: no object
+        tmp = u.work = atomicio.temp_file(obj)
+    except OSError:          # no such directory, read-only: the compiler says so; should it
+        tmp = None           # still write the object, that is finished in place
+    try:
+        rc = _call([*u.compiler, *(u.temp_args(tmp) if tmp else u.args)])
+        if rc != 0 or not _regular(u.written):   # as gcc fails: an older object stays
+            if tmp:
+                atomicio.forget(tmp, unlink=True)
+            return rc
+        # From here a failure, even SIGKILL, leaves no object at all, as gcc's
+        # assembler has truncated an older one by now: it would pass for
+        # this compile's.
+        mode = _new_mode(obj)
+        if tmp and _regular(obj):
+            os.unlink(obj)
+        _phase("compiled")
+        _after_compile(u, records)
+        _phase("finished")
+        if tmp:
+            os.chmod(tmp, mode)
+            os.replace(tmp, obj)
+            atomicio.forget(tmp)
+    except BaseException as e:
+        if tmp:
+            atomicio.forget(tmp, unlink=True)
+        elif _regular(obj):
+            _remove(obj)
+        if isinstance(e, OSError):           # a full disk, a file size limit
+            raise PvError(f"{obj}: {e.strerror}") from None
         raise
     return 0
+
+
+def _new_mode(obj: str) -> int:
+    """The mode the compiler gives its output: an existing file keeps its
+    own (it is truncated and rewritten), a new one gets 0666 minus umask."""
+    import stat
+    try:
+        st = os.lstat(obj)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _phase(name: str) -> None:
+    """Tests set PVPASS_TEST_PAUSE=PHASE:FILE to be told (FILE is created)
+    when a compile reaches PHASE, and kill it there."""
+    spec = os.environ.get("PVPASS_TEST_PAUSE")
+    if spec and spec.split(":", 1)[0] == name:
+        open(spec.split(":", 1)[1], "w").close()
+        import time
+        time.sleep(60)
 
 
 def _after_compile(c: Compile, records) -> None:
@@ -253,7 +384,7 @@ def _after_compile(c: Compile, records) -> None:
     from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.regcalls import may_call_through_register
     from .link.tablecheck import call_candidates, check_table, confirmed_call
-    data = _read(c.object)
+    data = _read(c.written, c.object)
     try:
         obj = ElfObject(c.object, data)
     except UnsupportedTarget as e:   # the compiler's own object for a target pvpass does not table
@@ -281,7 +412,7 @@ def _after_compile(c: Compile, records) -> None:
     hit = cache.get(key) if key else None
     if hit is not None and hit["object"] == _sha(data):
         try:
-            _apply(c.object, data, hit["value"])
+            _apply(c, data, hit["value"])
             sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
             return
         except Exception:        # the entry is untrusted data: failing to apply it is a miss
@@ -321,24 +452,34 @@ def _untabled_warning(c: Compile, what: str, why: str, n: int | None = None) -> 
 def _call(argv: list[str]) -> int:
     """Run the compiler and wait: subprocess.call's result (-N: killed by
     signal N) without importing subprocess (~10 ms on every compile)."""
+    import signal
+    from .atomicio import _children
+    # blocked until the child is registered, so that a signal is passed on
+    # to it; the child starts with nothing blocked
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ)
+        pid = os.posix_spawnp(argv[0], argv, os.environ, setsigmask=())
+        _children.add(pid)
     except OSError as e:
         raise ToolMissing(argv[0], e.strerror) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
     try:
         _, status = os.waitpid(pid, 0)
     except KeyboardInterrupt:         # the compiler got the same ^C: let it finish dying
         os.waitpid(pid, 0)
         raise
+    finally:
+        _children.discard(pid)
     return os.waitstatus_to_exitcode(status)
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, name: str | None = None) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise PvError(f"{path}: {e.strerror}") from None
+        raise PvError(f"{name or path}: {e.strerror}") from None
 
 
 def _sha(data: bytes) -> str:
@@ -369,7 +510,7 @@ def _analyse(c: Compile, obj, kernel: bool, records) -> tuple[object, list[str]]
     if not plan.sections:
         return None, headers
     value = _plan_json(plan)     # before writing: the writer fills REL addends in
-    _add_sections(c.object, obj, plan.sections, plan.symbols)
+    _add_sections(c.written, obj, plan.sections, plan.symbols)
     return value, headers
 
 
@@ -407,20 +548,23 @@ def _plan_from_json(v: dict):
     return secs, syms
 
 
-def _apply(path: str, data: bytes, value) -> None:
+def _apply(c: Compile, data: bytes, value) -> None:
     """Add a cached result's sections to the compiler's object (None: nothing)."""
     if value is None:
         return
     from .link.elfobj import ElfObject
     secs, syms = _plan_from_json(value)
-    _add_sections(path, ElfObject(path, data), secs, syms)
+    _add_sections(c.written, ElfObject(c.object, data), secs, syms)
 
 
 def _add_sections(path: str, obj, secs, syms) -> None:
-    from .atomicio import write_atomic
+    """Rewrite the compiler's object, a temporary file no one else sees
+    (renamed into place when finished): written in place; no fsync, as the
+    compiler does not sync the objects of a build either."""
     from .link.elfwrite import add_sections
-    # no fsync: the compiler does not sync the objects of a build either
-    write_atomic(path, add_sections(obj, secs, syms), durable=False)
+    data = add_sections(obj, secs, syms)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _regular(path: str) -> bool | None:
@@ -433,9 +577,3 @@ def _regular(path: str) -> bool | None:
         return None
 
 
-def _remove(path: str) -> None:
-    if _regular(path):           # never a device: `-o /dev/null` run as root
-        try:
-            os.unlink(path)
-        except OSError:
-            pass

@@ -11,7 +11,9 @@ resolves only pycparser's and pycparserext's AST node classes and their
 Coord (so loading an entry cannot run code), and checked node by node against the shape pycparser
 gives its nodes (attributes hold strings, children hold nodes). Any
 entry that fails to load or to check, for whatever reason, is a miss and is
-parsed again; an AST too deep to pickle is not cached.
+parsed again; an AST too deep to pickle is not cached. An entry that is no
+regular file (a FIFO, a device, a symlink) is a miss, never opened for a
+blocking read, and a store replaces it.
 """
 from __future__ import annotations
 
@@ -173,12 +175,9 @@ class ParseCache:
         got = self._mem.get(key)
         if got is not None:
             return got
-        try:
-            with open(self.dir / key[:2] / key, "rb") as f:
-                data = f.read(_MAX_ENTRY + 1)
-        except OSError:
-            return None
-        got = loads(data, key) if len(data) <= _MAX_ENTRY else None
+        from .buildcache import read_regular
+        data = read_regular(self.dir / key[:2] / key, _MAX_ENTRY, follow=False)   # a FIFO is a miss
+        got = loads(data, key) if data is not None and len(data) <= _MAX_ENTRY else None
         if got is not None:
             self._remember(key, got)
         return got
@@ -198,7 +197,7 @@ class ParseCache:
         try:
             d = self.dir / key[:2]
             d.mkdir(parents=True, exist_ok=True)
-            write_atomic(d / key, data, durable=False, sweep=False)     # a torn entry is a miss
+            write_atomic(d / key, data, durable=False, sweep=False, through=False)     # a torn entry is a miss
         except OSError:
             pass            # a cache that cannot be written is no cache
 

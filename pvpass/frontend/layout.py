@@ -80,7 +80,7 @@ class TypeEnv:
         for td in walk(pc.ast, c_ast.Typedef):
             if td.name == name:
                 with self._laying_out(("typedef", name), f"type '{name}'", loc):
-                    t = self.from_decl_type(td.type, pc)
+                    t = self._type(td.type, pc)
                 self._typedefs[name] = t
                 return t
         raise PvError(f"cannot find the definition of type '{name}'", loc)
@@ -169,13 +169,29 @@ class TypeEnv:
         return Loc(c.file, c.line, c.column or 0)
 
     def from_decl_type(self, node, pc: ParsedChunk) -> CType:
+        """The layout of a declared type. Recursive, three frames per level
+        of nesting: a type nested past Python's limit (gcc takes thousands
+        of levels) is laid out again on a deep stack, as deep parses are;
+        beyond that, one error."""
+        try:
+            return self._type(node, pc)
+        except RecursionError:
+            pass
+        from .deep import deep_call
+        try:
+            return deep_call(self._type, node, pc)
+        except RecursionError:
+            raise PvError("type nested too deep for pvpass's layout (it follows about "
+                          "100,000 levels)", self.loc(node)) from None
+
+    def _type(self, node, pc: ParsedChunk) -> CType:
         if isinstance(node, c_ast.TypeDecl):
-            return self.from_decl_type(node.type, pc)
+            return self._type(node.type, pc)
         if isinstance(node, c_ast.PtrDecl):
             return CType("ptr", self.arch.ptr_size, self.arch.ptr_size, "*",
                          elem=self._pointee(node.type, pc))
         if isinstance(node, c_ast.ArrayDecl):
-            elem = self.from_decl_type(node.type, pc)
+            elem = self._type(node.type, pc)
             n = self.const(node.dim, pc) if node.dim is not None else 0
             return CType("array", elem.size * n, elem.align, elem.name + "[]", elem=elem, count=n)
         if isinstance(node, c_ast.IdentifierType):
@@ -197,7 +213,7 @@ class TypeEnv:
         if type(node).__name__ in ("FuncDecl", "FuncDeclExt"):
             return CType("func", 1, 1, "function", func=node)
         if isinstance(node, c_ast.Typename):
-            return self.from_decl_type(node.type, pc)
+            return self._type(node.type, pc)
         raise PvError(f"cannot lay out a type written as {type(node).__name__}", self.loc(node))
 
     def _pointee(self, node, pc: ParsedChunk) -> CType:
@@ -208,7 +224,7 @@ class TypeEnv:
         if isinstance(inner, (c_ast.Struct, c_ast.Union)) and inner.decls is None:
             return CType("struct", 0, 1, inner.name or "")
         try:
-            return self.from_decl_type(node, pc)
+            return self._type(node, pc)
         except PvError:
             return CType("void", 0, 1, "?")
 
@@ -250,7 +266,7 @@ class TypeEnv:
         size_bits = 0
         align = 1
         for d in node.decls or []:
-            t = self.from_decl_type(d.type, pc)
+            t = self._type(d.type, pc)
             m_packed, m_aligned = self._member_attrs(d, pc)
             packed = s_packed or m_packed
             falign = 1 if packed else t.align
@@ -358,7 +374,7 @@ class TypeEnv:
             return self.enum_const(e.name, loc)
         if isinstance(e, c_ast.Cast):
             v = self.const(e.expr, pc)
-            t = self.from_decl_type(e.to_type.type, pc)
+            t = self._type(e.to_type.type, pc)
             if t.kind in ("int", "enum", "ptr") and t.size < 8:
                 v &= (1 << (t.size * 8)) - 1
             return v
@@ -380,14 +396,14 @@ class TypeEnv:
             return c if e.iftrue is None else self.const(e.iftrue, pc)      # GNU `c ?: y`
         if isinstance(e, c_ast.FuncCall) and isinstance(e.name, c_ast.ID) and e.name.name == "offsetof":
             t_node, desig = e.args.exprs
-            return self.offsetof(self.from_decl_type(t_node.type, pc), desig, pc)[0]
+            return self.offsetof(self._type(t_node.type, pc), desig, pc)[0]
         if isinstance(e, c_ast.ExprList) and e.exprs:
             return self.const(e.exprs[-1], pc)
         return _bad(e, loc)
 
     def type_of_operand(self, e, pc) -> CType:
         if isinstance(e, c_ast.Typename):
-            return self.from_decl_type(e.type, pc)
+            return self._type(e.type, pc)
         raise PvError("sizeof of an expression is not supported here", self.loc(e))
 
     def offsetof(self, t: CType, desig, pc) -> tuple[int, CType, list[str]]:

@@ -73,7 +73,15 @@ def is_callee_save_slot(t: CType) -> bool:
 
 
 def _collect(t: CType, prefix: str, base: int, psize: int, out: list[Op], words) -> None:
-    for m in t.members:
+    """The ops of `t` in declaration order, depth first; iterative, as
+    structs nest as deep as gcc takes them."""
+    stack = [(t, prefix, base, 0)]
+    while stack:
+        t, prefix, base, i = stack.pop()
+        if i >= len(t.members):
+            continue
+        stack.append((t, prefix, base, i + 1))
+        m = t.members[i]
         path = f"{prefix}{m.name}" if m.name else prefix.rstrip(".")
         off = base + m.offset
         mt = m.ctype
@@ -83,7 +91,7 @@ def _collect(t: CType, prefix: str, base: int, psize: int, out: list[Op], words)
         elif is_callee_save_slot(mt):
             out.append(Op(path, off // psize, off, True, None, None, m.loc))
         elif mt.kind in ("struct", "union"):
-            _collect(mt, f"{path}." if path else "", off, psize, out, words)
+            stack.append((mt, f"{path}." if path else "", off, 0))
 
 
 def _prototype(fd, words) -> tuple[int | None, bool | None]:

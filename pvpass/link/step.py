@@ -212,7 +212,12 @@ def link_backends(arch: Arch, inv, builtin: bool, records: tuple[str, ...] | Non
     c-calls only on request (its c_calls_* functions are the user's).
     `records`, when given, names exactly the backends to record."""
     if records is not None:
-        return [b for b in all_backends(arch, inv, True) if b.name in records]
+        have = all_backends(arch, inv, True)
+        unknown = sorted(set(records) - {b.name for b in have})
+        if unknown:
+            raise PvError(f"--records: no backend {', '.join(map(repr, unknown))} "
+                          f"(this source has: {', '.join(sorted(b.name for b in have)) or 'none'})")
+        return [b for b in have if b.name in records]
     return all_backends(arch, inv, True if builtin else ("native",))
 
 

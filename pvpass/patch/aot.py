@@ -35,6 +35,8 @@ class PatchedCopy:
 def plan_copies(obj: ElfObject, res: ScanResult, backend: str) -> list[PatchedCopy]:
     inv = res.inventory
     backends = {b.name: b for b in all_backends(obj.arch, inv)}
+    if not backends:
+        raise PvError(f"no backend '{backend}': the source has no backends (it annotates no paravirt site)")
     if backend not in backends:
         raise PvError(f"no backend '{backend}' (have: {', '.join(sorted(backends))})")
     b = backends[backend]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from ..arch import Arch
+from ..atomicio import temp_dir
 from .. import tools
 from ..diag import PvError
 from ..frontend.preprocess import default_cc, include_dir
@@ -38,7 +38,9 @@ def build_for_verify(source: str, arch: Arch, cpp: list[str]):
     if any(dg.level == "error" for dg in diags):
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="pvpass-verify-") as d:
+    # removed on exit, by SIGTERM/SIGINT/SIGHUP (cli's guard), and after a
+    # SIGKILL by the next run
+    with temp_dir("verify") as d:
         obj = os.path.join(d, "site.o")
         cc = default_cc()
         cmd = [cc, arch.gcc_flag, "-O2", "-fno-pie", "-c", source, "-o", obj, "-I", str(include_dir()), *cpp]
