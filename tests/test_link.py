@@ -89,9 +89,12 @@ def test_idempotent_and_in_place(tmp):
     once = link(tmp, obj, "pvpass/sites.c", tmp / "once.o", "-O2")
     twice = link(tmp, once, "pvpass/sites.c", tmp / "twice.o", "-O2")
     assert once.read_bytes() == twice.read_bytes()
+    # in place is refused, as gcc refuses an output that is an input
     shutil.copy(obj, tmp / "inplace.o")
-    link(tmp, tmp / "inplace.o", "pvpass/sites.c", tmp / "inplace.o", "-O2")
-    assert (tmp / "inplace.o").read_bytes() == once.read_bytes()
+    r = run_pvpass("link", str(tmp / "inplace.o"), "--source", str(TESTDATA / "pvpass/sites.c"),
+                   "-o", str(tmp / "inplace.o"), "--", "-O2")
+    assert r.returncode == 2 and "is the same as output file" in r.stderr, r.stderr
+    assert (tmp / "inplace.o").read_bytes() == obj.read_bytes()
     again = link(tmp, obj, "pvpass/sites.c", tmp / "again.o", "-O2")
     assert again.read_bytes() == once.read_bytes()        # deterministic
 
@@ -101,8 +104,10 @@ def test_killed_mid_write_leaves_input_intact(tmp):
     before = obj.read_bytes()
     env = dict(os.environ, PVPASS_TEST_WRITE_DELAY="30")
     import sys
+    out = tmp / "out.o"
+    out.write_bytes(b"an older output")
     p = subprocess.Popen([sys.executable, "-m", "pvpass", "link", str(obj), "--source",
-                          str(TESTDATA / "pvpass/sites.c"), "-o", str(obj), "--", "-O2"],
+                          str(TESTDATA / "pvpass/sites.c"), "-o", str(out), "--", "-O2"],
                          env=env, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and not any(f.name.endswith(".tmp") for f in tmp.iterdir()):
@@ -111,7 +116,7 @@ def test_killed_mid_write_leaves_input_intact(tmp):
     assert 0 < tmpfile.stat().st_size
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert obj.read_bytes() == before
+    assert obj.read_bytes() == before and out.read_bytes() == b"an older output"
 
 
 BAD = [
