@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import elfmut  # noqa: E402
+import filesfuzz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "testdata"
@@ -39,7 +40,8 @@ INCLUDE = ROOT / "pvpass" / "include"
 REPRO = TESTDATA / "bad" / "fuzz"
 C_TARGETS = ("scan", "lint", "emit", "verify", "cc")
 OBJ_TARGETS = ("link", "table", "show", "patch")
-TARGETS = C_TARGETS + OBJ_TARGETS
+# files and processes around `pvpass cc`: kills, a full disk, a poisoned cache (filesfuzz.py)
+TARGETS = C_TARGETS + OBJ_TARGETS + ("files",)
 MEMORY = 2 << 30
 
 # C sources to mutate (with the directory their includes are relative to)
@@ -226,6 +228,9 @@ class Corpus:
                                  elfmut.fields(base), elfmut.fields(linked)))
 
     def case(self, rng: random.Random, target: str) -> Case:
+        if target == "files":
+            src, flags, how = filesfuzz.scenario(rng)
+            return Case(target, (TESTDATA / src).read_bytes(), ".c", src, flags, how)
         if target in C_TARGETS:
             src = rng.choice(C_CORPUS)
             text, how = mutate_c(rng, self.sources[src])
@@ -268,6 +273,8 @@ def _readelf_complaints(path: Path) -> str:
 
 
 def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
+    if case.target == "files":
+        return _run_files(case, timeout, env)
     with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
         d = Path(d)
         inp = d / f"input{case.suffix}"
@@ -314,6 +321,18 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         return res
 
 
+def _run_files(case: Case, timeout: float, env: dict | None) -> Result:
+    with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
+        t0 = time.monotonic()
+        env = dict(env or os.environ)
+        env.pop("PVPASS_CACHE_DIR", None)       # each scenario has its own cache, or none
+        env["PVPASS_CACHE"] = "0" if not case.how.startswith(("cache", "header")) else "1"
+        rc, err, problems = filesfuzz.run(case.source, case.data, case.cflags, case.how, Path(d), timeout,
+                                          env, _limits)
+        res = Result(case, not problems, "; ".join(problems), rc, time.monotonic() - t0, err[-4000:])
+        return res
+
+
 def signature(res: Result) -> str:
     """Findings that look alike are saved once."""
     p = re.sub(r"0x[0-9a-f]+|\d+", "N", res.problem)
@@ -337,7 +356,7 @@ def load(meta_path: Path) -> Case:
     meta = json.loads(meta_path.read_text())
     data = (meta_path.parent / meta["input"]).read_bytes()
     suffix = Path(meta["input"]).suffix
-    if suffix == ".c":
+    if suffix == ".c" and meta["target"] != "files":
         cflags = ["-I", str((TESTDATA / meta["source"]).parent), "-I", str(INCLUDE)]
     else:
         cflags = meta["cflags"]
