@@ -264,11 +264,11 @@ def _check_arch(path: str, have: str, want: str | None) -> None:
 
 def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool = False):
     from .frontend.scan import scan
-    from .link.elfobj import ElfObject
+    from .link.tableread import read_checked
     args, cpp = split_cppflags(argv)
     a = p.parse_args(args)
     _check_output(p.prog.split()[-1], getattr(a, "output", None), [a.object, a.source])
-    obj = ElfObject.read(a.object)
+    obj = read_checked(a.object)
     _check_arch(a.object, obj.arch.name, a.arch)
     if kernel and a.source is None:
         from .kernel.image import is_kernel_image

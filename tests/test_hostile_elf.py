@@ -34,7 +34,7 @@ def objs(tmp_path_factory):
     d = tmp_path_factory.mktemp("objs")
     base = gcc_c(SRC, d / "p.o", "x86_64", ["-O2", "-fno-pie"])
     linked = d / "l.o"
-    r = pvpass("link", str(base), "--source", str(SRC), "-o", str(linked))
+    r = pvpass("link", str(base), "--source", str(SRC), "--builtin", "-o", str(linked))
     assert r.returncode == 0, r.stderr
     return base.read_bytes(), linked.read_bytes()
 
@@ -51,9 +51,34 @@ def _sym(data: bytes, symbol: str, field: str, value: int) -> bytes:
     return _set(data, f"sym[{elfmut.symbol_index(data, symbol)}].{field}", value)
 
 
-def _rel_sym(data: bytes, value: int) -> bytes:
-    f = elfmut.find(data, ".rela.text[0].r_info")
+def _rel_sym(data: bytes, value: int, section: str = ".rela.text") -> bytes:
+    f = elfmut.find(data, f"{section}[0].r_info")
     return elfmut.set_field(data, f, (value << 32) | (f.value & 0xFFFFFFFF))
+
+
+def _record(data: bytes, field: int, value: int, symbol: str | None = None) -> bytes:
+    """Set the addend of the relocation of pointer `field` (0 backend name,
+    1 code, 2 target) of the first patch record that has one (against
+    `symbol`, when named)."""
+    rels = [f for f in elfmut.fields(data) if f.name.startswith(".rela.pvpass.patches[")]
+    for f in rels:
+        if f.name.endswith("r_offset") and f.value % 32 == 8 * field:
+            info = next(g for g in rels if g.name == f.name.replace("r_offset", "r_info"))
+            if symbol is None or info.value >> 32 == _symbol(data, symbol):
+                return _set(data, f.name.replace("r_offset", "r_addend"), value)
+    raise AssertionError("no such record")
+
+
+def _symbol(data: bytes, name: str) -> int:
+    """A symbol's index; a section's name gives its section symbol."""
+    if not name.startswith("."):
+        return elfmut.symbol_index(data, name)
+    sec = elfmut.section_index(data, name)
+    return next(int(f.name[4:f.name.index("]")]) for f in elfmut.fields(data)
+                if f.name.startswith("sym[") and f.name.endswith("st_shndx") and f.value == sec)
+
+
+LINKED = ("patch", "show", "table", "verify")
 
 
 # (id, which object, mutation, commands, message fragment)
@@ -80,6 +105,20 @@ CASES = [
     ("shoff-past-end", 0, lambda d: _set(d, "e_shoff", len(d) - 10), ("link", "table"),
      "past the end of the file"),
     ("not-elf", 0, lambda d: b"!<arch>\n" + d[8:], ("link", "table"), "not an ELF file"),
+    # issue 15: sections no command reads are still copied (link, patch) or
+    # vouched for (verify), so they are checked as well
+    ("eh-frame-reloc-symbol", 1, lambda d: _rel_sym(d, 0x123456, ".rela.eh_frame"), ("link",) + LINKED,
+     "relocation 0 in .rela.eh_frame names symbol 1193046, past the"),
+    ("table-reloc-symbol", 1, lambda d: _rel_sym(d, 0x123456, ".rela.parainstructions"), LINKED,
+     "relocation 0 in .rela.parainstructions names symbol 1193046"),
+    ("record-backend-name", 1, lambda d: _record(d, 0, 0x1000), ("link",) + LINKED,
+     "record 0: its backend name pointer .pvpass.strings+0x1000 is not a name in .pvpass.strings"),
+    ("record-code", 1, lambda d: _record(d, 1, 0x7FFF0000), LINKED,
+     "record 0: its code pointer .pvpass.code+0x7fff0000 (+6 bytes) is not inside .pvpass.code"),
+    ("record-call-target", 1, lambda d: _record(d, 2, 0x7FFFFFFF, "c_calls_mmu_set_pte"), LINKED,
+     "its call target c_calls_mmu_set_pte+0x7fffffff is not a place in code"),
+    ("record-trampoline", 1, lambda d: _record(d, 2, 0x7FFFFF, ".text.pvpass"), LINKED,
+     "its call target .text.pvpass+0x7fffff is not a trampoline"),
 ]
 
 
@@ -91,8 +130,9 @@ def test_corrupt_field(objs, tmp, name, which, mutate, commands, msg):
     for cmd in commands:
         out = tmp / "out.o"
         extra = {"link": ["--source", str(SRC), "-o", str(out)],
+                 "patch": ["--source", str(SRC), "--backend", "c-calls", "-o", str(out)],
                  "show": ["--source", str(SRC), "--backend", "native"],
-                 "table": []}[cmd]
+                 "table": [], "verify": []}[cmd]
         r = pvpass(cmd, str(bad), *extra)
         assert r.returncode == 2, (cmd, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

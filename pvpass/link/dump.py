@@ -7,7 +7,7 @@ from bisect import bisect_left
 from ..emit.stubs import disassemble
 from ..model import SCHEMA_VERSION
 from .elfobj import ElfObject
-from .tableread import read_entries
+from .tableread import read_checked, read_entries
 
 
 def _op_names(obj: ElfObject, source: str | None, cpp: list[str]) -> dict[int, str]:
@@ -19,7 +19,7 @@ def _op_names(obj: ElfObject, source: str | None, cpp: list[str]) -> dict[int, s
 
 
 def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict:
-    obj = ElfObject.read(path)
+    obj = read_checked(path)
     names = _op_names(obj, source, list(cpp))
     rows = []
     for e in read_entries(obj):

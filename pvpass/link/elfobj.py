@@ -339,21 +339,51 @@ class ElfObject:
 
     def rel_entries(self, s: Section) -> list[tuple[int, int, int, int | None]]:
         """(r_offset, symbol index, type, addend or None for REL) of one
-        relocation section, symbol indices checked."""
+        relocation section, symbol indices checked, and in an object each
+        field inside the section it applies to."""
         rela = s["sh_type"] == "SHT_RELA"
         bits = self.bits
         fmt = ("<QQq" if rela else "<QQ") if bits == 64 else ("<IIi" if rela else "<II")
         nsyms = self.sections[s["sh_link"]]["sh_size"] // SYM_SIZE[bits]
+        target = self.sections[s["sh_info"]]
+        size = target["sh_size"] if self.is_relocatable else 1 << 64
+        widths = _R_WIDTH[self.arch.name]
         out = []
         for k, r in enumerate(struct.iter_unpack(fmt, self.section_data(s))):
-            info = r[1]
+            off, info = r[0], r[1]
             si, rt = (info >> 32, info & 0xFFFFFFFF) if bits == 64 else (info >> 8, info & 0xFF)
             if si >= nsyms:
                 raise self.bad(s["sh_offset"] + k * REL_SIZE[(bits, rela)],
                                f"relocation {k} in {s.name} names symbol {si}, past the "
                                f"{nsyms} symbols")
-            out.append((r[0], si, rt, r[2] if rela else None))
+            if off + widths.get(rt, 4) > size:
+                raise self.bad(s["sh_offset"] + k * REL_SIZE[(bits, rela)],
+                               f"relocation {k} in {s.name} at {off:#x} is outside "
+                               f"{target.name} ({size:#x} bytes)")
+            out.append((off, si, rt, r[2] if rela else None))
         return out
+
+    def check_all(self) -> None:
+        """Check every symbol and every relocation of every section, not only
+        those a command reads: link and patch copy the rest into their output
+        (debug info, unwind tables), so a corrupt field there is refused as
+        one the command reads would be."""
+        self.symbols
+        for s in self.sections:
+            if s["sh_type"] not in ("SHT_REL", "SHT_RELA"):
+                continue
+            self._against_symtab(s)
+            self.rel_entries(s)
+
+    def _against_symtab(self, s: Section) -> bool:
+        """Whether relocation section s uses the symbol table; in an object
+        it must (a linked file's dynamic relocations use .dynsym)."""
+        if s["sh_link"] == (self.symtab.index if self.symtab else -1):
+            return True
+        if self.is_relocatable:
+            raise self.bad(s.header_offset, f"{s.name}: relocations against a symbol table "
+                                            f"other than the object's (section {s['sh_link']})")
+        return False
 
     def relocations_for(self, name: str) -> list[Reloc]:
         """Relocations that apply to section `name`, addends made explicit."""
@@ -372,17 +402,10 @@ class ElfObject:
         for s in self.sections:
             if s["sh_type"] not in ("SHT_REL", "SHT_RELA") or s["sh_info"] != idx:
                 continue
-            if s["sh_link"] != (self.symtab.index if self.symtab else -1):
-                if not self.is_relocatable:
-                    continue            # dynamic relocations (.rela.plt): not ours to read
-                raise self.bad(s.header_offset, f"{s.name}: relocations against a symbol table "
-                                                f"other than the object's (section {s['sh_link']})")
-            for k, (off, si, rt, addend) in enumerate(self.rel_entries(s)):
+            if not self._against_symtab(s):
+                continue            # dynamic relocations (.rela.plt): not ours to read
+            for off, si, rt, addend in self.rel_entries(s):
                 width = widths.get(rt, 4)
-                if self.is_relocatable and off + width > target["sh_size"]:
-                    raise self.bad(s["sh_offset"] + k * REL_SIZE[(self.bits, addend is not None)],
-                                   f"relocation {k} in {s.name} at {off:#x} is outside "
-                                   f"{target.name} ({target['sh_size']:#x} bytes)")
                 if addend is None:
                     if tdata is None:
                         tdata = self.section_data(target)

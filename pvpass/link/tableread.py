@@ -1,13 +1,27 @@
-"""Read the patch-site table of any object: entries resolved to section+offset
-through the relocations of their `instr` fields."""
+"""Read pvpass's sections of any object, checked before anything follows
+them: the patch-site table (entries resolved to section+offset through the
+relocations of their `instr` fields) and the patch records. `read_checked`
+is the one reader of link, patch, show, table and verify."""
 from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import accumulate
+from typing import NamedTuple
 
 from .. import table
 from ..errors import PvError
 from .elfobj import ElfObject
+
+
+def read_checked(path: str) -> ElfObject:
+    """The file, with every symbol, relocation, table entry and patch record
+    checked: the commands that copy an object (link, patch) or report on it
+    (show, table, verify) refuse what any of them would."""
+    obj = ElfObject.read(path)
+    obj.check_all()
+    read_entries(obj)
+    read_records(obj)
+    return obj
 
 
 def read_entries(obj: ElfObject) -> list[table.Entry]:
@@ -61,3 +75,125 @@ def _section_finder(obj: ElfObject):
             k -= 1
         return best[1] if best else ""
     return find
+
+
+class Place(NamedTuple):
+    """Where a record's pointer leads: a section and the offset in it, or
+    (section None) an undefined symbol plus an addend."""
+    section: str | None
+    offset: int
+    symbol: str = ""
+
+
+def read_records(obj: ElfObject) -> list[tuple[str, table.PatchRecord]]:
+    """Each patch record of `.pvpass.patches` with its backend's name, every
+    pointer checked before anyone follows it: the backend name is a string
+    ending inside the strings, the code lies inside the patch code, a call
+    target is a place in code (or an undefined function), and the offsets of
+    the call and of a pc-relative field lie inside the code. In a program the
+    strings and code share the patches' output section (`pvpass ldscript`).
+    A record that fails is one PvError naming it and its file offset."""
+    sec = obj.section(table.PATCH_SECTION)
+    if sec is None:
+        return []
+    data = obj.section_data(sec)
+    try:
+        recs = table.unpack_patch(obj.arch, data)
+    except ValueError as e:
+        raise obj.bad(sec["sh_offset"], f"{table.PATCH_SECTION}: {e}") from None
+    size, ptr = table.patch_size(obj.arch), obj.arch.ptr_size
+    place = _reloc_places(obj, sec) if obj.is_relocatable else _address_places(obj)
+    home = {table.STRINGS_SECTION, table.CODE_SECTION} if obj.is_relocatable else {table.PATCH_SECTION}
+    out = []
+    for i, r in enumerate(recs):
+        at = i * size
+
+        def bad(what: str) -> PvError:
+            return obj.bad(sec["sh_offset"] + at, f"{table.PATCH_SECTION} record {i}: {what}")
+        if r.kind not in table.KINDS:
+            raise bad(f"unknown {r.kind}")
+        for name, off, width in (("call", r.call_off, 5), ("pc-relative field", r.pcrel_off, 4)):
+            if off is not None and off + width > r.length:
+                raise bad(f"its {name} at offset {off} does not fit its {r.length} bytes of code")
+        name_at = place(at, r.backend)
+        if name_at is None and not obj.is_relocatable:
+            out.append(("", r))         # a PIE's pointers: filled at load time
+            continue
+        strings = _home_bytes(obj, name_at, home - {table.CODE_SECTION})
+        end = strings.find(b"\0", name_at.offset) if strings is not None else -1
+        if end <= name_at.offset:
+            raise bad(f"its backend name pointer {_where(name_at)} is not a name in "
+                      f"{table.STRINGS_SECTION}")
+        code_at = place(at + ptr, r.code)
+        code = _home_bytes(obj, code_at, home - {table.STRINGS_SECTION})
+        if code is None or code_at.offset + r.length > len(code):
+            raise bad(f"its code pointer {_where(code_at)} (+{r.length} bytes) is not inside "
+                      f"{table.CODE_SECTION}")
+        target = place(at + 2 * ptr, r.target)
+        if r.kind in ("call", "trampoline") and target is None:
+            raise bad(f"a {r.kind} record without a target")
+        if target is not None and not _is_code(obj, target, r.kind):
+            raise bad(f"its call target {_where(target)} is not "
+                      f"{'a trampoline' if r.kind == 'trampoline' else 'a place in code'}")
+        out.append((strings[name_at.offset:end].decode(errors="replace"), r))
+    return out
+
+
+def _where(p: Place | None) -> str:
+    if p is None:
+        return "(none)"
+    return f"{p.section}+{p.offset:#x}" if p.section is not None else f"{p.symbol}{p.offset:+#x}"
+
+
+def _home_bytes(obj: ElfObject, p: Place | None, homes: set[str]) -> bytes | None:
+    """The contents of p's section when it is one of `homes`, else None."""
+    if p is None or p.section not in homes or p.offset < 0:
+        return None
+    return obj.section_data(obj.section(p.section))
+
+
+def _is_code(obj: ElfObject, p: Place, kind: str) -> bool:
+    if p.section is None:                   # an undefined function: the call goes to its start
+        return p.offset == 0 and kind != "trampoline"
+    s = obj.section(p.section)
+    if s is None or kind == "trampoline" and obj.is_relocatable and p.section != table.TRAMP_SECTION:
+        return False
+    return bool(s["sh_flags"] & 4) and 0 <= p.offset < s["sh_size"]
+
+
+def _reloc_places(obj: ElfObject, sec):
+    """An object's pointer field -> the place its relocation names (None:
+    no relocation, the field must then be 0)."""
+    relocs = {r.offset: r for r in obj.relocations_for(table.PATCH_SECTION)}
+    absolute = obj.arch.ptr_size * 8
+
+    def place(at: int, value: int) -> Place | None:
+        r = relocs.get(at)
+        if r is None:
+            if value:
+                raise obj.bad(sec["sh_offset"] + at, f"{table.PATCH_SECTION}: pointer {value:#x} "
+                                                     f"at offset {at:#x} has no relocation")
+            return None
+        if r.type != 1:          # R_386_32, R_X86_64_64: the record's pointers are absolute
+            raise obj.bad(sec["sh_offset"] + at, f"{table.PATCH_SECTION}: relocation {r.type_name} "
+                                                 f"at offset {at:#x}, not a {absolute}-bit pointer")
+        secname = obj.section_name_of(r.symbol)
+        if secname is None:
+            return Place(None, r.addend, r.symbol.name or "?")
+        base = 0 if r.symbol.kind == "STT_SECTION" else r.symbol.value
+        return Place(secname, base + r.addend)
+    return place
+
+
+def _address_places(obj: ElfObject):
+    """A program's pointer field -> the section holding its address (None:
+    0, which a PIE's dynamic relocation may fill at load time)."""
+    find = _section_finder(obj)
+
+    def place(at: int, value: int) -> Place | None:
+        if not value:
+            return None
+        name = find(value)
+        s = obj.section(name) if name else None
+        return Place(name, value - s["sh_addr"]) if s is not None else Place("(no section)", value)
+    return place

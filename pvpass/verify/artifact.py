@@ -14,7 +14,7 @@ from elftools.common.exceptions import ELFError
 
 from .. import table
 from ..diag import PvError
-from ..link.elfobj import ElfObject
+from ..link.tableread import read_checked
 from .image import Image, load
 
 TRAMP_SECTION, TRAMP_PREFIX = table.TRAMP_SECTION, table.TRAMP_PREFIX
@@ -91,7 +91,7 @@ def read(path: str) -> Artifact:
 
 
 def _read(path: str) -> Artifact:
-    obj = ElfObject.read(path)
+    obj = read_checked(path)
     img = load(obj)
     arch = obj.arch
     if table.SECTION not in img.sections:
