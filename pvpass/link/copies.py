@@ -117,7 +117,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
                 continue            # a load or store of the ops object, not a call
             ops = ops_by_obj[name]
             op = next((o for o in ops.ops if o.offset == off), None)
-            found = _match(ins, k, by_op.get((name, op.path), []) if op else [], inv,
+            found = _match(ins, k, by_op.get((name, op.path), []) if op else [],
                            _function_names(funcs, addr))
             if found is None:
                 strays.append(Stray(sec.name, addr, op.path if op else f"+{off:#x}",
@@ -129,14 +129,22 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
 
 
-def shapes_by_op(sources: list[SiteSource]) -> dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]]:
-    """(ops object, op) -> (site index, instruction shape, the call's place in it)."""
-    by_op: dict[tuple[str, str], list[tuple[int, tuple[str, ...], int]]] = {}
+def shapes_by_op(sources: list[SiteSource]) -> dict[tuple[str, str], list[_Shape]]:
+    """(ops object, op) -> its sites grouped by instruction shape (a copy is
+    matched once per shape, not once per site: per site, matching was
+    quadratic in the sites of an op)."""
+    by_op: dict[tuple[str, str], dict[tuple[str, ...], _Shape]] = {}
     for i, src in enumerate(sources):
         shape = site_shape(src)
         if "call" in shape:
-            by_op.setdefault((src.site.ops_object, src.site.op), []).append((i, shape, shape.index("call")))
-    return by_op
+            site = src.site
+            group = by_op.setdefault((site.ops_object, site.op), {})
+            g = group.get(shape)
+            if g is None:
+                g = group[shape] = _Shape(shape, shape.index("call"), i, {}, site.mask)
+            g.by_function.setdefault(site.function, i)
+            g.mask &= site.mask
+    return {k: list(v.values()) for k, v in by_op.items()}
 
 
 def copy_site(arch, inv: Inventory, c: Copy) -> Site:
@@ -217,25 +225,36 @@ def _function_names(funcs: list[tuple[int, int, str]], addr: int) -> set[str]:
             if lo <= addr < hi}
 
 
-def _match(ins, k, candidates, inv: Inventory, where: set[str]):
-    """Match the candidate sites' instruction shapes around the call at
-    ins[k], in the code of the C functions `where`. Returns (start, length,
-    site index, clobber mask) or None. The copy is attributed to a matching
-    site of its own function; a copy in any other function was inlined
-    there, and every site of that shape is then as likely."""
+@dataclass
+class _Shape:
+    """The sites of one op that share one instruction shape."""
+    shape: tuple[str, ...]
+    call: int                       # the call's index in the shape
+    first: int                      # the first site's index
+    by_function: dict[str, int]     # C function -> the first site's index there
+    mask: int                       # the clobber mask all the sites allow
+
+
+def _match(ins, k, groups, where: set[str]):
+    """Match the candidate shapes around the call at ins[k], in the code of
+    the C functions `where`. Returns (start, length, site index, clobber
+    mask) or None. The copy is attributed to the first matching site of its
+    own function; a copy in any other function was inlined there, and every
+    site of that shape is then as likely (the first is taken)."""
     found = []
-    for i, shape, j in candidates:
-        lo, hi = k - j, k - j + len(shape)
+    for g in groups:
+        lo, hi = k - g.call, k - g.call + len(g.shape)
         if lo < 0 or hi > len(ins):
             continue
-        if tuple(_norm(x[2]) for x in ins[lo:hi]) != shape:
+        if tuple(_norm(x[2]) for x in ins[lo:hi]) != g.shape:
             continue
-        found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), i, inv.sites[i].mask))
+        found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), g))
     if not found:
         return None
     # Same code, different clobber sets: only what every candidate allows is safe.
-    mask = found[0][3]
+    mask = found[0][2].mask
     for f in found[1:]:
-        mask &= f[3]
-    start, length, i, _ = next((f for f in found if inv.sites[f[2]].function in where), found[0])
+        mask &= f[2].mask
+    own = [(i, f) for f in found for w in where if (i := f[2].by_function.get(w)) is not None]
+    i, (start, length, _) = min(own or [(f[2].first, f) for f in found], key=lambda p: p[0])
     return start, length, i, mask

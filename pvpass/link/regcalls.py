@@ -287,7 +287,7 @@ def site_losses(obj: ElfObject, inv, sources) -> list[Loss]:
         if op is None:
             continue
         funcs = _functions(obj, obj.section_index(c.section))
-        found = _match(list(c.insns), c.index, by_op.get((c.symbol, op.path), []), inv,
+        found = _match(list(c.insns), c.index, by_op.get((c.symbol, op.path), []),
                        _function_names(funcs, c.offset))
         if found is not None:
             out.append(Loss(found[2], c, found[0], found[1]))

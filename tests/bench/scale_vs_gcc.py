@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""`pvpass cc` and `pvpass scan` against gcc as sites grow: CPU (user+sys,
+children included) and peak RSS of each command on the same generated
+source (run by hand, not by pytest).
+
+    nice -n 10 .venv/bin/python tests/bench/scale_vs_gcc.py [--sites 10000] [--cflags "-O2 -fno-pie"]
+
+Two shapes (tests/test_scale.py's generator): every site in one function,
+and one site in each of N functions. Each row: gcc's figures, pvpass cc's
+and scan's, their ratios to gcc, and how many sites the object's table
+holds (gcc at -O1 and above keeps the ops object's address in a register
+across the calls of one function, so pass -O0 for the one-function shape
+to table them all with the macros of this tree).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_scale import source  # noqa: E402
+
+PVPASS = [sys.executable, "-m", "pvpass"]
+
+
+def measure(argv: list[str]) -> tuple[float, int]:
+    """(CPU seconds of the command and its children, peak RSS in MB of the
+    largest of them): wait4 reports that process tree alone."""
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env={**os.environ, "PVPASS_CACHE": "0"})
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.stderr.close()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        sys.exit(f"{shlex.join(argv[:8])}...: exit {p.returncode}\n{err.decode()[-2000:]}")
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
+
+
+def tabled(obj: Path) -> int:
+    out = subprocess.run(PVPASS + ["table", str(obj)], capture_output=True, text=True, cwd=ROOT).stdout
+    return int(out.split(": ", 1)[1].split()[0]) if out else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=10000)
+    ap.add_argument("--cflags", default="-O2 -fno-pie")
+    ap.add_argument("--shape", choices=("function", "functions", "both"), default="both")
+    a = ap.parse_args()
+    inc = subprocess.run(PVPASS + ["--include-dir"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    cflags = shlex.split(a.cflags) + [f"-I{inc}"]
+    shapes = {"function": a.sites, "functions": 1}
+    print(f"{'shape':34} {'gcc CPU':>8} {'RSS':>6} | {'cc CPU':>8} {'RSS':>6} {'x gcc':>6} {'x RSS':>6} | "
+          f"{'scan CPU':>8} {'RSS':>6} {'x gcc':>6} | tabled")
+    with tempfile.TemporaryDirectory() as d:
+        for shape, per in shapes.items():
+            if a.shape not in (shape, "both"):
+                continue
+            src = Path(d) / f"{shape}.c"
+            src.write_text(source(a.sites, per))
+            g = measure(["gcc", *cflags, "-c", str(src), "-o", str(Path(d) / "gcc.o")])
+            obj = Path(d) / "cc.o"
+            c = measure(PVPASS + ["cc", "--", "gcc", *cflags, "-c", str(src), "-o", str(obj)])
+            s = measure(PVPASS + ["scan", str(src), "--format", "text", "--", f"-I{inc}"])
+            label = (f"{a.sites} sites in one function" if per > 1 else f"{a.sites} functions, one site each")
+            print(f"{label:34} {g[0]:7.2f}s {g[1]:4}MB | {c[0]:7.2f}s {c[1]:4}MB {c[0] / g[0]:5.1f}x "
+                  f"{c[1] / g[1]:5.1f}x | {s[0]:7.2f}s {s[1]:4}MB {s[0] / g[0]:5.1f}x | {tabled(obj)}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
