@@ -56,17 +56,24 @@ def _rel_sym(data: bytes, value: int, section: str = ".rela.text") -> bytes:
     return elfmut.set_field(data, f, (value << 32) | (f.value & 0xFFFFFFFF))
 
 
-def _record(data: bytes, field: int, value: int, symbol: str | None = None) -> bytes:
+def _record(data: bytes, field: int, value: int, symbol: str | None = None,
+            to: str | None = None) -> bytes:
     """Set the addend of the relocation of pointer `field` (0 backend name,
     1 code, 2 target) of the first patch record that has one (against
-    `symbol`, when named)."""
+    `symbol`, when named), and point it at symbol `to`, when named."""
     rels = [f for f in elfmut.fields(data) if f.name.startswith(".rela.pvpass.patches[")]
     for f in rels:
         if f.name.endswith("r_offset") and f.value % 32 == 8 * field:
             info = next(g for g in rels if g.name == f.name.replace("r_offset", "r_info"))
             if symbol is None or info.value >> 32 == _symbol(data, symbol):
+                if to is not None:
+                    data = elfmut.set_field(data, info, (_symbol(data, to) << 32) | (info.value & 0xFFFFFFFF))
                 return _set(data, f.name.replace("r_offset", "r_addend"), value)
     raise AssertionError("no such record")
+
+
+def _size(data: bytes, section: str) -> int:
+    return elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].sh_size").value
 
 
 def _symbol(data: bytes, name: str) -> int:
@@ -113,6 +120,12 @@ CASES = [
      "relocation 0 in .rela.parainstructions names symbol 1193046"),
     ("record-backend-name", 1, lambda d: _record(d, 0, 0x1000), ("link",) + LINKED,
      "record 0: its backend name pointer .pvpass.strings+0x1000 is not a name in .pvpass.strings"),
+    # what verify took before: the byte after the strings (padding) as the
+    # backend "", and a call to .text+0x7fff0000 as "not emulated", exit 0
+    ("record-backend-past-strings", 1, lambda d: _record(d, 0, _size(d, ".pvpass.strings")), LINKED,
+     "its backend name pointer .pvpass.strings+0xf is not a name in .pvpass.strings"),
+    ("record-call-target-unmapped", 1, lambda d: _record(d, 2, 0x7FFF0000, "c_calls_mmu_set_pte", ".text"),
+     LINKED, "its call target .text+0x7fff0000 is not a place in code"),
     ("record-code", 1, lambda d: _record(d, 1, 0x7FFF0000), LINKED,
      "record 0: its code pointer .pvpass.code+0x7fff0000 (+6 bytes) is not inside .pvpass.code"),
     ("record-call-target", 1, lambda d: _record(d, 2, 0x7FFFFFFF, "c_calls_mmu_set_pte"), LINKED,
