@@ -30,7 +30,8 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
         return []
     if sec["sh_type"] == "SHT_NOBITS" and sec["sh_size"]:
         raise obj.bad(sec.header_offset, f"{table.SECTION} is SHT_NOBITS: a table without contents")
-    data = obj.section_data(sec)
+    lo, hi = bracket(obj, sec, "__parainstructions")
+    data = obj.section_data(sec)[lo:hi]
     try:
         raw = table.unpack(obj.arch, data)
     except ValueError as e:
@@ -96,11 +97,11 @@ def read_records(obj: ElfObject) -> list[tuple[str, table.PatchRecord]]:
     sec = obj.section(table.PATCH_SECTION)
     if sec is None:
         return []
-    data = obj.section_data(sec)
+    lo, hi = bracket(obj, sec, "__pvpass_patches")
     try:
-        recs = table.unpack_patch(obj.arch, data)
+        recs = table.unpack_patch(obj.arch, obj.section_data(sec)[lo:hi])
     except ValueError as e:
-        raise obj.bad(sec["sh_offset"], f"{table.PATCH_SECTION}: {e}") from None
+        raise obj.bad(sec["sh_offset"] + lo, f"{table.PATCH_SECTION}: {e}") from None
     size, ptr = table.patch_size(obj.arch), obj.arch.ptr_size
     place = _reloc_places(obj, sec) if obj.is_relocatable else _address_places(obj)
     home = {table.STRINGS_SECTION, table.CODE_SECTION} if obj.is_relocatable else {table.PATCH_SECTION}
@@ -109,7 +110,7 @@ def read_records(obj: ElfObject) -> list[tuple[str, table.PatchRecord]]:
         at = i * size
 
         def bad(what: str) -> PvError:
-            return obj.bad(sec["sh_offset"] + at, f"{table.PATCH_SECTION} record {i}: {what}")
+            return obj.bad(sec["sh_offset"] + lo + at, f"{table.PATCH_SECTION} record {i}: {what}")
         if r.kind not in table.KINDS:
             raise bad(f"unknown {r.kind}")
         for name, off, width in (("call", r.call_off, 5), ("pc-relative field", r.pcrel_off, 4)):
@@ -137,6 +138,21 @@ def read_records(obj: ElfObject) -> list[tuple[str, table.PatchRecord]]:
                       f"{'a trampoline' if r.kind == 'trampoline' else 'a place in code'}")
         out.append((strings[name_at.offset:end].decode(errors="replace"), r))
     return out
+
+
+def bracket(obj: ElfObject, sec, symbol: str) -> tuple[int, int]:
+    """A table's extent in its section's bytes: all of them in an object; in
+    a program, between the symbols the linker-script fragment defines (the
+    patches' output section also holds the patch code and strings)."""
+    if not obj.is_relocatable:
+        syms = {s.name: s.value for s in obj.symbols if isinstance(s.shndx, int) and s.kind != "STT_SECTION"}
+        if symbol in syms and symbol + "_end" in syms:
+            lo, hi = syms[symbol] - sec["sh_addr"], syms[symbol + "_end"] - sec["sh_addr"]
+            if not 0 <= lo <= hi <= sec["sh_size"]:
+                raise obj.bad(sec.header_offset, f"{symbol} and {symbol}_end do not bracket a part "
+                                                 f"of {sec.name}")
+            return lo, hi
+    return 0, sec["sh_size"]
 
 
 def _where(p: Place | None) -> str:

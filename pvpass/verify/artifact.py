@@ -14,7 +14,8 @@ from elftools.common.exceptions import ELFError
 
 from .. import table
 from ..diag import PvError
-from ..link.tableread import read_checked
+from ..link.elfobj import ElfObject
+from ..link.tableread import bracket, read_checked
 from .image import Image, load
 
 TRAMP_SECTION, TRAMP_PREFIX = table.TRAMP_SECTION, table.TRAMP_PREFIX
@@ -96,7 +97,7 @@ def _read(path: str) -> Artifact:
     arch = obj.arch
     if table.SECTION not in img.sections:
         raise PvError(f"{path}: no {table.SECTION} section: nothing to verify")
-    lo, hi = _bracket(img, table.SECTION, "__parainstructions")
+    lo, hi = _bracket(obj, img, table.SECTION, "__parainstructions")
     try:
         raw = table.unpack(arch, img.read(lo, hi - lo))
     except ValueError as e:
@@ -105,7 +106,7 @@ def _read(path: str) -> Artifact:
              for instr, typ, ln, clob in raw]
     records = []
     if table.PATCH_SECTION in img.sections:
-        lo, hi = _bracket(img, table.PATCH_SECTION, "__pvpass_patches")
+        lo, hi = _bracket(obj, img, table.PATCH_SECTION, "__pvpass_patches")
         try:
             recs = table.unpack_patch(arch, img.read(lo, hi - lo))
         except ValueError as e:
@@ -116,15 +117,11 @@ def _read(path: str) -> Artifact:
     return Artifact(path, arch.name, arch.bits, img, sites, records, _trampolines(img))
 
 
-def _bracket(img: Image, section: str, symbol: str) -> tuple[int, int]:
-    """A table's extent: the section in an object; in a program, between the
-    symbols the linker-script fragment defines (the output section also
-    holds the patch code and strings)."""
-    syms = {name: a for a, _, name in img.symbols}
-    if not img.relocatable and symbol in syms and symbol + "_end" in syms:
-        return syms[symbol], syms[symbol + "_end"]
-    sec = img.sections[section]
-    return sec.addr, sec.addr + sec.size
+def _bracket(obj: ElfObject, img: Image, section: str, symbol: str) -> tuple[int, int]:
+    """A table's extent as addresses in the image (`tableread.bracket`)."""
+    lo, hi = bracket(obj, obj.section(section), symbol)
+    base = img.sections[section].addr
+    return base + lo, base + hi
 
 
 def _trampolines(img: Image) -> list[tuple[int, int]]:
