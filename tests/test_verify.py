@@ -129,3 +129,25 @@ def test_an_undefined_datum_gets_a_stand_in_the_patch_must_store_to(tmp, arch, s
     named, bad = named_memory(art, rec.code, rec.code_addr)
     assert not bad and [n.symbol for n in named] == ["ext_flag+0x0"]
     assert art.image.address_of("ext_flag") in art.image.standins
+
+
+def test_a_program_record_is_read_only_inside_its_section(tmp):
+    """A linked program's record is checked as an object's is (issue 15):
+    a backend name pointer into .text is one error, exit 2, not a backend
+    named by whatever bytes are there. Found with pyelftools, not pvpass."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+    data = bytearray(artifact("demo").read_bytes())
+    elf = ELFFile(io.BytesIO(bytes(data)))
+    sec = elf.get_section_by_name(".pvpass.patches")
+    first = elf.get_section_by_name(".symtab").get_symbol_by_name("__pvpass_patches")[0]["st_value"]
+    at = sec["sh_offset"] + first - sec["sh_addr"]
+    text = elf.get_section_by_name(".text")["sh_addr"]
+    data[at:at + 8] = text.to_bytes(8, "little")       # record 0's backend name pointer
+    bad = tmp / "demo"
+    bad.write_bytes(bytes(data))
+    r = run_pvpass("verify", str(bad))
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"{bad}: offset {at:#x}: .pvpass.patches record 0: its backend name pointer .text+0x0 " \
+           f"is not a name in .pvpass.strings" in r.stderr, r.stderr
