@@ -116,22 +116,21 @@ def read_records(obj: ElfObject) -> list[tuple[str, table.PatchRecord]]:
         for name, off, width in (("call", r.call_off, 5), ("pc-relative field", r.pcrel_off, 4)):
             if off is not None and off + width > r.length:
                 raise bad(f"its {name} at offset {off} does not fit its {r.length} bytes of code")
-        name_at = place(at, r.backend)
-        if name_at is None and not obj.is_relocatable:
+        name_at, code_at = place(at, r.backend), place(at + ptr, r.code)
+        if not obj.is_relocatable and (name_at is None or code_at is None):
             out.append(("", r))         # a PIE's pointers: filled at load time
             continue
         strings = _home_bytes(obj, name_at, home - {table.CODE_SECTION})
         end = strings.find(b"\0", name_at.offset) if strings is not None else -1
-        if end <= name_at.offset:
+        if strings is None or end <= name_at.offset:
             raise bad(f"its backend name pointer {_where(name_at)} is not a name in "
                       f"{table.STRINGS_SECTION}")
-        code_at = place(at + ptr, r.code)
         code = _home_bytes(obj, code_at, home - {table.STRINGS_SECTION})
         if code is None or code_at.offset + r.length > len(code):
             raise bad(f"its code pointer {_where(code_at)} (+{r.length} bytes) is not inside "
                       f"{table.CODE_SECTION}")
         target = place(at + 2 * ptr, r.target)
-        if r.kind in ("call", "trampoline") and target is None:
+        if r.kind in ("call", "trampoline") and target is None and obj.is_relocatable:
             raise bad(f"a {r.kind} record without a target")
         if target is not None and not _is_code(obj, target, r.kind):
             raise bad(f"its call target {_where(target)} is not "
@@ -206,10 +205,16 @@ def _address_places(obj: ElfObject):
     0, which a PIE's dynamic relocation may fill at load time)."""
     find = _section_finder(obj)
 
+    absolute = {s.value: s.name for s in obj.symbols if s.shndx == "SHN_ABS" and s.name}
+
     def place(at: int, value: int) -> Place | None:
         if not value:
             return None
         name = find(value)
         s = obj.section(name) if name else None
-        return Place(name, value - s["sh_addr"]) if s is not None else Place("(no section)", value)
+        if s is not None:
+            return Place(name, value - s["sh_addr"])
+        if value in absolute:       # code at a fixed address (a ROM), as in the object
+            return Place(None, 0, absolute[value])
+        return Place("(no section)", value)
     return place
