@@ -186,7 +186,7 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
     got_types = set(GOT_RELOCS[bits])          # i386 GOTOFF counts: PIC code's way to a local object
     out: list[RegCall] = []
     for sec, data, lo, hi, fl in candidates(obj, wanted):
-        ins = _disasm(bits, data, lo, hi)
+        ins = tuple(_disasm(bits, data, lo, hi))        # shared by every call found in it
         at = {i[0]: k for k, i in enumerate(ins)}
         starts = sorted(at)
         for r in fl:
@@ -205,7 +205,7 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
                 mr = mem_regs(text)
                 if mr and mr[1] and bits == 32 and r.type == 9:     # call *sym@GOTOFF(%ebx)
                     out.append(RegCall(sec.name, addr, size, f"{mnem} {text}", name, r.addend - base,
-                                       re.search(r"%(\w+)", text).group(1), addr, True, k, tuple(ins)))
+                                       re.search(r"%(\w+)", text).group(1), addr, True, k, ins))
                 continue
             if m not in ("mov", "lea") or len(ops) != 2 or not ops[1].startswith("%"):
                 continue
@@ -232,7 +232,7 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
                     if mr and mr[1] & held:
                         out.append(RegCall(sec.name, a2, s2, f"{mn2} {t2}", name,
                                            value + mr[0] - base, ops[1].lstrip("%"), addr, got,
-                                           j, tuple(ins)))
+                                           j, ins))
                 if _norm(mn2) == "mov" and len(o2) == 2 and o2[0].startswith("%") \
                         and o2[1].startswith("%") and canon(o2[0]) in held:
                     held.add(canon(o2[1]))
@@ -287,7 +287,7 @@ def site_losses(obj: ElfObject, inv, sources) -> list[Loss]:
         if op is None:
             continue
         funcs = _functions(obj, obj.section_index(c.section))
-        found = _match(list(c.insns), c.index, by_op.get((c.symbol, op.path), []),
+        found = _match(c.insns, c.index, by_op.get((c.symbol, op.path), []),
                        _function_names(funcs, c.offset))
         if found is not None:
             out.append(Loss(found[2], c, found[0], found[1]))
