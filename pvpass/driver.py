@@ -53,6 +53,12 @@ _WITH_ARG = {"-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquot
              "-iwithprefix", "-iwithprefixbefore", "-isysroot", "-imultilib", "-dumpdir",
              "-dumpbase", "-dumpbase-ext"}
 _NO_LINK_STEP = {"-E", "-S", "-M", "-MM", "-fsyntax-only"}
+# Options with which gcc names a file, or writes a name into the object,
+# after -o's base name (gcc >= 11's -dumpbase): .dwo, .gcda/.gcno, .su, .ci,
+# -save-temps and -fdump-* files, LTO partitions.
+_AUX_NAMED = ("-gsplit-dwarf", "-save-temps", "-fprofile", "--coverage", "-coverage",
+              "-ftest-coverage", "-fbranch-probabilities", "-fauto-profile", "-fstack-usage",
+              "-fcallgraph-info", "-fdump-", "-flto", "-fcompare-debug", "-dumpdir", "-dumpbase")
 # Dropped from the preprocessor run: what names or writes the output and
 # dependency files (the compiler run writes those).
 _DROP_WITH_ARG = {"-o", "-MF", "-MT", "-MQ", "-dumpdir", "-dumpbase", "-dumpbase-ext", "-aux-info"}
@@ -122,8 +128,12 @@ class Compile:
                 out += ["-MF", _dep_name(self.out, self.sources[0])]
             if not given & {"-MT", "-MQ"}:
                 out += ["-MQ", real]
-        if "clang" not in os.path.basename(self.real_compiler):     # gcc >= 11's aux names (clang
-            # has no -dumpbase-ext; its -gsplit-dwarf .dwo is named after the temporary)
+        if ("clang" not in os.path.basename(self.real_compiler)    # gcc >= 11's aux names (clang
+                # has no -dumpbase-ext; its -gsplit-dwarf .dwo is named after the temporary)
+                and any(x.startswith(_AUX_NAMED) for x in a)):
+            # Only where an option names a file after -o: an explicit -dumpbase
+            # is hashed by ccache (no hit across object names) and keeps distcc
+            # from compiling remotely, and a plain object does not depend on it.
             d, base = os.path.split(real)
             if "-dumpdir" not in given and d:
                 out += ["-dumpdir", d + "/"]
