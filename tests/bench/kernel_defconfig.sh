@@ -33,8 +33,4 @@ make -s -C "$src" O="$b" x86_64_defconfig >/dev/null
   -e XEN -e XEN_PV -d PARAVIRT_SPINLOCKS -d DEBUG_INFO -d DEBUG_INFO_BTF -e PVH
 fi
 make -s -C "$src" O="$b" $arch olddefconfig >/dev/null
-export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026" KBUILD_BUILD_USER=pvpass \
-  KBUILD_BUILD_HOST=pvpass KBUILD_BUILD_VERSION=1
-/usr/bin/time -v nice -n 10 make -C "$src" O="$b" $arch -j2 vmlinux > "$log" 2>&1
-grep -E "User time|System time|Elapsed" "$log"
-ls -la "$b/vmlinux"
+kbuild 10 "$b" "$log" $arch

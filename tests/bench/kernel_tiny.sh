@@ -43,8 +43,4 @@ make -s -C "$src" O="$b" olddefconfig >/dev/null 2>&1
 make -s -C "$src" O="$b" olddefconfig >/dev/null
 arch="" log=$work/build.log
 fi
-export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026" KBUILD_BUILD_USER=pvpass \
-  KBUILD_BUILD_HOST=pvpass KBUILD_BUILD_VERSION=1
-/usr/bin/time -v nice -n 15 make -C "$src" O="$b" $arch -j2 vmlinux > "$log" 2>&1
-grep -E "User time|System time|Elapsed" "$log"
-ls -la "$b/vmlinux"
+kbuild 15 "$b" "$log" $arch
