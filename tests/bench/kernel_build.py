@@ -2,7 +2,7 @@
 """The whole kernel as the benchmark (run by hand; hours for vmlinux on 2 cores).
 
     tests/bench/kernel_tus.sh /work/kbench             # source + x86-64 config
-    .venv/bin/python tests/bench/kernel_build.py /work/kbench [TARGET...] [-j N] [--arch i386]
+    .venv/bin/python tests/bench/kernel_build.py /work/kbench [TARGET...] [-j N] [--arch i386] [--side-by-side]
 
 TARGETs default to `vmlinux`; give directories (`arch/x86/kernel/ mm/`) for
 a subset. Three out-of-tree builds from clean with reproducible-build
@@ -14,6 +14,11 @@ by kernel_tus.sh), or with --arch i386 of WORKDIR/build-i386/.config
   plain    make -jN CC=gcc
   cold     make -jN CC="pvpass cc -- gcc"     (empty pvpass cache)
   warm     make clean, then cold's build again  (the pvpass cache kept)
+
+With --side-by-side, cold runs at the same time as plain, and warm at the
+same time as a second plain build (plain2), each at -j N (N=1 on 2 cores):
+each pair shares whatever else loads the machine, and each build's CPU is
+its own (wait4). Ratios are then cold/plain and warm/plain2.
 
 Prints CPU (user+sys, children included) and wall of each build and the
 ratios, the per-TU CPU ratio distribution (median, 90th percentile, worst
@@ -52,8 +57,9 @@ def i386_config(src: Path, work: Path) -> Path:
     return config
 
 
-def build(src: Path, out: Path, config: Path, targets: list[str], cc: str, jobs: int, env: dict,
-          clean: bool = True, arch: list[str] = ()) -> tuple[float, float, str]:
+def start(src: Path, out: Path, config: Path, targets: list[str], cc: str, jobs: int, env: dict,
+          clean: bool = True, arch: list[str] = ()) -> tuple[subprocess.Popen, float, Path]:
+    """Configure OUT and start `make` in it; its output goes to OUT.log."""
     if clean and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,16 +67,24 @@ def build(src: Path, out: Path, config: Path, targets: list[str], cc: str, jobs:
         shutil.copy(config, out / ".config")
     make = ["make", "-C", str(src), f"O={out}", *arch]
     subprocess.run([*make, "olddefconfig"], env=env, check=True, capture_output=True)
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run([*make, f"-j{jobs}", f"CC={cc}", *targets], env=env, capture_output=True, text=True)
+    logfile = out.parent / f"{out.name}.log"
+    with open(logfile, "w") as f:
+        p = subprocess.Popen([*make, f"-j{jobs}", f"CC={cc}", *targets], env=env, stdout=f,
+                             stderr=subprocess.STDOUT, text=True)
+    return p, time.perf_counter(), logfile
+
+
+def finish(p: subprocess.Popen, t0: float, logfile: Path) -> tuple[float, float, str]:
+    """Wait for one build: its own CPU (user+sys of make and every child it
+    waited for, from wait4, so that two builds running at once are told
+    apart), its wall time and its log."""
+    _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log = p.stdout + p.stderr
-    (out.parent / f"{out.name}.log").write_text(log)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    log = logfile.read_text(errors="replace")
     if p.returncode:
-        sys.exit(f"build in {out} failed:\n{log[-3000:]}")
-    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall, log
+        sys.exit(f"build logged in {logfile} failed:\n{log[-3000:]}")
+    return ru.ru_utime + ru.ru_stime, wall, log
 
 
 def per_tu(log: Path) -> dict[str, float]:
@@ -101,6 +115,9 @@ def main() -> None:
     ap.add_argument("--arch", choices=("x86_64", "i386"), default="x86_64")
     ap.add_argument("--keep-plain", action="store_true",
                     help="reuse the plain build of an earlier run (same targets)")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="run cold beside a plain build, then warm beside a second plain build, "
+                         "each at -j N, so that each pair shares the machine's load")
     a = ap.parse_args()
     work = a.work.resolve()
     src = work / "linux-source-6.1"
@@ -113,40 +130,55 @@ def main() -> None:
                PVPASS_CACHE_DIR=str(work / f"bench-cache{sfx}"))
     shutil.rmtree(work / f"bench-cache{sfx}", ignore_errors=True)
     timecc = str(HERE / "timecc")
+    pv = f"{PVPASS} cc -- gcc"
+    # (name, CC, from clean, the plain build it is compared with)
+    builds = {"plain": ("gcc", True, "plain"), "cold": (pv, True, "plain"), "warm": (pv, False, "plain")}
+    if a.side_by_side:        # each pvpass build beside a plain one, both at -j N, under the same load
+        builds["plain2"] = ("gcc", True, "plain2")
+        builds["warm"] = (pv, False, "plain2")
+        rounds = [("plain", "cold"), ("plain2", "warm")]
+    else:
+        rounds = [("plain",), ("cold",), ("warm",)]
     runs = {}
-    for name, cc, clean in (("plain", "gcc", True), ("cold", f"{PVPASS} cc -- gcc", True),
-                            ("warm", f"{PVPASS} cc -- gcc", False)):
-        out = work / (f"bench-plain{sfx}" if name == "plain" else f"bench-pvpass{sfx}")
-        log = work / f"bench-{name}{sfx}.times"
-        saved = work / f"bench-{name}{sfx}.json"
-        if name == "plain" and a.keep_plain and saved.exists():
-            cpu, wall, text = json.loads(saved.read_text())
+    for names in rounds:
+        started = []
+        for name in names:
+            cc, clean, _ = builds[name]
+            out = work / (f"bench-{name}{sfx}" if name.startswith("plain") else f"bench-pvpass{sfx}")
+            log = work / f"bench-{name}{sfx}.times"
+            saved = work / f"bench-{name}{sfx}.json"
+            if name == "plain" and a.keep_plain and saved.exists():
+                cpu, wall, text = json.loads(saved.read_text())
+                runs[name] = (cpu, wall, text, per_tu(log))
+                print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  (kept)",
+                      flush=True)
+                continue
+            log.unlink(missing_ok=True)
+            e = dict(env, PVPASS_TU_LOG=str(log))
+            if name == "warm":
+                subprocess.run(["make", "-C", str(src), f"O={out}", *arch, "clean"], env=e, check=True,
+                               capture_output=True)
+            started.append((name, log, saved,
+                            start(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean, arch)))
+        for name, log, saved, job in started:
+            cpu, wall, text = finish(*job)
             runs[name] = (cpu, wall, text, per_tu(log))
-            print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  (kept)", flush=True)
-            continue
-        log.unlink(missing_ok=True)
-        e = dict(env, PVPASS_TU_LOG=str(log))
-        if name == "warm":
-            subprocess.run(["make", "-C", str(src), f"O={out}", *arch, "clean"], env=e, check=True,
-                           capture_output=True)
-        cpu, wall, text = build(src, out, config, a.targets, f"{timecc} {cc}", a.j, e, clean, arch)
-        runs[name] = (cpu, wall, text, per_tu(log))
-        saved.write_text(json.dumps([cpu, wall, text]))
-        print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
-              f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
-    plain_warn = {l for l in runs["plain"][2].splitlines() if "warning:" in l}
+            saved.write_text(json.dumps([cpu, wall, text]))
+            print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
+                  f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
     for name in ("cold", "warm"):
+        base = builds[name][2]
+        plain_warn = {l for l in runs[base][2].splitlines() if "warning:" in l}
         new = [l for l in runs[name][2].splitlines() if "warning:" in l and l not in plain_warn]
-        print(f"{name}: {len(new)} warning lines the plain build does not print"
+        print(f"{name}: {len(new)} warning lines the {base} build does not print"
               + "".join(f"\n  {l}" for l in new[:5]))
-    pc, pw = runs["plain"][:2]
     for name in ("cold", "warm"):
-        c, w = runs[name][:2]
-        print(f"{name}/plain: CPU {c / pc:.3f}x  wall {w / pw:.3f}x")
-    plain_tus = runs["plain"][3]
+        base = builds[name][2]
+        (c, w), (pc, pw) = runs[name][:2], runs[base][:2]
+        print(f"{name}/{base}: CPU {c / pc:.3f}x  wall {w / pw:.3f}x")
     pvout = work / f"bench-pvpass{sfx}"
     for name in ("cold", "warm"):
-        tus = runs[name][3]
+        tus, plain_tus = runs[name][3], runs[builds[name][2]][3]
         common = [o for o in tus if o in plain_tus and plain_tus[o] > 0]
         sites = [o for o in common if has_table(pvout / o)]
         for label, objs in (("all TUs", common), ("TUs with sites", sites)):
