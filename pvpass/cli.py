@@ -166,7 +166,17 @@ def _verify_parser():
     p.add_argument("--source", metavar="SRC.c",
                    help="the object's source: each inline patch is held against its backend's declared text "
                         "(GNU as, ld) and each patch against the function its backend names for the op")
+    _module_options(p)
     return p
+
+
+def _module_options(p: argparse.ArgumentParser, load: bool = True) -> None:
+    p.add_argument("--kernel", metavar="VMLINUX",
+                   help="the kernel image a module (.ko) is loaded into: its pv_ops, functions and NOPs")
+    if load:
+        p.add_argument("--load-address", action="append", default=[], metavar="SECTION=ADDR",
+                       help="where the kernel loaded a module's section (/sys/module/NAME/sections/SECTION); "
+                            "repeatable (default: a layout past the image)")
 
 
 @command("verify", VERIFY_HELP, _verify_parser)
@@ -193,6 +203,8 @@ def _verify(a, cpp: list[str], maps) -> int:
     if is_elf(a.file):
         if cpp and not a.source:
             raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
+        if a.kernel and a.source:
+            raise PvError("pvpass verify: --kernel is for a module, --source for an object of pvpass's own; not both")
         kernel = _kernel_verify(a) if not a.source else None
         if kernel is not None:
             return kernel
@@ -223,10 +235,15 @@ def _kernel_verify(a) -> int | None:
     from .kernel.image import KernelImage, is_kernel_image
     from .link.elfobj import ElfObject
     obj = ElfObject.read(a.file)
-    if not is_kernel_image(obj):
+    if a.kernel:
+        from .kernel.module import open_module, parse_addresses
+        from .link.tableread import read_checked
+        img = open_module(read_checked(a.file), a.kernel, parse_addresses(a.load_address))
+    elif not is_kernel_image(obj):
         return None
+    else:
+        img = KernelImage(obj)
     from .kernel.verify import verify_image
-    img = KernelImage(obj)
     rep, summary = verify_image(img, a.backend or "native", a.seed, a.states)
     for line in rep.lines:
         print(line, file=sys.stderr)
@@ -254,6 +271,8 @@ def _object_parser(name: str, help: str, backend: bool = True, kernel: bool = Fa
                         "its own pv_ops, records and NOPs are read)" if kernel else ""))
     if backend:
         p.add_argument("--backend", required=True)
+    if kernel:
+        _module_options(p, load=name != "patch")
     return p
 
 
@@ -270,11 +289,20 @@ def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool =
     _check_output(p.prog.split()[-1], getattr(a, "output", None), [a.object, a.source])
     obj = read_checked(a.object)
     _check_arch(a.object, obj.arch.name, a.arch)
+    if kernel and a.kernel and a.source is not None:
+        raise PvError(f"{p.prog}: --kernel is for a module, --source for an object of pvpass's own; not both")
     if kernel and a.source is None:
         from .kernel.image import is_kernel_image
+        from .kernel.module import is_module
+        if a.kernel:
+            if cpp:
+                raise PvError(f"{p.prog}: preprocessor flags are for --source, not a kernel module")
+            from .kernel.module import open_module, parse_addresses
+            return a, open_module(obj, a.kernel, parse_addresses(getattr(a, "load_address", []))), None
         if not is_kernel_image(obj):
             raise PvError(f"{p.prog}: {a.object} is not a kernel image (no .parainstructions "
-                          f"and pv_ops): give --source")
+                          f"and pv_ops): give --source" + (", or --kernel VMLINUX for a kernel module"
+                                                           if is_module(obj) else ""))
         if cpp:
             raise PvError(f"{p.prog}: preprocessor flags are for --source, not a kernel image")
         return a, obj, None
@@ -295,7 +323,10 @@ def cmd_patch(argv: list[str]) -> int:
     from .atomicio import write_output
     from .patch.aot import patch_object
     a, obj, res = _object_and_scan(_patch_parser(), argv, kernel=True)
-    if res is None:
+    if res is None and a.kernel:
+        from .kernel.aot import patch_module
+        data = patch_module(obj, a.backend)
+    elif res is None:
         from .kernel.aot import patch_bytes
         data = patch_bytes(obj, a.backend)
     else:
@@ -315,7 +346,10 @@ def _show_parser():
 def cmd_show(argv: list[str]) -> int:
     from .patch.aot import show
     a, obj, res = _object_and_scan(_show_parser(), argv, kernel=True)
-    if res is None:
+    if res is None and a.kernel:
+        from .kernel.aot import show_image
+        sys.stdout.write(show_image(obj, a.backend))
+    elif res is None:
         from .kernel.aot import show as show_kernel
         sys.stdout.write(show_kernel(obj, a.backend))
     else:

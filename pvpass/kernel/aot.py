@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..emit.stubs import disassemble
+from ..errors import PvError
 from ..link.elfobj import ElfObject
 from .image import KernelImage
 from .rules import SitePatch, backend, patch_image
@@ -52,13 +53,76 @@ def insns(img: KernelImage, code: bytes, addr: int) -> str:
 
 
 def show(obj: ElfObject, backend_name: str) -> str:
-    img, patches = plan(obj, backend_name)
+    return show_image(KernelImage(obj), backend_name)
+
+
+def show_image(img, backend_name: str) -> str:
+    """Each site (of a KernelImage or a ModuleImage) before and after."""
+    patches = patch_image(img, backend(img, backend_name))
     lines = []
     for p in patches:
         s = p.site
-        lines.append(f"{img.name_of(s.addr)}: type {s.type} (len {s.length}"
-                     + (f", region {img.name_of(p.start)} len {len(p.after)}" if p.start != s.addr
+        lines.append(f"{img.label(s.addr)}: type {s.type} (len {s.length}"
+                     + (f", region {img.label(p.start)} len {len(p.after)}" if p.start != s.addr
                         or len(p.after) != s.length else "") + f"): {p.how}")
         lines.append(f"    before: {insns(img, p.before, p.start)}")
         lines.append(f"    after:  {insns(img, p.after, p.start)}")
     return "\n".join(lines) + "\n"
+
+
+# Where the second layout puts each section: far enough to change every
+# call's rel32, near enough to keep it in range.
+SHIFT = 0x100000
+
+
+def patch_module(img, backend_name: str) -> bytes:
+    """The .ko with every site whose patch does not depend on where the
+    module is loaded (inline alternatives, NOPs) written as the loader's
+    module_finalize() writes it, and the relocations into those bytes made
+    R_*_NONE (the loader refuses to relocate a field that is not zero, and
+    re-patching writes the same bytes). A site the patcher turns into a call
+    into the kernel (a native function, paravirt_BUG) is refused: its rel32
+    depends on the load address, and a .ko can reach an unexported kernel
+    function only through that (modpost refuses a relocation against it)."""
+    from .module import ModuleImage
+    b = backend(img, backend_name)
+    patches = patch_image(img, b)
+    moved = ModuleImage(img.kernel, img.mod, {img.mod.sections[i].name: a + SHIFT
+                                              for i, a in img.addr_of.items()})
+    fixed = {p.site.addr - SHIFT: p.after for p in patch_image(moved, b)}
+    bound = [p for p in patches if fixed[p.site.addr] != p.after]
+    if bound:
+        p = bound[0]
+        raise PvError(f"{img.path}: {len(bound)} of {len(patches)} sites become code whose bytes depend on "
+                      f"where the module is loaded (first: {img.label(p.site.addr)}: {p.how}); a .ko "
+                      f"can hold no such call ahead of time: nothing written (show and verify take "
+                      f"--load-address)")
+    out = bytearray(img.mod.data)
+    regions = []
+    for p in patches:
+        off = img.file_offset(p.start, len(p.after))
+        out[off:off + len(p.after)] = p.after
+        regions.append((off, off + len(p.after)))
+    _drop_relocations(img.mod, out, regions)
+    return bytes(out)
+
+
+def _drop_relocations(mod, out: bytearray, regions: list[tuple[int, int]]) -> None:
+    """Type 0 (R_X86_64_NONE, R_386_NONE) for each relocation whose field
+    lies in a written region (file offsets)."""
+    from ..link.elfobj import REL_SIZE
+    bits = mod.arch.bits
+    for rs in mod.sections:
+        if rs["sh_type"] not in ("SHT_REL", "SHT_RELA"):
+            continue
+        target = mod.sections[rs["sh_info"]]
+        step = REL_SIZE[(bits, rs["sh_type"] == "SHT_RELA")]
+        for k, (roff, _si, rt, _a) in enumerate(mod.rel_entries(rs)):
+            at = target["sh_offset"] + roff
+            if not any(lo <= at < hi for lo, hi in regions):
+                continue
+            info = rs["sh_offset"] + k * step + bits // 8
+            if bits == 64:
+                out[info:info + 4] = b"\0\0\0\0"                  # r_info's low word: the type
+            else:
+                out[info] = 0                                    # r_info's low byte: the type

@@ -49,6 +49,27 @@ class Alt:
         return bool(self.cpuid & ALT_FLAG_INV)
 
 
+def parse_sites(path: str, arch, data: bytes) -> list[Site]:
+    """The `.parainstructions` entries of a table whose addresses are final."""
+    try:
+        raw = table.unpack(arch, data)
+    except ValueError as e:
+        raise PvError(f"{path}: {table.SECTION}: {e}") from None
+    return [Site(i, instr, typ, length) for i, (instr, typ, length, _) in enumerate(raw)]
+
+
+def parse_alts(path: str, data: bytes, base: int) -> list[Alt]:
+    """The `.altinstructions` records of a table at address base."""
+    if len(data) % ALT_RECORD.size:
+        raise PvError(f"{path}: {ALT_SECTION}: {len(data)} bytes is not a whole number "
+                      f"of {ALT_RECORD.size}-byte records (not Linux 6.1's struct alt_instr?)")
+    out = []
+    for i, off in enumerate(range(0, len(data), ALT_RECORD.size)):
+        io, ro, cpuid, il, rl = ALT_RECORD.unpack_from(data, off)
+        out.append(Alt(i, base + off + io, base + off + 4 + ro, cpuid, il, rl))
+    return out
+
+
 def is_kernel_image(obj: ElfObject) -> bool:
     """A linked image with a patch-site table, the kernel's pv_ops and its
     _paravirt_nop, and no pvpass patch records: what the kernel's own
@@ -93,12 +114,14 @@ class KernelImage:
         off = self.file_offset(addr, n)
         return self.obj.data[off:off + n]
 
+    def extent(self, addr: int) -> int:
+        """Bytes from addr to the end of its section; 0 outside the file's bytes."""
+        w = self.where(addr)
+        return 0 if w is None else w[0]["sh_size"] - w[1]
+
     def read_upto(self, addr: int, n: int) -> bytes:
         """At most n bytes from addr, up to the end of its section (a decoder's look-ahead)."""
-        w = self.where(addr)
-        if w is None:
-            return b""
-        return self.read(addr, min(n, w[0]["sh_size"] - w[1]))
+        return self.read(addr, min(n, self.extent(addr)))
 
     def ptr(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, self.arch.ptr_size), "little")
@@ -113,6 +136,15 @@ class KernelImage:
                 if s.name not in out or (s.bind == "STB_GLOBAL" and out[s.name].bind != "STB_GLOBAL"):
                     out[s.name] = s
         return out
+
+    @cached_property
+    def _globals(self) -> dict[str, Symbol]:
+        return {s.name: s for s in self.obj.symbols if s.name and isinstance(s.shndx, int)
+                and s.bind in ("STB_GLOBAL", "STB_WEAK") and s.kind != "STT_SECTION"}
+
+    def global_symbol(self, name: str) -> Symbol | None:
+        """What a module's undefined symbol of that name resolves to."""
+        return self._globals.get(name)
 
     def symbol(self, name: str) -> Symbol | None:
         return self._by_name.get(name)
@@ -141,30 +173,19 @@ class KernelImage:
         s = syms[k]
         return s.name if addr == s.value else f"{s.name}+{addr - s.value:#x}"
 
+    def label(self, addr: int) -> str:
+        """How show names a site: symbol+offset."""
+        return self.name_of(addr)
+
     # --- the tables -------------------------------------------------------
     @cached_property
     def sites(self) -> list[Site]:
-        sec = self.obj.section(table.SECTION)
-        try:
-            raw = table.unpack(self.arch, self.obj.section_data(sec))
-        except ValueError as e:
-            raise PvError(f"{self.path}: {table.SECTION}: {e}") from None
-        return [Site(i, instr, typ, length) for i, (instr, typ, length, _) in enumerate(raw)]
+        return parse_sites(self.path, self.arch, self.obj.section_data(self.obj.section(table.SECTION)))
 
     @cached_property
     def alts(self) -> list[Alt]:
         sec = self.obj.section(ALT_SECTION)
-        if sec is None:
-            return []
-        data, base = self.obj.section_data(sec), sec["sh_addr"]
-        if len(data) % ALT_RECORD.size:
-            raise PvError(f"{self.path}: {ALT_SECTION}: {len(data)} bytes is not a whole number "
-                          f"of {ALT_RECORD.size}-byte records (not Linux 6.1's struct alt_instr?)")
-        out = []
-        for i, off in enumerate(range(0, len(data), ALT_RECORD.size)):
-            io, ro, cpuid, il, rl = ALT_RECORD.unpack_from(data, off)
-            out.append(Alt(i, base + off + io, base + off + 4 + ro, cpuid, il, rl))
-        return out
+        return [] if sec is None else parse_alts(self.path, self.obj.section_data(sec), sec["sh_addr"])
 
     @cached_property
     def pv_ops(self) -> Symbol:

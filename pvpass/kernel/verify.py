@@ -167,13 +167,11 @@ class Machine:
         hit = False
         a = page
         while a < page + PAGE:
-            w = self.img.where(a)
-            if w is None:
+            n = min(self.img.extent(a), page + PAGE - a)
+            if not n:
                 a += 1
                 continue
-            sec, off = w
-            n = min(sec["sh_size"] - off, page + PAGE - a)
-            buf[a - page:a - page + n] = self.text.read(a, n)
+            buf[a - page:a - page + n] = self.text.read(a, n, upto=True)
             hit = True
             a += n
         return bytes(buf) if hit else None

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The module oracle's own module (tests/bench/kernel_module_oracle.py):
+ * paravirt sites of every kind Linux 6.1 x86-64 writes at load, run once
+ * from its init so the guest reaches them. Inline alternatives (!XENPV):
+ * save_fl, irq_disable/enable, read_cr2, read_cr3, wbinvd; direct calls:
+ * cpuid, read_msr, read_cr0, flush_tlb_user, io_delay; and one site in
+ * init memory. */
+#include <linux/module.h>
+#include <linux/irqflags.h>
+#include <asm/io.h>
+#include <asm/msr.h>
+#include <asm/paravirt.h>
+#include <asm/processor.h>
+#include <asm/special_insns.h>
+#include <asm/tlbflush.h>
+
+unsigned long pvmod_sink[8];
+
+noinline unsigned long pvmod_irq(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	pvmod_sink[0] = arch_local_save_flags();
+	local_irq_restore(flags);
+	return flags;
+}
+
+noinline void pvmod_cpu(void)
+{
+	unsigned int a = 1, b = 0, c = 0, d = 0;
+
+	__cpuid(&a, &b, &c, &d);
+	pvmod_sink[1] = a;
+	pvmod_sink[2] = paravirt_read_msr(MSR_IA32_APICBASE);
+	pvmod_sink[3] = read_cr0();
+}
+
+noinline void pvmod_mm(void)
+{
+	unsigned long flags;
+
+	pvmod_sink[4] = read_cr2();
+	pvmod_sink[5] = __read_cr3();
+	local_irq_save(flags);
+	__flush_tlb_local();
+	local_irq_restore(flags);
+	wbinvd();
+	slow_down_io();
+}
+
+static int __init pvmod_init(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	pvmod_sink[6] = flags;
+	local_irq_restore(flags);
+	pvmod_irq();
+	pvmod_cpu();
+	pvmod_mm();
+	pr_info("pvmod: loaded, cr0 %lx\n", pvmod_sink[3]);
+	return 0;
+}
+
+static void __exit pvmod_exit(void)
+{
+}
+
+module_init(pvmod_init);
+module_exit(pvmod_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("paravirt sites for pvpass's module oracle");
