@@ -41,11 +41,16 @@ from pvpass.link.elfobj import ElfObject  # noqa: E402
 READY = b"pvpass-oracle: userspace reached"
 
 
-def initramfs(work: Path, bits: int) -> Path:
+def initramfs(work: Path, bits: int, modules: tuple[Path, ...] = ()) -> Path:
+    """The static init, and the modules it loads at start (in /modules)."""
     out = work / "initramfs.cpio"
     root = Path(tempfile.mkdtemp(dir=work))
     subprocess.run(["gcc", f"-m{bits}", "-static", "-O2", "-o", str(root / "init"), str(HERE / "kernel_init.c")],
                    check=True)
+    if modules:
+        (root / "modules").mkdir()
+        for m in modules:
+            shutil.copy(m, root / "modules" / m.name)
     names = subprocess.run(["find", ".", "-print0"], cwd=root, capture_output=True, check=True).stdout
     with open(out, "wb") as f:
         subprocess.run(["cpio", "--null", "-o", "-H", "newc", "--quiet"], cwd=root, input=names,
@@ -83,9 +88,11 @@ def qmp(sock: Path, commands: list[tuple[str, dict]]) -> None:
     s.close()
 
 
-def boot(vmlinux: Path, initrd: Path, work: Path, tag: str, timeout: float) -> tuple[bytes, int, str, float]:
+def boot(vmlinux: Path, initrd: Path, work: Path, tag: str, timeout: float,
+         grab=None) -> tuple[bytes, int, str, float]:
     """Boot to userspace; (physical memory from the lowest load, its base,
-    the serial log, seconds to userspace)."""
+    the serial log, seconds to userspace). grab(log) gives more QMP
+    commands to run before the guest quits (memsave of module sections)."""
     segs = loads(vmlinux)
     base = min(p for _, p, _ in segs)
     end = max(p + m for _, p, m in segs)
@@ -110,9 +117,10 @@ def boot(vmlinux: Path, initrd: Path, work: Path, tag: str, timeout: float) -> t
             time.sleep(1)
         took = time.time() - t0
         time.sleep(2)                      # let the console settle
+        more = grab(log.read_text(errors="replace")) if grab else []
         qmp(sock, [("qmp_capabilities", {}),
                    ("pmemsave", {"val": base, "size": end - base, "filename": str(dump)}),
-                   ("quit", {})])
+                   *more, ("quit", {})])
         q.wait(timeout=60)
     finally:
         if q.poll() is None:
