@@ -170,3 +170,6 @@ asm(".pushsection .text, \"ax\"\n"
     "far_label:\n\t"
     "ret\n"
     ".popsection");
+
+/* init/version.c: what a module's vermagic is held against */
+const char linux_banner[] = "Linux version 6.1.0-pvpass (test image) #1\n";

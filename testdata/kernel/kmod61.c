@@ -54,6 +54,10 @@ void mod_wbinvd_call(void)
 }
 #endif
 
+/* what modpost writes into the .mod.c: the kernel release the module is for */
+static const char vermagic[] __attribute__((section(".modinfo"), used, aligned(1))) =
+	"vermagic=6.1.0-pvpass SMP mod_unload ";
+
 /* freed once the module's init returns */
 __attribute__((section(".init.text"), noinline)) unsigned long mod_init(void)
 {
