@@ -151,11 +151,17 @@ def test_a_module_of_another_kernel_is_one_clear_error(built, tmp):
     other = tmp / "other.ko"
     subprocess.run(["objcopy", "--redefine-sym", "pv_ops=pv_ops_v2", str(built / "inline.ko"), str(other)],
                    check=True)
+    # a static symbol of the image is no module's to use
+    static = tmp / "static.ko"
+    subprocess.run(["objcopy", "--redefine-sym", "pv_ops=x86nops", str(built / "inline.ko"), str(static)],
+                   check=True)
     # an i386 module over an x86-64 image
     m32 = tmp / "m32.ko"
     gcc("-m32", "-c", KDIR / "kmod61.c", "-o", m32)
     for ko, message in ((other, f"other.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'pv_ops_v2', "
-                                f"which {img} does not define"),
+                                f"which {img} does not define as a global symbol"),
+                        (static, f"static.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'x86nops', "
+                                 f"which {img} does not define as a global symbol"),
                         (m32, f"m32.ko: an i386 module, but {img} is an x86_64 kernel")):
         for cmd in ("show", "verify", "patch"):
             r = run_pvpass(cmd, str(ko), "--kernel", img, "--backend", "native", *(["-o", str(tmp / "o")]
