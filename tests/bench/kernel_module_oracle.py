@@ -6,17 +6,20 @@ about 1-4 min of one core under TCG).
 
     .venv/bin/python tests/bench/kernel_module_oracle.py VMLINUX WORKDIR MOD.ko [MOD.ko ...]
 
-1. Boots VMLINUX in QEMU (TCG, nokaslr, as tests/bench/kernel_oracle.py
+1. Runs `pvpass patch --kernel` on each module: where it writes one (every
+   site inline code or NOPs), a second boot loads the patched .ko in its
+   place (the loader re-patches each site: it must write the same bytes).
+2. Boots VMLINUX in QEMU (TCG, nokaslr, as tests/bench/kernel_oracle.py
    does) with the modules in the initramfs; its init loads each one
-   (finit_module) and prints /sys/module/NAME/sections/*.
-2. Reads each loaded module's code sections out of guest memory (QMP
-   `memsave`, virtual addresses).
-3. For each module, ModuleImage over VMLINUX at the load addresses the
-   guest printed (the library `pvpass show --kernel VMLINUX --load-address
-   ...` prints from), and compares every site's region with memory. Sites in
-   the module's init sections (freed once its init returns) are counted apart.
-4. Runs `pvpass show` and `pvpass verify` with those load addresses, and
-   `pvpass patch`, and prints each one's exit and last line.
+   (finit_module) and prints /sys/module/NAME/sections/*, and the host reads
+   each loaded module's code sections out of guest memory (QMP `memsave`,
+   virtual addresses).
+3. For each module, ModuleImage over VMLINUX at the load addresses the guest
+   printed (what `pvpass show --kernel VMLINUX --load-address ...` prints),
+   and every site's region compared with memory. Sites in the module's init
+   sections (freed once its init returns) are counted apart.
+4. `pvpass show` and `pvpass verify` with those load addresses, each one's
+   exit and last line.
 """
 from __future__ import annotations
 
@@ -55,6 +58,49 @@ def load_map(log: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def compare(kernel: KernelImage, name: str, ko: Path, obj: ElfObject, secs: dict[str, int],
+            mem: dict[str, bytes]) -> None:
+    """Every site's region in guest memory against pvpass's result for the
+    load addresses the guest printed."""
+    img = ModuleImage(kernel, obj, secs)
+    counts = {"kept same": 0, "kept differ": 0, "init": 0, "kept unpatched": 0}
+    diffs = []
+    for p in patch_image(img, backend(img, "native")):
+        if img.in_init(p.start):
+            counts["init"] += 1
+            continue
+        sec, off = img._sec_at(p.start)
+        theirs = mem[sec.name][off:off + len(p.after)]
+        same = theirs == p.after
+        counts["kept same" if same else "kept differ"] += 1
+        counts["kept unpatched"] += p.before == theirs
+        if not same:
+            diffs.append((img.label(p.site.addr), p.how, p.after, theirs, p.start))
+    kept = counts["kept same"] + counts["kept differ"]
+    where = " ".join(f"{s}={v:#x}" for s, v in sorted(secs.items()) if obj.section(s).index in img.read_secs)
+    print(f"[{name}: {ko}] loaded at {where}; sites {kept + counts['init']}: kept after init {kept}, "
+          f"byte-identical {counts['kept same']}/{kept}; in init sections (freed after init) "
+          f"{counts['init']}; kept sites whose unpatched bytes match memory {counts['kept unpatched']}")
+    for label, how, ours, theirs, start in diffs:
+        print(f"  DIFF {label} ({how})\n    pvpass: {ours.hex()}  {text(img, ours, start)}\n"
+              f"    kernel: {theirs.hex()}  {text(img, theirs, start)}")
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """pvpass CMD, printed with its exit and the line that says what it did."""
+    r = subprocess.run([sys.executable, "-m", "pvpass", *cmd], capture_output=True, text=True)
+    if cmd[0] == "show":
+        last = f"{sum(1 for line in r.stdout.splitlines() if not line.startswith(' '))} sites shown"
+    elif cmd[0] == "verify":
+        last = (r.stdout.strip().splitlines() or [""])[-1]
+    else:
+        last = r.stderr.strip() or "written"
+    shown = [c for c in cmd if not c.startswith("--load-address")]
+    more = f" (and {len(cmd) - len(shown)} --load-address)" if len(shown) < len(cmd) else ""
+    print(f"$ pvpass {' '.join(shown)}{more}\n  exit {r.returncode}: {last}", flush=True)
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("vmlinux", type=Path)
@@ -66,76 +112,59 @@ def main() -> None:
     work = a.work.resolve()
     kernel = KernelImage(ElfObject.read(str(a.vmlinux)))
     mods = {modname(k): (k, ElfObject.read(str(k))) for k in a.modules}
-    initrd = initramfs(work, kernel.arch.bits, tuple(a.modules))
-    dumps: dict[tuple[str, str], Path] = {}
+    # the modules pvpass can patch ahead of time, under their own file names
+    (work / "patched").mkdir(exist_ok=True)
+    patched = {}
+    for name, (ko, _) in mods.items():
+        out = work / "patched" / ko.name
+        if run(["patch", str(ko), "--kernel", str(a.vmlinux), "--backend", "native", "-o", str(out)]).returncode == 0:
+            patched[name] = out
+    boots = [("plain modules", {n: k for n, (k, _) in mods.items()})]
+    if patched:
+        boots.append(("ahead-of-time patched modules", {n: patched.get(n, k) for n, (k, _) in mods.items()}))
+    for tag, files in boots:
+        print(f"== boot with the {tag}")
+        initrd = initramfs(work, kernel.arch.bits, tuple(files.values()))
+        dumps: dict[tuple[str, str], Path] = {}
 
-    def grab(log: str) -> list:
-        """memsave of each loaded module's sections that hold sites or
-        replacements (not its init sections: freed by now)."""
-        cmds = []
-        for name, secs in load_map(log).items():
-            _, obj = mods[name]
-            img = ModuleImage(kernel, obj, placed(obj, secs))
-            for i in sorted(img.read_secs):
-                sec = obj.sections[i]
-                if sec.name.startswith(".init") or sec["sh_type"] == "SHT_NOBITS":
-                    continue
-                f = work / f"mem-{name}{sec.name}.bin"
-                f.unlink(missing_ok=True)
-                dumps[(name, sec.name)] = f
-                v = secs[sec.name]
-                cmds.append(("memsave", {"val": v - (1 << 64) if v >> 63 else v,   # QMP's int is int64
-                                         "size": sec["sh_size"],
-                                         "filename": str(f), "cpu-index": 0}))
-        return cmds
+        def grab(log: str) -> list:
+            """memsave of each loaded module's sections that hold sites or
+            replacements (not its init sections: freed by now)."""
+            cmds = []
+            for name, secs in load_map(log).items():
+                obj = mods[name][1]
+                img = ModuleImage(kernel, obj, placed(obj, secs))
+                for i in sorted(img.read_secs):
+                    sec = obj.sections[i]
+                    if sec.name.startswith(".init") or sec["sh_type"] == "SHT_NOBITS":
+                        continue
+                    f = work / f"mem-{name}{sec.name}.bin"
+                    f.unlink(missing_ok=True)
+                    dumps[(name, sec.name)] = f
+                    v = secs[sec.name]
+                    cmds.append(("memsave", {"val": v - (1 << 64) if v >> 63 else v,   # QMP's int is int64
+                                             "size": sec["sh_size"], "filename": str(f), "cpu-index": 0}))
+            return cmds
 
-    _, _, log, took = boot(a.vmlinux, initrd, work, "modules", a.timeout, grab)
-    print(f"userspace after {took:.0f} s")
-    for m in INSMOD.finditer(log):
-        print(f"  guest: insmod {m.group(1)}: {m.group(2)}")
-    loaded = load_map(log)
-    for name, (ko, obj) in mods.items():
-        if name not in loaded:
-            print(f"[{name}] not loaded in the guest: nothing to compare")
-            continue
-        secs = placed(obj, loaded[name])
-        img = ModuleImage(kernel, obj, secs)
-        mem = {s: dumps[(name, s)].read_bytes() for (n, s) in dumps if n == name}
-        counts = {"kept same": 0, "kept differ": 0, "init": 0, "kept unpatched": 0}
-        diffs = []
-        for p in patch_image(img, backend(img, "native")):
-            sec, off = img._sec_at(p.start)
-            if img.in_init(p.start):
-                counts["init"] += 1
+        _, _, log, took = boot(a.vmlinux, initrd, work, tag.split()[0], a.timeout, grab)
+        print(f"userspace after {took:.0f} s")
+        for m in INSMOD.finditer(log):
+            print(f"  guest: insmod {m.group(1)}: {m.group(2)}")
+        loaded = load_map(log)
+        for name, (ko, obj) in mods.items():
+            if name not in loaded:
+                print(f"[{name}] not loaded in the guest: nothing to compare")
                 continue
-            theirs = mem[sec.name][off:off + len(p.after)]
-            same = theirs == p.after
-            counts["kept same" if same else "kept differ"] += 1
-            counts["kept unpatched"] += p.before == theirs
-            if not same:
-                diffs.append((img.label(p.site.addr), p.how, p.after, theirs, p.start))
-        kept = counts["kept same"] + counts["kept differ"]
-        where = " ".join(f"{s}={v:#x}" for s, v in sorted(secs.items()) if obj.section(s).index in img.read_secs)
-        print(f"[{name}] loaded at {where}; sites {kept + counts['init']}: kept after init {kept}, "
-              f"byte-identical {counts['kept same']}/{kept}; in init sections (freed after init) "
-              f"{counts['init']}; kept sites whose unpatched bytes match memory {counts['kept unpatched']}")
-        for label, how, ours, theirs, start in diffs:
-            print(f"  DIFF {label} ({how})\n    pvpass: {ours.hex()}  {text(img, ours, start)}\n"
-                  f"    kernel: {theirs.hex()}  {text(img, theirs, start)}")
-        loads = [f"--load-address={s}={v:#x}" for s, v in sorted(secs.items())]
+            mem = {s: dumps[(n, s)].read_bytes() for (n, s) in dumps if n == name}
+            compare(kernel, name, files[name], obj, placed(obj, loaded[name]), mem)
+    print("== pvpass on each module, at the first boot's load addresses where it loaded")
+    loaded = load_map((work / "boot-plain.log").read_text(errors="replace"))
+    for name, (ko, obj) in mods.items():
+        loads = [f"--load-address={s}={v:#x}" for s, v in sorted(placed(obj, loaded.get(name, {})).items())]
         for cmd in (["show", str(ko), "--kernel", str(a.vmlinux), "--backend", "native", *loads],
                     ["verify", str(ko), "--kernel", str(a.vmlinux), "--backend", "native", "--states", "4",
-                     *loads],
-                    ["patch", str(ko), "--kernel", str(a.vmlinux), "--backend", "native",
-                     "-o", str(work / f"{name}.patched.ko")]):
-            r = subprocess.run([sys.executable, "-m", "pvpass", *cmd], capture_output=True, text=True)
-            if cmd[0] == "show":
-                last = f"{sum(1 for line in r.stdout.splitlines() if not line.startswith(' '))} sites shown"
-            else:
-                last = (r.stdout.strip().splitlines() or [""])[-1] if cmd[0] == "verify" else r.stderr.strip()
-            shown = [c for c in cmd if not c.startswith("--load-address")]
-            more = f" (and {len(loads)} --load-address)" if len(shown) < len(cmd) else ""
-            print(f"$ pvpass {' '.join(shown)}{more}\n  exit {r.returncode}: {last}")
+                     *loads]):
+            run(cmd)
 
 
 if __name__ == "__main__":

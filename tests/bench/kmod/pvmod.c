@@ -4,7 +4,7 @@
  * from its init so the guest reaches them. Inline alternatives (!XENPV):
  * save_fl, irq_disable/enable, read_cr2, read_cr3, wbinvd; direct calls:
  * cpuid, read_msr, read_cr0, flush_tlb_user, io_delay; and one site in
- * init memory. */
+ * init memory. pvmod_inline.c builds it without the calls. */
 #include <linux/module.h>
 #include <linux/irqflags.h>
 #include <asm/io.h>
@@ -26,6 +26,7 @@ noinline unsigned long pvmod_irq(void)
 	return flags;
 }
 
+#ifndef PVMOD_INLINE_ONLY
 noinline void pvmod_cpu(void)
 {
 	unsigned int a = 1, b = 0, c = 0, d = 0;
@@ -35,6 +36,7 @@ noinline void pvmod_cpu(void)
 	pvmod_sink[2] = paravirt_read_msr(MSR_IA32_APICBASE);
 	pvmod_sink[3] = read_cr0();
 }
+#endif
 
 noinline void pvmod_mm(void)
 {
@@ -43,10 +45,14 @@ noinline void pvmod_mm(void)
 	pvmod_sink[4] = read_cr2();
 	pvmod_sink[5] = __read_cr3();
 	local_irq_save(flags);
+#ifndef PVMOD_INLINE_ONLY
 	__flush_tlb_local();
+#endif
 	local_irq_restore(flags);
 	wbinvd();
+#ifndef PVMOD_INLINE_ONLY
 	slow_down_io();
+#endif
 }
 
 static int __init pvmod_init(void)
@@ -57,9 +63,11 @@ static int __init pvmod_init(void)
 	pvmod_sink[6] = flags;
 	local_irq_restore(flags);
 	pvmod_irq();
+#ifndef PVMOD_INLINE_ONLY
 	pvmod_cpu();
+#endif
 	pvmod_mm();
-	pr_info("pvmod: loaded, cr0 %lx\n", pvmod_sink[3]);
+	pr_info("%s: loaded, cr0 %lx\n", KBUILD_MODNAME, pvmod_sink[3]);
 	return 0;
 }
 
