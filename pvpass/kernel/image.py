@@ -49,6 +49,27 @@ class Alt:
         return bool(self.cpuid & ALT_FLAG_INV)
 
 
+class Placed:
+    """Sections at addresses: which one holds an address, at what offset."""
+
+    def __init__(self, secs: list[tuple[int, object]]) -> None:
+        secs = sorted(secs, key=lambda t: t[0])
+        self._starts = [a for a, _ in secs]
+        self._secs = secs
+
+    def at(self, addr: int) -> tuple[object, int] | None:
+        k = bisect_right(self._starts, addr) - 1
+        if k >= 0:
+            a, s = self._secs[k]
+            if addr < a + s["sh_size"]:
+                return s, addr - a
+        return None
+
+    @property
+    def end(self) -> int:
+        return max((a + s["sh_size"] for a, s in self._secs), default=0)
+
+
 def parse_sites(path: str, arch, data: bytes) -> list[Site]:
     """The `.parainstructions` entries of a table whose addresses are final."""
     try:
@@ -88,21 +109,14 @@ class KernelImage:
         self.obj = obj
         self.arch = obj.arch
         self.path = obj.path
-        secs = sorted((s["sh_addr"], s["sh_size"], s) for s in obj.sections
-                      if s["sh_flags"] & 2 and s["sh_size"] and s["sh_addr"]
-                      and s["sh_type"] != "SHT_NOBITS")
-        self._starts = [a for a, _, _ in secs]
-        self._secs = secs
+        self.placed = Placed([(s["sh_addr"], s) for s in obj.sections
+                              if s["sh_flags"] & 2 and s["sh_size"] and s["sh_addr"]
+                              and s["sh_type"] != "SHT_NOBITS"])
 
     # --- bytes by address -------------------------------------------------
     def where(self, addr: int) -> tuple[object, int] | None:
         """(section, offset in it) holding addr, None outside the file's bytes."""
-        k = bisect_right(self._starts, addr) - 1
-        if k >= 0:
-            a, size, s = self._secs[k]
-            if addr < a + size:
-                return s, addr - a
-        return None
+        return self.placed.at(addr)
 
     def file_offset(self, addr: int, n: int) -> int:
         w = self.where(addr)

@@ -14,14 +14,13 @@ question about the kernel (symbols, pv_ops, ops objects) from the image.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
-from .image import ALT_SECTION, Alt, KernelImage, Site, is_kernel_image, parse_alts, parse_sites
+from .image import ALT_SECTION, Alt, KernelImage, Placed, Site, is_kernel_image, parse_alts, parse_sites
 
 SHF_ALLOC = 2
 PAGE = 0x1000
@@ -73,13 +72,11 @@ class ModuleImage:
         self._check_release()
         self.read_secs = self._read_sections()
         self.addr_of = self._layout(load or {})
-        secs = sorted((a, s["sh_size"], s) for s in mod.sections
-                      if (a := self.addr_of.get(s.index)) is not None and s["sh_size"])
-        self._starts = [a for a, _, _ in secs]
-        self._secs = secs
+        secs = [(a, s) for s in mod.sections if (a := self.addr_of.get(s.index)) is not None]
+        self.placed = Placed(secs)
         self.unresolved: list[Unresolved] = []
         self._bytes = {s.index: self._relocated(s) if s.index in self.read_secs else
-                       bytes(mod.section_data(s)).ljust(s["sh_size"], b"\0") for _, _, s in secs}
+                       bytes(mod.section_data(s)).ljust(s["sh_size"], b"\0") for _, s in secs}
 
     # --- which module, where ----------------------------------------------
     def _check_release(self) -> None:
@@ -125,8 +122,7 @@ class ModuleImage:
             if missing:
                 raise PvError(f"{self.mod.path}: no --load-address for {', '.join(missing)} (the patcher "
                               f"reads them; /sys/module/NAME/sections/ lists each)")
-        top = max([a + n for a, n, _ in self.kernel._secs] + [load[s.name] + s["sh_size"] for s in alloc
-                                                             if s.name in load])
+        top = max([self.kernel.placed.end] + [load[s.name] + s["sh_size"] for s in alloc if s.name in load])
         at = -(-top // PAGE) * PAGE
         out = {}
         for s in alloc:
@@ -185,12 +181,7 @@ class ModuleImage:
 
     # --- bytes by address -------------------------------------------------
     def _sec_at(self, addr: int):
-        k = bisect_right(self._starts, addr) - 1
-        if k >= 0:
-            a, size, s = self._secs[k]
-            if addr < a + size:
-                return s, addr - a
-        return None
+        return self.placed.at(addr)
 
     def extent(self, addr: int) -> int:
         w = self._sec_at(addr)
@@ -227,24 +218,25 @@ class ModuleImage:
         return int.from_bytes(self.read(addr, self.arch.ptr_size), "little")
 
     # --- names --------------------------------------------------------------
-    def name_of(self, addr: int) -> str:
+    def _names(self, addr: int) -> tuple[str, tuple[str, int] | None] | None:
+        """(section+offset, the covering symbol and the offset into it)."""
         w = self._sec_at(addr)
-        if w is None:
+        return None if w is None else (f"{w[0].name}+{w[1]:#x}", self.mod.function_at(w[0].name, w[1]))
+
+    def name_of(self, addr: int) -> str:
+        n = self._names(addr)
+        if n is None:
             return self.kernel.name_of(addr)
-        s, off = w
-        f = self.mod.function_at(s.name, off)
-        if f is None:
-            return f"{s.name}+{off:#x}"
-        return f[0] if not f[1] else f"{f[0]}+{f[1]:#x}"
+        where, f = n
+        return where if f is None else f[0] if not f[1] else f"{f[0]}+{f[1]:#x}"
 
     def label(self, addr: int) -> str:
         """section+offset <symbol+offset>, as `pvpass table` names a site."""
-        w = self._sec_at(addr)
-        if w is None:
+        n = self._names(addr)
+        if n is None:
             return self.kernel.name_of(addr)
-        s, off = w
-        f = self.mod.function_at(s.name, off)
-        return f"{s.name}+{off:#x}" + (f" <{f[0]}+{f[1]:#x}>" if f else "")
+        where, f = n
+        return where + (f" <{f[0]}+{f[1]:#x}>" if f else "")
 
     # --- the kernel's answers -------------------------------------------------
     def symbol(self, name: str) -> Symbol | None:
