@@ -158,12 +158,13 @@ def test_a_module_of_another_kernel_is_one_clear_error(built, tmp):
     # an i386 module over an x86-64 image
     m32 = tmp / "m32.ko"
     gcc("-m32", "-c", KDIR / "kmod61.c", "-o", m32)
-    for ko, message in ((other, f"other.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'pv_ops_v2', "
-                                f"which {img} does not define as a global symbol"),
-                        (static, f"static.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'x86nops', "
-                                 f"which {img} does not define as a global symbol"),
-                        (m32, f"m32.ko: an i386 module, but {img} is an x86_64 kernel")):
-        for cmd in ("show", "verify", "patch"):
+    for ko, message, cmds in (
+            (other, f"other.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'pv_ops_v2', "
+                    f"which {img} does not define as a global symbol", ("show", "verify", "patch")),
+            (static, f"static.ko: .text+0x2 <mod_flags+0x2>: a relocation against 'x86nops', "
+                     f"which {img} does not define as a global symbol", ("show",)),
+            (m32, f"m32.ko: an i386 module, but {img} is an x86_64 kernel", ("verify",))):
+        for cmd in cmds:
             r = run_pvpass(cmd, str(ko), "--kernel", img, "--backend", "native", *(["-o", str(tmp / "o")]
                                                                                    if cmd == "patch" else []))
             assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)

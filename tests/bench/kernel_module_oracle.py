@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The kernel's module loader as the oracle for pvpass on a `.ko` (run by
 hand: needs qemu-system-x86_64, cpio, a Linux 6.1 x86-64 vmlinux with
-CONFIG_PVH and CONFIG_MODULES, and modules built against it; one boot,
-about 1-4 min of one core under TCG).
+CONFIG_PVH and CONFIG_MODULES, and modules built against it
+(tests/bench/kernel_modules.sh); two boots, about a minute in all on the
+defconfig kernel under TCG).
 
     .venv/bin/python tests/bench/kernel_module_oracle.py VMLINUX WORKDIR MOD.ko [MOD.ko ...]
 
