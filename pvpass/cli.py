@@ -170,6 +170,13 @@ def _verify_parser():
     return p
 
 
+def _check_module_options(prog: str, a) -> None:
+    if a.kernel and a.source is not None:
+        raise PvError(f"{prog}: --kernel is for a module, --source for an object of pvpass's own; not both")
+    if getattr(a, "load_address", None) and not a.kernel:
+        raise PvError(f"{prog}: --load-address places a module's sections: give --kernel VMLINUX too")
+
+
 def _module_options(p: argparse.ArgumentParser, load: bool = True) -> None:
     p.add_argument("--kernel", metavar="VMLINUX",
                    help="the kernel image a module (.ko) is loaded into: its pv_ops, functions and NOPs")
@@ -203,8 +210,7 @@ def _verify(a, cpp: list[str], maps) -> int:
     if is_elf(a.file):
         if cpp and not a.source:
             raise PvError("pvpass verify: preprocessor flags are for a C source (--source), not an object")
-        if a.kernel and a.source:
-            raise PvError("pvpass verify: --kernel is for a module, --source for an object of pvpass's own; not both")
+        _check_module_options("pvpass verify", a)
         kernel = _kernel_verify(a) if not a.source else None
         if kernel is not None:
             return kernel
@@ -289,8 +295,8 @@ def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool =
     _check_output(p.prog.split()[-1], getattr(a, "output", None), [a.object, a.source])
     obj = read_checked(a.object)
     _check_arch(a.object, obj.arch.name, a.arch)
-    if kernel and a.kernel and a.source is not None:
-        raise PvError(f"{p.prog}: --kernel is for a module, --source for an object of pvpass's own; not both")
+    if kernel:
+        _check_module_options(p.prog, a)
     if kernel and a.source is None:
         from .kernel.image import is_kernel_image
         from .kernel.module import is_module

@@ -197,3 +197,9 @@ def test_load_addresses_must_name_what_the_patcher_reads(built):
     r = run_pvpass("show", str(built / "inline.ko"), "--kernel", str(built / "k61.img"), "--backend", "native",
                    "--load-address=.nosuch=0x600000")
     assert r.returncode == 2 and "--load-address names .nosuch, not an allocated section" in r.stderr
+    r = run_pvpass("show", str(built / "inline.ko"), "--kernel", str(built / "k61.img"), "--backend", "native",
+                   "--load-address=.text=zz")
+    assert r.returncode == 2 and "--load-address takes SECTION=ADDR (e.g. .text=0xffffffffc0000000), not " \
+        "'.text=zz'" in r.stderr
+    r = run_pvpass("verify", str(built / "k61.img"), "--load-address=.text=0x600000")
+    assert r.returncode == 2 and "--load-address places a module's sections: give --kernel VMLINUX too" in r.stderr
