@@ -18,7 +18,8 @@ KDIR = TESTDATA / "kernel"
 
 
 def gcc(*args):
-    subprocess.run(["gcc", "-O2", "-fno-pie", "-fno-asynchronous-unwind-tables", "-I", str(KDIR), *map(str, args)], check=True, capture_output=True)
+    subprocess.run(["gcc", "-O2", "-fno-pie", "-fno-asynchronous-unwind-tables", "-I", str(KDIR), *map(str, args)],
+                   check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,8 @@ def test_a_module_without_kernel_is_refused(built):
 def test_load_addresses_must_name_what_the_patcher_reads(built):
     r = run_pvpass("show", str(built / "inline.ko"), "--kernel", str(built / "k61.img"), "--backend", "native",
                    "--load-address=.text=0x600000")
-    assert r.returncode == 2 and "no --load-address for .parainstructions, .altinstructions, .altinstr_replacement, .init.text " in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "no --load-address for .parainstructions, .altinstructions, .altinstr_replacement, .init.text " in r.stderr
     r = run_pvpass("show", str(built / "inline.ko"), "--kernel", str(built / "k61.img"), "--backend", "native",
                    "--load-address=.nosuch=0x600000")
     assert r.returncode == 2 and "--load-address names .nosuch, not an allocated section" in r.stderr

@@ -163,8 +163,8 @@ class ModuleImage:
                 continue
             s = self._resolve(r.symbol)
             if s is None:
-                self.unresolved.append(Unresolved(at, width, f"a relocation against '{r.symbol.name}', "
-                                                             f"which {self.kernel.path} does not define as a global symbol"))
+                self.unresolved.append(Unresolved(at, width, f"a relocation against '{r.symbol.name}', which "
+                                                             f"{self.kernel.path} does not define as a global symbol"))
                 continue
             v = s + r.addend - (at if pcrel else 0)
             bits = 8 * width
