@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import TESTDATA, run_pvpass
+from conftest import TESTDATA, need_m32, run_pvpass
 
 KDIR = TESTDATA / "kernel"
 
@@ -79,6 +79,37 @@ def test_relocations_as_gnu_ld_applies_them(built, tmp):
             assert sec["sh_addr"] == addr
             assert img.read(addr, sec["sh_size"]) == sec.data(), name
     assert len(img.sites) == 15 and {s.addr for s in img.sites} <= set(range(0x600000, 0x602000))
+
+
+def test_i386_module_relocations_and_sites(tmp):
+    """i386 (REL: the addends are in the section bytes, R_386_32 and PC32):
+    the relocated sections against ld -m elf_i386's, and a call site."""
+    need_m32()
+    from pvpass.kernel.image import KernelImage
+    from pvpass.kernel.module import ModuleImage
+    from pvpass.link.elfobj import ElfObject
+    gcc("-m32", "-mregparm=3", "-no-pie", "-nostdlib", "-static", "-Wl,-e,flags_twice", "-o", tmp / "k32.img",
+        KDIR / "k61.c", KDIR / "k61_image.c")
+    gcc("-m32", "-mregparm=3", "-c", KDIR / "k61.c", "-o", tmp / "k32.ko")
+    load = LOAD
+    subprocess.run(["ld", "-m", "elf_i386", "-o", str(tmp / "k32.linked"), "-e", "0",
+                    f"--just-symbols={tmp / 'k32.img'}", *(f"--section-start={s}={a:#x}" for s, a in load.items()),
+                    str(tmp / "k32.ko")], check=True, capture_output=True)
+    img = ModuleImage(KernelImage(ElfObject.read(str(tmp / "k32.img"))), ElfObject.read(str(tmp / "k32.ko")), load)
+    with open(tmp / "k32.linked", "rb") as f:
+        e = ELFFile(f)
+        for name, addr in load.items():
+            sec = e.get_section_by_name(name)
+            if sec is not None:
+                assert img.read(addr, sec["sh_size"]) == sec.data(), name
+    r = run_pvpass("show", str(tmp / "k32.ko"), "--kernel", str(tmp / "k32.img"), "--backend", "native",
+                   *(f"--load-address={s}={a:#x}" for s, a in load.items()))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.endswith("(len 6): call native_io_delay"))
+    assert lines[k + 1].strip() == "before: calll *0x%x" % symbols(tmp / "k32.img")["pv_ops"]
+    after = lines[k + 2].split("after:")[1].strip()
+    assert after == f"calll {symbols(tmp / 'k32.img')['native_io_delay']:#x} <native_io_delay>; nop"
 
 
 def test_sites_through_relocations_and_a_missing_op(built):
