@@ -18,7 +18,9 @@ defconfig kernel under TCG).
 3. For each module, ModuleImage over VMLINUX at the load addresses the guest
    printed (what `pvpass show --kernel VMLINUX --load-address ...` prints),
    and every site's region compared with memory. Sites in the module's init
-   sections (freed once its init returns) are counted apart.
+   sections (freed once its init returns) are counted apart, and compared
+   where the module's init copied its own patched code to oracle_init_copy
+   (tests/bench/kmod/pvmod.c does).
 4. `pvpass show` and `pvpass verify` with those load addresses, each one's
    exit and last line.
 """
@@ -48,6 +50,18 @@ def placed(obj: ElfObject, secs: dict[str, int]) -> dict[str, int]:
     return {s: v for s, v in secs.items() if obj.section(s) is not None and obj.section(s)["sh_flags"] & 2}
 
 
+def init_copy(obj: ElfObject, secs: dict[str, int]) -> tuple[int, int, int] | None:
+    """(address, size, the code's address) of a copy the module's init made of
+    its own patched init code (oracle_init_copy, from init_module on):
+    .init.text is freed once the init returns."""
+    syms = {s.name: s for s in obj.symbols if s.name in ("oracle_init_copy", "init_module")}
+    if len(syms) < 2:
+        return None
+    buf, code = syms["oracle_init_copy"], syms["init_module"]
+    return (secs[obj.sections[buf.shndx].name] + buf.value, buf.size,
+            secs[obj.sections[code.shndx].name] + code.value)
+
+
 def modname(ko: Path) -> str:
     return ko.name[:-3].replace("-", "_")
 
@@ -60,31 +74,46 @@ def load_map(log: str) -> dict[str, dict[str, int]]:
 
 
 def compare(kernel: KernelImage, name: str, ko: Path, obj: ElfObject, secs: dict[str, int],
-            mem: dict[str, bytes]) -> None:
-    """Every site's region in guest memory against pvpass's result for the
-    load addresses the guest printed."""
+            mem: dict[str, bytes], copy: bytes | None) -> None:
+    """Every site's region in guest memory (an init site: in the init's copy
+    of its code, where it made one) against pvpass's result for the load
+    addresses the guest printed."""
     img = ModuleImage(kernel, obj, secs)
-    counts = {"kept same": 0, "kept differ": 0, "init": 0, "kept unpatched": 0}
+    counts = {"kept same": 0, "kept differ": 0, "init same": 0, "init differ": 0, "init unread": 0,
+              "unpatched": 0}
+    copied = init_copy(obj, secs)
     diffs = []
     for p in patch_image(img, backend(img, "native")):
+        n = len(p.after)
         if img.in_init(p.start):
-            counts["init"] += 1
-            continue
-        sec, off = img._sec_at(p.start)
-        theirs = mem[sec.name][off:off + len(p.after)]
+            if copy is None or not copied or not copied[2] <= p.start <= copied[2] + len(copy) - n:
+                counts["init unread"] += 1
+                continue
+            theirs, where = copy[p.start - copied[2]:p.start - copied[2] + n], "init"
+        else:
+            sec, off = img._sec_at(p.start)
+            theirs, where = mem[sec.name][off:off + n], "kept"
         same = theirs == p.after
-        counts["kept same" if same else "kept differ"] += 1
-        counts["kept unpatched"] += p.before == theirs
+        counts[f"{where} {'same' if same else 'differ'}"] += 1
+        counts["unpatched"] += p.before == theirs
         if not same:
             diffs.append((img.label(p.site.addr), p.how, p.after, theirs, p.start))
     kept = counts["kept same"] + counts["kept differ"]
+    init = counts["init same"] + counts["init differ"]
     where = " ".join(f"{s}={v:#x}" for s, v in sorted(secs.items()) if obj.section(s).index in img.read_secs)
-    print(f"[{name}: {ko}] loaded at {where}; sites {kept + counts['init']}: kept after init {kept}, "
-          f"byte-identical {counts['kept same']}/{kept}; in init sections (freed after init) "
-          f"{counts['init']}; kept sites whose unpatched bytes match memory {counts['kept unpatched']}")
+    print(f"[{name}: {ko}] loaded at {where}; sites {kept + init + counts['init unread']}: kept after init "
+          f"{kept}, byte-identical {counts['kept same']}/{kept}; in init sections {init + counts['init unread']}"
+          f" (freed after init), read from the init's copy {init}, byte-identical {counts['init same']}/{init};"
+          f" sites whose unpatched bytes match memory {counts['unpatched']}")
     for label, how, ours, theirs, start in diffs:
         print(f"  DIFF {label} ({how})\n    pvpass: {ours.hex()}  {text(img, ours, start)}\n"
               f"    kernel: {theirs.hex()}  {text(img, theirs, start)}")
+
+
+def memsave(addr: int, size: int, f: Path) -> tuple[str, dict]:
+    """QMP memsave of guest virtual memory (its int is int64)."""
+    return ("memsave", {"val": addr - (1 << 64) if addr >> 63 else addr, "size": size, "filename": str(f),
+                        "cpu-index": 0})
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -127,6 +156,7 @@ def main() -> None:
         print(f"== boot with the {tag}")
         initrd = initramfs(work, kernel.arch.bits, tuple(files.values()))
         dumps: dict[tuple[str, str], Path] = {}
+        copies: dict[str, Path] = {}
 
         def grab(log: str) -> list:
             """memsave of each loaded module's sections that hold sites or
@@ -143,8 +173,13 @@ def main() -> None:
                     f.unlink(missing_ok=True)
                     dumps[(name, sec.name)] = f
                     v = secs[sec.name]
-                    cmds.append(("memsave", {"val": v - (1 << 64) if v >> 63 else v,   # QMP's int is int64
-                                             "size": sec["sh_size"], "filename": str(f), "cpu-index": 0}))
+                    cmds.append(memsave(v, sec["sh_size"], f))
+                c = init_copy(obj, placed(obj, secs))
+                if c:
+                    f = work / f"mem-{name}.init-copy.bin"
+                    f.unlink(missing_ok=True)
+                    copies[name] = f
+                    cmds.append(memsave(c[0], c[1], f))
             return cmds
 
         _, _, log, took = boot(a.vmlinux, initrd, work, tag.split()[0], a.timeout, grab)
@@ -157,7 +192,8 @@ def main() -> None:
                 print(f"[{name}] not loaded in the guest: nothing to compare")
                 continue
             mem = {s: dumps[(n, s)].read_bytes() for (n, s) in dumps if n == name}
-            compare(kernel, name, files[name], obj, placed(obj, loaded[name]), mem)
+            copy = copies[name].read_bytes() if name in copies else None
+            compare(kernel, name, files[name], obj, placed(obj, loaded[name]), mem, copy)
     print("== pvpass on each module, at the first boot's load addresses where it loaded")
     loaded = load_map((work / "boot-plain.log").read_text(errors="replace"))
     for name, (ko, obj) in mods.items():

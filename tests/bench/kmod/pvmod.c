@@ -4,8 +4,11 @@
  * from its init so the guest reaches them. Inline alternatives (!XENPV):
  * save_fl, irq_disable/enable, read_cr2, read_cr3, wbinvd; direct calls:
  * cpuid, read_msr, read_cr0, flush_tlb_user, io_delay; and one site in
- * init memory. pvmod_inline.c builds it without the calls. */
+ * init memory, whose patched bytes the init copies to oracle_init_copy
+ * (the kernel frees .init.text once the init returns). pvmod_inline.c
+ * builds it without the calls. */
 #include <linux/module.h>
+#include <linux/string.h>
 #include <linux/irqflags.h>
 #include <asm/io.h>
 #include <asm/msr.h>
@@ -15,6 +18,7 @@
 #include <asm/tlbflush.h>
 
 unsigned long pvmod_sink[8];
+unsigned char oracle_init_copy[256];
 
 noinline unsigned long pvmod_irq(void)
 {
@@ -67,6 +71,9 @@ static int __init pvmod_init(void)
 	pvmod_cpu();
 #endif
 	pvmod_mm();
+	/* init_module, as module_finalize() left it (its layout is whole
+	 * pages: the bytes past the function are readable) */
+	memcpy(oracle_init_copy, (void *)pvmod_init, sizeof(oracle_init_copy));
 	pr_info("%s: loaded, cr0 %lx\n", KBUILD_MODNAME, pvmod_sink[3]);
 	return 0;
 }
