@@ -146,17 +146,22 @@ def _main_thread() -> bool:
     return t is None or t.current_thread() is t.main_thread()
 
 
-def temp_file(path: str | os.PathLike) -> str:
+def temp_file(path: str | os.PathLike, pid: int | None = None) -> str:
     """A new empty `.NAME.PID.XXXXXXXX.tmp` (mode 0600) beside `path`,
     removed by a signal while guard() is on; the caller renames or unlinks
-    it and then calls `forget`. OSError when the directory cannot hold it."""
+    it and then calls `forget`. OSError when the directory cannot hold it.
+    `pid`: another process's temporary (the `pvpass cc` server makes its
+    clients'): named after that process, for the sweep, and not this one's
+    to remove on a signal."""
     d, base = os.path.split(os.fspath(path))
+    owner = os.getpid() if pid is None else pid
     for _ in range(100):
-        tmp = os.path.join(d, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        tmp = os.path.join(d, f".{base}.{owner}.{os.urandom(4).hex()}.tmp")
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)    # until it is registered
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            _live.add(tmp)
+            if pid is None:
+                _live.add(tmp)
         except FileExistsError:
             continue
         finally:
@@ -164,6 +169,21 @@ def temp_file(path: str | os.PathLike) -> str:
         os.close(fd)
         return tmp
     raise FileExistsError(f"{path}: no free temporary name")
+
+
+def is_temp_of(tmp: str, path: str) -> bool:
+    """Whether `tmp` is a temporary of this process's for `path` (the
+    name temp_file gives it), to adopt one another process made for it."""
+    d, base = os.path.split(path)
+    td, name = os.path.split(tmp)
+    return (td == d and name.startswith(f".{base}.{os.getpid()}.") and name.endswith(".tmp")
+            and "/" not in name and name.count(".") == base.count(".") + 4)
+
+
+def adopt(tmp: str) -> None:
+    """Make a temporary file made for this process (by the `pvpass cc`
+    server) this process's own: a signal removes it."""
+    _live.add(tmp)
 
 
 def forget(tmp: str, unlink: bool = False) -> None:

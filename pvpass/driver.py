@@ -262,11 +262,11 @@ def _expand_response_files(args: list[str], depth: int = 0) -> list[str]:
     return out
 
 
-def _records_option(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]:
+def _records_option(argv: list[str], env=os.environ) -> tuple[tuple[str, ...] | None, list[str]]:
     """`--records B,C` (or PVPASS_RECORDS): the backends whose patch records
     to add to kernel-dialect objects; pvpass-dialect objects get native and
     their own backends unless it is given."""
-    records = os.environ.get("PVPASS_RECORDS")
+    records = env.get("PVPASS_RECORDS")
     while argv and argv[0].startswith("--records"):
         if argv[0] == "--records" and len(argv) > 1 and argv[1] != "--":
             records, argv = argv[1], argv[2:]
@@ -279,15 +279,23 @@ def _records_option(argv: list[str]) -> tuple[tuple[str, ...] | None, list[str]]
     return tuple(sorted({r.strip() for r in records.split(",") if r.strip() and r.strip() != "none"})), argv
 
 
-def run_cc(argv: list[str]) -> int:
-    records, argv = _records_option(argv)
+def command(argv: list[str], env=os.environ) -> tuple[tuple[str, ...] | None, list[str], Compile]:
+    """`pvpass cc`'s own arguments taken apart: (records, the compiler
+    command, the compile it makes). PvError on a bad command."""
+    records, argv = _records_option(argv, env)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise PvError("pvpass cc: expected a compiler command after '--'")
     if not argv[0]:
         raise PvError("pvpass cc: the compiler name is empty")
-    c = parse_compile(argv)
+    return records, argv, parse_compile(argv)
+
+
+def run_cc(argv: list[str]) -> int:
+    from . import fastpath
+    fastpath.after_handover()        # what the compiled client (pvpass/client/) asked for, if anything
+    records, argv, c = command(argv)
     if len(c.compiler) > 1:          # the compiler behind a wrapper: say so ourselves
         from . import tools
         for w in c.compiler[1:]:
@@ -309,20 +317,55 @@ def run_cc(argv: list[str]) -> int:
         return rc
 
 
+class Undecided(Exception):
+    """The cheap verdicts (the server's) cannot finish this compile: the
+    Python path takes over the compiled temporary and decides."""
+
+
+def start_temp(obj: str, pid: int | None = None) -> str | None:
+    """Sweep what killed runs left beside `obj`, then make the temporary the
+    compiler writes (None: the directory cannot hold one). `pid`: the
+    process that owns it (the client's, when the server makes it)."""
+    from . import atomicio
+    atomicio.remove_stale(obj)               # of runs killed with SIGKILL
+    try:
+        return atomicio.temp_file(obj, pid)
+    except OSError:          # no such directory, read-only: the compiler says so; should it
+        return None          # still write the object, that is finished in place
+
+
 def _compile_one(u: Compile, records) -> int:
     """Compile one source to a temporary file beside its object, finish it,
     rename it into place; on any failure remove it."""
-    from . import atomicio
+    from . import atomicio, fastpath
     obj = u.object
     if _regular(obj) is False:               # -o /dev/null (kbuild's probes), a pipe: written
         return _call([*u.compiler, *u.args])  # directly, nothing to add
-    atomicio.remove_stale(obj)               # of runs killed with SIGKILL
-    try:
-        tmp = u.work = atomicio.temp_file(obj)
-    except OSError:          # no such directory, read-only: the compiler says so; should it
-        tmp = None           # still write the object, that is finished in place
+    tmp = fastpath.compiled_for(obj)          # the client ran the compiler already
+    if tmp:
+        u.work = tmp
+        return finish(u, 0, records, obj)
+    tmp = u.work = start_temp(obj)
     try:
         rc = _call([*u.compiler, *(u.temp_args(tmp) if tmp else u.args)])
+    except BaseException:
+        if tmp:
+            atomicio.forget(tmp, unlink=True)
+        raise
+    return finish(u, rc, records, obj)
+
+
+def finish(u: Compile, rc: int, records, obj: str, umask: int | None = None, cheap: bool = False,
+           phase=None) -> int:
+    """After the compiler ran (`rc`) writing `u.written`: check it and add
+    what it needs, then rename it onto `obj`, or remove it. `cheap` (the
+    server): only the verdicts that need neither the source nor the cache;
+    anything else raises Undecided with the temporary and `obj` as the
+    Python path expects them. `umask`: the compiling process's."""
+    from . import atomicio
+    tmp = u.work
+    phase = phase or _phase
+    try:
         if rc != 0 or not _regular(u.written):   # as gcc fails: an older object stays
             if tmp:
                 atomicio.forget(tmp, unlink=True)
@@ -330,17 +373,19 @@ def _compile_one(u: Compile, records) -> int:
         # From here a failure, even SIGKILL, leaves no object at all, as gcc's
         # assembler has truncated an older one by now: it would pass for
         # this compile's.
-        mode = _new_mode(obj)
+        mode = _new_mode(obj, umask)
         if tmp and _regular(obj):
             os.unlink(obj)
-        _phase("compiled")
-        _after_compile(u, records)
-        _phase("finished")
+        phase("compiled")
+        _after_compile(u, records, cheap)
+        phase("finished")
         if tmp:
             os.chmod(tmp, mode)
             os.replace(tmp, obj)
             atomicio.forget(tmp)
     except BaseException as e:
+        if cheap and isinstance(e, Exception):
+            raise Undecided() from e         # the Python path decides, and says what went wrong
         if tmp:
             atomicio.forget(tmp, unlink=True)
         elif _regular(obj):
@@ -351,9 +396,10 @@ def _compile_one(u: Compile, records) -> int:
     return 0
 
 
-def _new_mode(obj: str) -> int:
+def _new_mode(obj: str, umask: int | None = None) -> int:
     """The mode the compiler gives its output: an existing file keeps its
-    own (it is truncated and rewritten), a new one gets 0666 minus umask."""
+    own (it is truncated and rewritten), a new one gets 0666 minus umask
+    (`umask`: the compiling process's, else this one's)."""
     import stat
     try:
         st = os.lstat(obj)
@@ -361,9 +407,10 @@ def _new_mode(obj: str) -> int:
             return st.st_mode & 0o7777
     except OSError:
         pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    if umask is None:
+        umask = os.umask(0)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _remove(path: str) -> None:
@@ -383,13 +430,13 @@ def _phase(name: str) -> None:
         time.sleep(60)
 
 
-def _after_compile(c: Compile, records) -> None:
+def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     """What the fresh object needs. The two cheap verdicts come first, as a
     cache lookup (hashing the source, stat'ing its headers) would cost more
     than they do: a kernel-dialect table is checked from the object alone,
     and an object with no relocated `call *` needs nothing. A cache hit is
     taken before candidate calls are disassembled (capstone's import alone
-    costs more than the hit)."""
+    costs more than the hit). `cheap`: Undecided where more is needed."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.regcalls import may_call_through_register
@@ -398,6 +445,8 @@ def _after_compile(c: Compile, records) -> None:
     try:
         obj = ElfObject(c.object, data)
     except UnsupportedTarget as e:   # the compiler's own object for a target pvpass does not table
+        if cheap:
+            raise Undecided() from e
         _untabled_warning(c, f"{e.target} object", "pvpass tables i386 and x86-64 objects")
         return
     kernel = obj.section(table.SECTION) is not None
@@ -405,6 +454,8 @@ def _after_compile(c: Compile, records) -> None:
         check_table(obj)         # needs neither the source nor the preprocessor
         return
     if not kernel and any(s.name.startswith(".gnu.lto_") for s in obj.sections):
+        if cheap:
+            raise Undecided()
         _untabled_warning(c, "-flto", "their code is made at link time; "
                           "compile this source with -fno-lto to have them patched")
     candidates = None if kernel else call_candidates(obj)
@@ -415,6 +466,8 @@ def _after_compile(c: Compile, records) -> None:
     via_register = not kernel and may_call_through_register(obj)
     if candidates == [] and not via_register:
         return                   # no site can be here; the object is not rewritten
+    if cheap:
+        raise Undecided()        # a cache lookup, or candidates to decode
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),

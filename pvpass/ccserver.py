@@ -1,0 +1,293 @@
+"""The resident `pvpass cc` server (docs/build-path.md, "The fast path").
+
+    python -m pvpass.ccserver [--client PATH] [SOCKET]
+
+`--client`: build the compiled client at PATH first (pvpass/fastpath.py).
+SOCKET: serve the clients (pvpass/client/pvpass-cc.c) there, one thread
+per connection, until 10 minutes pass without a request, the socket is
+removed or replaced (its directory too), or pvpass's code on disk changes.
+
+A connection is one compile. Messages are a 4-byte length (native order)
+and NUL-terminated fields:
+
+    client: "pvpass-cc 1", KEY, PID, UMASK, CWD, N, N x "VAR=VALUE", M, M x ARG
+    server: "PY"                     hand over to the Python path
+          | "EXEC", ARGV...          nothing for the pass: exec the compiler
+          | "RUN", TMP, ARGV...      run ARGV (it writes TMP; "" for none)
+    client: "VERDICT", RC            the compiler's exit code (-N: signal N)
+    server: "DONE", CODE, TEXT       exit with CODE after printing TEXT
+          | "PY"                     hand the compiled TMP to the Python path
+
+All the deciding is the driver's (pvpass/driver.py: `command`, `start_temp`,
+`Compile.temp_args`, `finish` with cheap=True); this module only relays.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+
+PROTO = "pvpass-cc 1"
+IDLE = 600.0           # seconds without a request before the server exits
+PLAN_TIMEOUT = 10.0    # for a client's first message
+MAX_MSG = 1 << 24
+
+
+def _read_msg(conn: socket.socket) -> list[str] | None:
+    head = _recv(conn, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack("=I", head)
+    if n == 0 or n > MAX_MSG:
+        return None
+    body = _recv(conn, n)
+    if body is None or not body.endswith(b"\0"):
+        return None
+    return [f.decode(errors="surrogateescape") for f in body[:-1].split(b"\0")]
+
+
+def _recv(conn: socket.socket, n: int) -> bytes | None:
+    out = b""
+    while len(out) < n:
+        got = conn.recv(n - len(out))
+        if not got:
+            return None
+        out += got
+    return out
+
+
+def _send(conn: socket.socket, *fields: str) -> None:
+    body = b"".join(f.encode(errors="surrogateescape") + b"\0" for f in fields)
+    conn.sendall(struct.pack("=I", len(body)) + body)
+
+
+class _Code:
+    """pvpass's modules as this server loaded them: a request finds them
+    changed on disk (an upgrade, a developer's edit) and is handed over."""
+
+    def __init__(self) -> None:
+        self.files = sorted({m.__file__ for n, m in list(sys.modules.items())
+                             if n.split(".")[0] == "pvpass" and getattr(m, "__file__", None)})
+        self.seen = self._stats()
+
+    def _stats(self) -> list:
+        out = []
+        for f in self.files:
+            try:
+                st = os.stat(f)
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return out
+
+    def changed(self) -> bool:
+        return self._stats() != self.seen
+
+
+class Server:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.key = os.path.basename(path)[:-len(".sock")]
+        st = os.stat(path)
+        self.me = (st.st_dev, st.st_ino)
+        self.code = _Code()
+        self.last = time.monotonic()
+        self.active = 0
+        self.stale = False
+        self.lock = threading.Lock()
+
+    def gone(self) -> bool:
+        """Whether to stop: the socket removed or replaced, the code
+        changed, or idle too long."""
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != self.me:
+                return True
+        except OSError:
+            return True
+        with self.lock:
+            return self.stale or (self.active == 0 and time.monotonic() - self.last > IDLE)
+
+    def handle(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.active += 1
+            self.last = time.monotonic()
+        try:
+            conn.settimeout(PLAN_TIMEOUT)
+            req = _read_msg(conn)
+            if req is None:
+                return
+            reply, state = self.plan(req)
+            _send(conn, *reply)
+            if state is None:
+                return
+            conn.settimeout(None)            # the compile takes what it takes
+            req = _read_msg(conn)
+            if req is None or len(req) != 2 or req[0] != "VERDICT":
+                return                       # the client went: its temporary is its own
+            _send(conn, *self.verdict(state, int(req[1]), req))
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+            with self.lock:
+                self.active -= 1
+                self.last = time.monotonic()
+
+    def plan(self, req: list[str]):
+        from . import driver
+        from .atomicio import same_file
+        from .errors import PvError
+        py = (("PY",), None)
+        if len(req) < 6 or req[0] != PROTO or req[1] != self.key:
+            return py
+        if self.code.changed():
+            self.stale = True
+            return py
+        pid, umask, cwd = int(req[2]), int(req[3]), req[4]
+        nenv = int(req[5])
+        env = dict(e.split("=", 1) for e in req[6:6 + nenv] if "=" in e)
+        args = req[7 + nenv:]
+        if len(args) != int(req[6 + nenv]) or "PVPASS_TEST_PAUSE" in env:
+            return py
+        try:
+            records, argv, c = driver.command(args, env)
+        except PvError:
+            return py                        # the Python path says what is wrong
+        if records is not None:
+            return py                        # patch records: the analysis
+        at = lambda p: os.path.join(cwd, p)  # noqa: E731 - the client's paths
+        if not all(_which(w, env.get("PATH", os.defpath), cwd) for w in c.compiler[1:]):
+            return py
+        if not c.compile_only:
+            return ("EXEC", *argv), None
+        units = c.each()
+        if len(units) != 1:
+            return py
+        u = units[0]
+        if same_file(at(u.object), at(c.sources[0])):
+            return py
+        obj = at(u.object)
+        if driver._regular(obj) is False:   # -o /dev/null: the compiler writes it, nothing to add
+            return ("RUN", "", *u.compiler, *u.args), None
+        tmp = driver.start_temp(obj, pid)
+        if tmp is None:
+            return py
+        rel = os.path.join(os.path.dirname(u.object), os.path.basename(tmp))
+        return ("RUN", rel, *u.compiler, *u.temp_args(rel)), (u, obj, tmp, umask, env)
+
+    def verdict(self, state, rc: int, req) -> tuple[str, ...]:
+        from . import driver
+        u, obj, tmp, umask, env = state
+        _test_pause(env)
+        u.work = tmp
+        try:
+            code = driver.finish(u, rc, None, obj, umask, cheap=True, phase=lambda name: None)
+        except driver.Undecided:
+            return ("PY",)
+        return ("DONE", str(code), "")
+
+
+def _which(word: str, path: str, cwd: str) -> bool:
+    import shutil
+    if "/" in word:
+        return os.access(os.path.join(cwd, word), os.X_OK)
+    return shutil.which(word, path=":".join(os.path.join(cwd, p) for p in path.split(":"))) is not None
+
+
+def _test_pause(env: dict) -> None:
+    """Tests: PVPASS_TEST_FAST_PAUSE=verdict:FILE creates FILE when a
+    verdict is asked for and waits (up to 60 s) until it is removed."""
+    spec = env.get("PVPASS_TEST_FAST_PAUSE", "")
+    if spec.startswith("verdict:"):
+        flag = spec.split(":", 1)[1]
+        open(flag, "w").close()
+        for _ in range(6000):
+            if not os.path.exists(flag):
+                break
+            time.sleep(0.01)
+
+
+def _own_dir(d: str) -> bool:
+    """A directory only this user can enter: the socket's (a 0700
+    /tmp/pvpass-UID is made here when missing)."""
+    try:
+        if d == f"/tmp/pvpass-{os.getuid()}" and not os.path.lexists(d):
+            os.mkdir(d, 0o700)
+        st = os.lstat(d)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def serve(path: str) -> None:
+    import fcntl
+    if not path.endswith(".sock") or not _own_dir(os.path.dirname(path)):
+        return
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return                               # another server has it
+    if os.path.lexists(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            return
+        os.unlink(path)                      # a dead socket, or a file someone left there
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
+    s.listen(128)
+    _preload()
+    server = Server(path)
+    s.settimeout(1.0)
+    checked = time.monotonic()
+    try:
+        while True:
+            try:
+                conn, _ = s.accept()
+            except socket.timeout:
+                conn = None
+            if conn is not None:
+                conn.setblocking(True)
+                threading.Thread(target=server.handle, args=(conn,), daemon=True).start()
+            if conn is None or time.monotonic() - checked > 1.0:
+                checked = time.monotonic()
+                if server.gone():
+                    break
+    finally:
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == server.me:
+                os.unlink(path)
+        except OSError:
+            pass
+        os._exit(0)                          # requests in flight: their clients hand over
+
+
+def _preload() -> None:
+    """What a verdict uses, imported once, before the first client."""
+    from . import driver, table  # noqa: F401
+    from .link import elfobj, regcalls, tablecheck  # noqa: F401
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--client"] and len(argv) > 1:
+        from .fastpath import build_client
+        try:
+            build_client(argv[1])
+        except OSError:
+            pass
+        argv = argv[2:]
+    if argv:
+        serve(argv[0])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
