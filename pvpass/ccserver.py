@@ -233,18 +233,23 @@ def serve(path: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return                               # another server has it
-    if os.path.lexists(path):
-        if os.path.isdir(path) and not os.path.islink(path):
-            return
-        os.unlink(path)                      # a dead socket, or a file someone left there
+    os.ftruncate(lock, 0)
+    os.write(lock, f"{os.getpid()}\n".encode())    # who serves (for tests and the curious)
+    if os.path.isdir(path) and not os.path.islink(path):
+        return
+    # bound and listening under another name, then renamed over whatever is
+    # at `path` (a dead socket, a file someone left): a client never finds
+    # a socket that refuses it
+    fresh = os.path.join(os.path.dirname(path), f".{os.getpid()}.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        s.bind(path)
+        s.bind(fresh)
     finally:
         os.umask(old)
     s.listen(128)
     _preload()
+    os.rename(fresh, path)
     server = Server(path)
     s.settimeout(1.0)
     checked = time.monotonic()

@@ -26,6 +26,10 @@ if "PVPASS_TEST_RUN_DIR" not in os.environ:
 RUN_DIR = Path(os.environ["PVPASS_TEST_RUN_DIR"])
 os.environ["PVPASS_CACHE_DIR"] = str(RUN_DIR / "pvpass-cache")
 os.environ["XDG_CACHE_HOME"] = str(RUN_DIR / "xdg-cache")
+# `pvpass cc` servers (the fast path) put their sockets here: the run's own,
+# stopped at its end (pytest_sessionfinish), and they exit once it is removed.
+os.environ["XDG_RUNTIME_DIR"] = str(RUN_DIR / "run")
+os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 TESTDATA = ROOT / "testdata"
 INCLUDE = ROOT / "pvpass" / "include"
 ARCH_FLAG = {"i386": "-m32", "x86_64": "-m64"}
@@ -132,3 +136,97 @@ def run_pvpass(*args: str, cwd: Path | None = None, env: dict | None = None,
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# -- the fast path of `pvpass cc` (pvpass/client/, pvpass/ccserver.py) ---------
+
+PVPASS_SH = Path(sys.executable).with_name("pvpass")      # the installed shell script
+PVPASS_PY = Path(sys.executable).with_name("pvpass-py")
+
+
+def stop_servers(run_dir: Path, timeout: float = 20) -> list[str]:
+    """Remove every server socket in `run_dir` and wait for each server to
+    exit (its lock released); returns the sockets whose server outlived
+    `timeout`."""
+    import time
+    for sock in run_dir.glob("pvpass-*.sock"):
+        sock.unlink(missing_ok=True)
+    stuck = []
+    for lock in run_dir.glob("pvpass-*.sock.lock"):
+        with open(lock) as f:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        stuck.append(str(lock))
+                        break
+                    time.sleep(0.05)
+    return stuck
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):      # the run's controller: the workers are done
+        stop_servers(RUN_DIR / "run")
+
+
+def client_binary() -> Path:
+    """The compiled client, built once per run (as the first `pvpass cc`
+    through the shell script builds it)."""
+    from pvpass.fastpath import build_client, client_name
+    def build(d: Path) -> None:
+        assert build_client(str(d / client_name())), (d / f"{client_name()}.failed").read_text()
+    return shared_build("client", build) / client_name()
+
+
+class FastPath:
+    """`pvpass cc` through the shell script, the client and a server of its
+    own, in `d`: the entry point is a wrapper that logs each Python start
+    (py.log) and then runs the real one."""
+
+    def __init__(self, d: Path) -> None:
+        from pvpass.fastpath import client_name
+        assert PVPASS_SH.read_text().startswith("#!/bin/sh"), f"{PVPASS_SH}: not the shell script"
+        self.d, self.bin, self.run_dir, self.log = d, d / "bin", d / "run", d / "py.log"
+        self.bin.mkdir(parents=True)
+        self.run_dir.mkdir(mode=0o700)
+        shutil.copy(PVPASS_SH, self.bin / "pvpass")
+        (self.bin / "pvpass-py").write_text(f'#!/bin/sh\necho "$$" >> "{self.log}"\nexec "{PVPASS_PY}" "$@"\n')
+        (self.bin / "pvpass-py").chmod(0o755)
+        (d / "cache/client").mkdir(parents=True)
+        shutil.copy(client_binary(), d / "cache/client" / client_name())
+        self.env = {"XDG_RUNTIME_DIR": str(self.run_dir), "PVPASS_CACHE_DIR": str(d / "cache"),
+                    "PVPASS_CACHE": "0"}
+
+    def cmd(self, *args: str) -> list[str]:
+        return [str(self.bin / "pvpass"), *args]
+
+    def run(self, *args: str, cwd=None, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(*args), cwd=cwd, env={**os.environ, **self.env, **(env or {})},
+                              capture_output=True, **kw)
+
+    def python_runs(self) -> int:
+        """How many times the Python path ran since the last call."""
+        n = len(self.log.read_text().splitlines()) if self.log.exists() else 0
+        self.log.unlink(missing_ok=True)
+        return n
+
+    def sockets(self) -> list[Path]:
+        return sorted(self.run_dir.glob("pvpass-*.sock"))
+
+    def start(self) -> None:
+        """A compile with no server hands over and starts one."""
+        import time
+        (self.d / "start.c").write_text("int start;\n")
+        r = self.run("cc", "--", "gcc", "-c", "start.c", "-o", "start.o", cwd=self.d)
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 30
+        while not self.sockets():
+            assert time.monotonic() < deadline, "no server started"
+            time.sleep(0.05)
+        self.python_runs()
+
+    def stop(self) -> None:
+        assert not stop_servers(self.run_dir), "a server did not exit when its socket was removed"

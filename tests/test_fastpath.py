@@ -1,0 +1,281 @@
+"""The fast path of `pvpass cc` (docs/build-path.md): the shell script, the
+compiled client and the resident server write what the Python path and a
+plain gcc write, start no Python where the cheap verdicts decide, keep the
+all-or-nothing rule when the client or the server is killed, and fall back
+to the Python path, never hang, when there is no server to ask."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pvpass.fastpath import client_name
+
+from conftest import INCLUDE, PVPASS_SH, ROOT, TESTDATA, FastPath, stop_servers
+from test_files import ARG_FORMS
+
+SITES = TESTDATA / "pvpass/sites.c"
+KERNEL = TESTDATA / "kernel/k61.c"
+PLAIN = "#include <stdio.h>\nint f(int x) { return printf(\"%d\", x); }\n"
+
+
+@pytest.fixture(scope="module")
+def fast_module(tmp_path_factory):
+    f = FastPath(tmp_path_factory.mktemp("fast"))
+    f.start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def fast(fast_module):
+    """The module's server, its count of Python starts at 0."""
+    fast_module.python_runs()
+    return fast_module
+
+
+def test_the_shell_script_names_this_clients_binary():
+    """The shell script finds the client under its source's hash; an edit
+    of the source without the script would run an old client."""
+    script = (ROOT / "pvpass/client/pvpass").read_text()
+    assert f"/client/{client_name()}\"" in script
+    assert PVPASS_SH.read_text() == script
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _fresh(d: Path) -> Path:
+    shutil.rmtree(d, ignore_errors=True)
+    for sub in ("sub", "sub2", "dd"):
+        (d / sub).mkdir(parents=True)
+    for src in ("a.c", "sub2/a.c"):
+        (d / src).write_text(PLAIN)
+    return d
+
+
+@pytest.mark.parametrize("form", ARG_FORMS + [
+    "-g -MD -c a.c -o sub/x.o", "-g3 -MMD -MP -c a.c -o sub/x.o", "-g -gsplit-dwarf -c a.c -o sub/x.o",
+    "-save-temps -fstack-usage -c a.c -o sub/x.o", "-MD -MF dep.d -MT 'weird $name' -c a.c -o sub/x.o"])
+def test_fast_path_writes_what_gcc_and_the_python_path_write(fast, tmp, form):
+    """Object, .d, .dwo, .gcno, .su, -save-temps files and exit code: the
+    fast path's are plain gcc's and the Python path's, byte for byte, and
+    no Python started."""
+    args = ["-frandom-seed=1", *shlex.split(form)]
+    got = {}
+    for how, argv, env in [("gcc", ["gcc", *args], {}),
+                           ("fast", fast.cmd("cc", "--", "gcc", *args), {}),
+                           ("python", fast.cmd("cc", "--", "gcc", *args), {"PVPASS_SERVER": "0"})]:
+        d = _fresh(tmp / "w")              # one directory: -g writes its name
+        r = subprocess.run(argv, cwd=d, capture_output=True, env={**os.environ, **fast.env, **env})
+        got[how] = (r.returncode, r.stderr, _tree(d))
+        assert r.returncode == 0, r.stderr
+        assert fast.python_runs() == (how == "python"), how
+    assert got["fast"] == got["gcc"]
+    assert got["python"] == got["gcc"]
+
+
+def test_compile_errors_kernel_tables_and_pass_through(fast, tmp):
+    """A failing compile's exit code and messages are gcc's; a kernel
+    object's table is checked without Python; linking passes through."""
+    (tmp / "bad.c").write_text("int f(void) { return x; }\n")
+    g = subprocess.run(["gcc", "-c", "bad.c", "-o", "bad.o"], cwd=tmp, capture_output=True)
+    r = fast.run("cc", "--", "gcc", "-c", "bad.c", "-o", "bad.o", cwd=tmp)
+    assert (r.returncode, r.stderr) == (g.returncode, g.stderr) and g.returncode == 1
+    assert not (tmp / "bad.o").exists() and not list(tmp.glob(".*.tmp"))
+
+    k = ["-O2", "-c", str(KERNEL)]
+    assert fast.run("cc", "--", "gcc", *k, "-o", "k.o", cwd=tmp).returncode == 0
+    assert fast.python_runs() == 0
+    assert fast.run("cc", "--", "gcc", *k, "-o", "kp.o", cwd=tmp, env={"PVPASS_SERVER": "0"}).returncode == 0
+    assert fast.python_runs() == 1
+    assert (tmp / "k.o").read_bytes() == (tmp / "kp.o").read_bytes()
+
+    (tmp / "m.c").write_text("int main(void) { return 3; }\n")
+    assert fast.run("cc", "--", "gcc", "m.c", "-o", "m", cwd=tmp).returncode == 0
+    assert subprocess.run([str(tmp / "m")]).returncode == 3
+    r = fast.run("cc", "--", "gcc", "-c", "m.c", "-o", "/dev/null", cwd=tmp)     # kbuild's probes
+    assert r.returncode == 0 and fast.python_runs() == 0
+
+
+def test_what_the_server_does_not_decide_goes_to_python_compiled_once(fast, tmp):
+    """A source with sites: the client compiles, the Python path adds the
+    table to that object (the compiler runs once), as it does alone."""
+    log = tmp / "gcc.log"
+    counting = tmp / "gcc"
+    counting.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec gcc "$@"\n')
+    counting.chmod(0o755)
+    args = ["-O2", "-I", str(INCLUDE), "-c", str(SITES)]
+    r = fast.run("cc", "--", str(counting), *args, "-o", "s.o", cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    assert fast.python_runs() == 1
+    assert sum(" -c " in line for line in log.read_text().splitlines()) == 1
+    assert fast.run("cc", "--", "gcc", *args, "-o", "p.o", cwd=tmp, env={"PVPASS_SERVER": "0"}).returncode == 0
+    assert (tmp / "s.o").read_bytes() == (tmp / "p.o").read_bytes()
+    assert not list(tmp.glob(".*.tmp"))
+
+
+def _gcc(tmp: Path, *args: str) -> bytes:
+    """gcc's own object for these arguments."""
+    subprocess.run(["gcc", *args, "-o", str(tmp / "ref.obj")], cwd=tmp, check=True)
+    return (tmp / "ref.obj").read_bytes()
+
+
+def _spawn(fast: FastPath, tmp: Path, out: Path, env: dict, compiler: str = "gcc") -> subprocess.Popen:
+    return subprocess.Popen(fast.cmd("cc", "--", compiler, "-O2", "-c", str(KERNEL), "-o", str(out)), cwd=tmp,
+                            env={**os.environ, **fast.env, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_for(flag: Path, p: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("phase", ["planned", "compiler", "compiled", "verdict"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_client_at_any_phase_leaves_no_half_object(fast, tmp, phase, sig):
+    """Killed before, during or after the compile, or while the server
+    decides: no object at -o, or the complete one; no temporary (after
+    SIGKILL the next compile sweeps it); the status is the signal's."""
+    out = tmp / "k.o"
+    flag = tmp / "flag"
+    if phase == "compiler":
+        slow = tmp / "slow-gcc"
+        slow.write_text(f'#!/bin/sh\ngcc "$@" || exit $?\n: > {flag}\nexec sleep 30\n')
+        slow.chmod(0o755)
+        p = _spawn(fast, tmp, out, {}, str(slow))
+    else:
+        p = _spawn(fast, tmp, out, {"PVPASS_TEST_FAST_PAUSE": f"{phase}:{flag}"})
+    _wait_for(flag, p)
+    os.kill(p.pid, sig)
+    p.wait(timeout=60)
+    if phase == "verdict":
+        flag.unlink()                  # the server goes on with a client that is gone
+        time.sleep(0.5)
+    try:
+        os.killpg(p.pid, signal.SIGKILL)          # the slow compiler SIGKILL left running
+    except ProcessLookupError:
+        pass
+    p.communicate(timeout=60)
+    assert p.returncode == -sig
+    want = _gcc(tmp, "-O2", "-c", str(KERNEL))
+    assert not out.exists() or out.read_bytes() == want
+    left = [n.name for n in tmp.glob(".*.tmp")]
+    if sig != signal.SIGKILL or phase == "verdict":
+        assert not left
+    r = fast.run("cc", "--", "gcc", "-O2", "-c", str(KERNEL), "-o", str(out), cwd=tmp)
+    assert r.returncode == 0 and out.read_bytes() == want and not list(tmp.glob(".*.tmp")), r.stderr
+    assert fast.python_runs() == 0, (left, fast.sockets())
+
+
+def test_a_server_killed_mid_request_hands_over(tmp):
+    """The server dies while it decides: the client hands the compiled
+    object to the Python path, which finishes it."""
+    f = FastPath(tmp / "own")
+    f.start()
+    try:
+        flag, out = tmp / "flag", tmp / "k.o"
+        p = _spawn(f, tmp, out, {"PVPASS_TEST_FAST_PAUSE": f"verdict:{flag}", "PVPASS_SERVER_TIMEOUT": "300"})
+        _wait_for(flag, p)
+        os.kill(int(Path(f"{f.sockets()[0]}.lock").read_text()), signal.SIGKILL)
+        assert p.wait(timeout=30) == 0, p.communicate()
+        assert f.python_runs() == 1
+        want = _gcc(tmp, "-O2", "-c", str(KERNEL))
+        assert out.read_bytes() == want and not list(tmp.glob(".*.tmp"))
+    finally:
+        f.stop()
+
+
+def _stale(kind: str, path: Path):
+    """Something at the socket path that is no answering server of ours."""
+    if kind == "regular file":
+        path.write_text("")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dead socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    elif kind == "silent server":             # listens, never accepts
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.listen(8)
+        return s
+    elif kind == "another identity":          # a live server of another key, moved here
+        other = path.with_name("pvpass-0000000000000000.sock")
+        srv = subprocess.Popen([sys.executable, "-m", "pvpass.ccserver", str(other)], start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not other.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.rename(other, path)
+        return srv
+    return None
+
+
+@pytest.mark.parametrize("kind", ["none", "regular file", "fifo", "dead socket", "silent server",
+                                  "another identity"])
+def test_no_answering_server_means_the_python_path(tmp, kind):
+    f = FastPath(tmp / "fb")
+    try:
+        (tmp / "a.c").write_text(PLAIN)
+        # the socket's name: what the client would connect to
+        sock = None
+        if kind != "none":
+            f.start()
+            sock = f.sockets()[0]
+            f.stop()
+            held = _stale(kind, sock)
+        t0 = time.monotonic()
+        r = f.run("cc", "--", "gcc", "-c", "a.c", "-o", "a.o", cwd=tmp, env={"PVPASS_SERVER_TIMEOUT": "300"},
+                  timeout=60)
+        assert time.monotonic() - t0 < 20
+        assert r.returncode == 0 and f.python_runs() == 1, r.stderr
+        g = _gcc(tmp, "-c", "a.c")
+        assert (tmp / "a.o").read_bytes() == g and not list(tmp.glob(".*.tmp"))
+        if kind not in ("silent server", "another identity"):
+            # the compile that fell back started a server; the next one uses it
+            deadline = time.monotonic() + 30
+            while True:
+                r = f.run("cc", "--", "gcc", "-c", "a.c", "-o", "a.o", cwd=tmp)
+                assert r.returncode == 0, r.stderr
+                if f.python_runs() == 0:
+                    break
+                assert time.monotonic() < deadline, "no server took over"
+                time.sleep(0.1)
+        if kind == "silent server":
+            held.close()
+        elif kind == "another identity":
+            held.wait(timeout=30)        # its socket moved: it exits
+    finally:
+        f.stop()
+
+
+def test_opt_out_starts_no_server(tmp):
+    f = FastPath(tmp / "off")
+    (tmp / "a.c").write_text(PLAIN)
+    for _ in range(2):
+        r = f.run("cc", "--", "gcc", "-c", "a.c", "-o", "a.o", cwd=tmp, env={"PVPASS_SERVER": "0"})
+        assert r.returncode == 0 and f.python_runs() == 1
+    time.sleep(0.5)
+    assert not f.sockets()
+
+
+def test_a_server_exits_when_its_socket_goes(fast, tmp):
+    """What the test run relies on to leave no server behind."""
+    assert fast.sockets()
+    assert not stop_servers(fast.run_dir, timeout=10)
+    fast.start()
