@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import functools
+import shlex
 import os
 import shutil
 import subprocess
@@ -107,14 +108,22 @@ def shared_build(name: str, build) -> Path:
 
 
 def make_example(example: str, name: str, *make_args: str) -> Path:
-    """pvpass/examples/EXAMPLE built once per run with `make CC="pvpass cc
-    -- gcc"`; make's output is in make.log beside it."""
+    """pvpass/examples/EXAMPLE built once per run with `make -j2
+    CC="pvpass cc -- gcc"`, through the fast path (the run's server:
+    `fast_server`); make's output is in make.log beside it, and how many
+    of its `pvpass cc` commands started Python."""
     def build(d: Path) -> None:
+        fast = fast_server()
         shutil.copytree(ROOT / "pvpass/examples" / example, d, dirs_exist_ok=True)
         pv = f"{sys.executable} -m pvpass"
-        r = subprocess.run(["make", "-C", str(d), f"PVPASS={pv}", f"CC={pv} cc -- gcc", *make_args],
-                           capture_output=True, text=True, cwd=ROOT)
-        (d / "make.log").write_text(r.stdout + r.stderr)
+        with open(fast.d / "make.lock", "w") as lock:      # one build at a time counts Python starts
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fast.python_runs()
+            r = subprocess.run(["make", "-j2", "-C", str(d), f"PVPASS={pv}",
+                                f"CC={shlex.join(fast.cmd('cc', '--', 'gcc'))}", *make_args],
+                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, **fast.env})
+            starts = fast.python_runs()
+        (d / "make.log").write_text(r.stdout + r.stderr + f"python starts: {starts}\n")
         assert r.returncode == 0, r.stdout + r.stderr
     return shared_build(name, build)
 
@@ -170,6 +179,7 @@ def stop_servers(run_dir: Path, timeout: float = 20) -> list[str]:
 def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):      # the run's controller: the workers are done
         stop_servers(RUN_DIR / "run")
+        stop_servers(RUN_DIR / "shared/fast/run")
 
 
 def client_binary() -> Path:
@@ -189,7 +199,7 @@ class FastPath:
     def __init__(self, d: Path) -> None:
         from pvpass.fastpath import client_name
         assert PVPASS_SH.read_text().startswith("#!/bin/sh"), f"{PVPASS_SH}: not the shell script"
-        self.d, self.bin, self.run_dir, self.log = d, d / "bin", d / "run", d / "py.log"
+        self.attach(d)
         self.bin.mkdir(parents=True)
         self.run_dir.mkdir(mode=0o700)
         shutil.copy(PVPASS_SH, self.bin / "pvpass")
@@ -197,8 +207,10 @@ class FastPath:
         (self.bin / "pvpass-py").chmod(0o755)
         (d / "cache/client").mkdir(parents=True)
         shutil.copy(client_binary(), d / "cache/client" / client_name())
-        self.env = {"XDG_RUNTIME_DIR": str(self.run_dir), "PVPASS_CACHE_DIR": str(d / "cache"),
-                    "PVPASS_CACHE": "0"}
+
+    def attach(self, d: Path) -> None:
+        self.d, self.bin, self.run_dir, self.log = d, d / "bin", d / "run", d / "py.log"
+        self.env = {"XDG_RUNTIME_DIR": str(self.run_dir), "PVPASS_CACHE_DIR": str(d / "cache")}
 
     def cmd(self, *args: str) -> list[str]:
         return [str(self.bin / "pvpass"), *args]
@@ -230,3 +242,13 @@ class FastPath:
 
     def stop(self) -> None:
         assert not stop_servers(self.run_dir), "a server did not exit when its socket was removed"
+
+
+def fast_server() -> FastPath:
+    """The run's fast path, its server started (stopped at the run's end)."""
+    d = shared_build("fast", lambda d: FastPath(d).start())
+    f = FastPath.__new__(FastPath)
+    FastPath.attach(f, d)
+    if not f.sockets():                  # idle for 10 minutes in a long run: start it again
+        f.start()
+    return f

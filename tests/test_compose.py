@@ -1,7 +1,8 @@
 """`pvpass cc` in front of the engines builds already use: ccache (a hit
 stays a hit, and the object still gets its table) and distcc (the compile
 runs on a distccd, here on 127.0.0.1 only; the object comes back and gets
-its table)."""
+its table). Each through the Python path and through the fast path (the
+compiled client runs ccache or distcc, the Python path adds the table)."""
 from __future__ import annotations
 
 import os
@@ -10,10 +11,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import INCLUDE, TESTDATA, need, run_pvpass
+from conftest import INCLUDE, TESTDATA, fast_server, need, run_pvpass
 
 SRC = str(TESTDATA / "pvpass/sites.c")
 FLAGS = ["-O2", "-I", str(INCLUDE), "-c", SRC]
@@ -27,18 +29,35 @@ def reference(tmp) -> bytes:
     return (tmp / "ref.o").read_bytes()
 
 
+def cc(how: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`pvpass cc ARGS` the Python way or through the fast path."""
+    if how == "python":
+        return run_pvpass("cc", *args, env=env)
+    fast = fast_server()
+    if "PVPASS_CACHE_DIR" in env:        # the shell script looks for the client there
+        from conftest import client_binary
+        (Path(env["PVPASS_CACHE_DIR"]) / "client").mkdir(parents=True, exist_ok=True)
+        shutil.copy(client_binary(), Path(env["PVPASS_CACHE_DIR"]) / "client")
+    return subprocess.run(fast.cmd("cc", *args), capture_output=True, text=True,
+                          env={**os.environ, **fast.env, **env})
+
+
+HOW = pytest.mark.parametrize("how", ["python", "fast"])
+
+
 def ccache_stats(env) -> dict[str, int]:
     out = subprocess.run(["ccache", "--print-stats"], env=env, capture_output=True, text=True, check=True).stdout
     return {k: int(v) for k, v in (line.split("\t") for line in out.splitlines() if "\t" in line)
             if v.isdigit()}
 
 
-def test_ccache_hits_stay_hits(tmp):
+@HOW
+def test_ccache_hits_stay_hits(tmp, how):
     need("ccache")
     want = reference(tmp)
     env = dict(os.environ, CCACHE_DIR=str(tmp / "ccache"), PVPASS_CACHE="0")
     for name in ("a.o", "b.o"):
-        r = run_pvpass("cc", "--", "ccache", "gcc", *FLAGS, "-o", str(tmp / name), env=env)
+        r = cc(how, ["--", "ccache", "gcc", *FLAGS, "-o", str(tmp / name)], env)
         assert r.returncode == 0, r.stderr
         assert (tmp / name).read_bytes() == want, name
     st = ccache_stats(env)
@@ -88,14 +107,15 @@ def distccd(tmp):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_distcc_compiles_remotely_and_the_object_gets_its_table(tmp, distccd):
+@HOW
+def test_distcc_compiles_remotely_and_the_object_gets_its_table(tmp, distccd, how):
     port, log = distccd
     want = reference(tmp)
     (tmp / "distcc").mkdir()
     env = dict(os.environ, DISTCC_HOSTS=f"127.0.0.1:{port}/1", DISTCC_FALLBACK="0",
                DISTCC_DIR=str(tmp / "distcc"), PVPASS_CACHE_DIR=str(tmp / "cache"))
     for name in ("a.o", "b.o"):          # cold, then a pvpass cache hit
-        r = run_pvpass("cc", "--", "distcc", "gcc", *FLAGS, "-o", str(tmp / name), env=env)
+        r = cc(how, ["--", "distcc", "gcc", *FLAGS, "-o", str(tmp / name)], env)
         assert r.returncode == 0, r.stderr
         assert (tmp / name).read_bytes() == want, name
     time.sleep(0.2)

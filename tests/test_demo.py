@@ -17,6 +17,9 @@ from conftest import ROOT, elflint, make_example, run_pvpass
 def test_demo_builds_patches_and_agrees():
     d = make_example("demo", "demo")
     assert "warning" not in (d / "make.log").read_text().lower()
+    # make -j2 through the fast path: of its 3 `pvpass cc` commands only demo.c's
+    # (sites: the table) starts Python; pvpass_rt.c's and the link's do not
+    assert "python starts: 1\n" in (d / "make.log").read_text()
     entries = read_entries(ElfObject.read(str(d / "demo.o")))
     assert len(entries) == 7          # mix is inlined twice? no: one copy per use
     results = {}
