@@ -18,6 +18,9 @@ and NUL-terminated fields:
     server: "DONE", CODE, TEXT       exit with CODE after printing TEXT
           | "PY"                     hand the compiled TMP to the Python path
 
+and "STATS" (tests/bench/fastpath.py) is answered with the server's CPU
+seconds so far (all its threads) and the number of requests.
+
 All the deciding is the driver's (pvpass/driver.py: `command`, `start_temp`,
 `Compile.temp_args`, `finish` with cheap=True); this module only relays.
 """
@@ -97,6 +100,7 @@ class Server:
         self.code = _Code()
         self.last = time.monotonic()
         self.active = 0
+        self.requests = 0
         self.stale = False
         self.lock = threading.Lock()
 
@@ -121,6 +125,11 @@ class Server:
             req = _read_msg(conn)
             if req is None:
                 return
+            if req == ["STATS"]:
+                _send(conn, "STATS", repr(time.process_time()), str(self.requests))
+                return
+            with self.lock:
+                self.requests += 1
             reply, state = self.plan(req)
             _send(conn, *reply)
             if state is None:

@@ -1,116 +1,160 @@
 #!/usr/bin/env python3
-"""What `pvpass cc` adds to a compile whose object holds no site, today and
-with each of issue 19's two levers, measured side by side (run by hand):
+"""What `pvpass cc` adds to a compile, through the fast path (the compiled
+client and the resident server: docs/build-path.md) and through the Python
+path, beside plain gcc (run by hand):
 
-    .venv/bin/python tests/bench/fastpath.py [-n 20] [--pvpass PATH] [SOURCE.c ...]
+    python tests/bench/fastpath.py [-n 20] [--pvpass PATH] [--kernel DIR OBJ ...]
 
-Variants, each the whole command a build would run, interleaved run by run
-(so the machine's load falls on all alike):
+`--pvpass`: the `pvpass` shell script of the install to measure (default:
+the one beside this Python); the fast path and the Python path
+(PVPASS_SERVER=0) are both that install's. Cases:
 
-- gcc:       `gcc -O2 -c SRC -o OBJ`
-- pvpass cc: `pvpass cc -- gcc ...` (the console script at --pvpass;
-             default: the one beside this Python)
-- launcher:  fastpath/launch.c, a C program that spawns the compiler, then
-             reads the object's section headers and relocations itself
-             (fastpath/elfcheck.h: no table, no LTO, no GOT relocation, no
-             candidate `call *`) before any Python would start
-- server:    fastpath/client.c spawns the compiler, then asks a resident
-             Python process (fastpath/server.py, pvpass's own ELF reader and
-             candidate test, imported once) over a Unix socket; the server's
-             CPU per request (its own process_time) is added to the client's
-- python -S -I: fastpath/fast.py, the same check in a Python started
-             without site (`python -S -I`) importing only pvpass's ELF reader
+- no site (plain C): an object with no `.parainstructions` and no `call *`;
+- kernel dialect: testdata/kernel/k61.c, gcc's `.parainstructions` (the
+  6-byte `call *disp32` check);
+- cache hit (pvpass dialect): testdata/pvpass/sites.c, a result-cache hit,
+  which the server hands to the Python path with the object compiled;
+- `--kernel DIR OBJ`: OBJ's compile command from DIR/.../.OBJ.cmd (a kbuild
+  build directory, read only: the object and its .d go to a temporary
+  directory).
 
-CPU is user+sys of the children (the compiler included), wall is the
-command's; each figure is the median of -n runs, and "adds" is the median of
-the variant minus the median of gcc. The prototypes decide only the no-site
-verdict (they hand nothing over): they measure the floor of each lever.
+Runs are interleaved (gcc, Python path, fast path, 20 times each), so the
+machine's load falls on all alike. CPU is user+sys of the command and its
+children (resource.RUSAGE_CHILDREN), plus, for the fast path, the server's
+CPU per request (its own process_time, asked with a STATS request); wall
+is the command's. Each figure is the median of -n runs, "adds" the median
+minus gcc's median.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
-import shutil
+import shlex
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent / "fastpath"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(argv, env) -> tuple[float, float]:
+def timed(argv, env, cwd=None) -> tuple[float, float]:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(argv, env=env, check=True)
+    r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        sys.exit(f"{shlex.join(argv)}: exit {r.returncode}\n{r.stderr.decode(errors='replace')}")
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
-def server_cpu(sock: str) -> tuple[float, int]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sock)
-    s.sendall(b"stats")
-    cpu, n = s.recv(100).decode().split()
-    s.close()
-    return float(cpu), int(n)
+def server_stats(run_dir: Path) -> tuple[float, int]:
+    """(CPU seconds, requests) of the server in `run_dir`."""
+    (sock,) = [p for p in run_dir.glob("pvpass-*.sock")]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        body = b"STATS\0"
+        s.sendall(struct.pack("=I", len(body)) + body)
+        n = struct.unpack("=I", s.recv(4))[0]
+        data = b""
+        while len(data) < n:
+            data += s.recv(n - len(data))
+    _, cpu, reqs = data[:-1].decode().split("\0")
+    return float(cpu), int(reqs)
+
+
+def kernel_command(build: Path, obj: str, out: Path) -> list[str]:
+    """kbuild's command for OBJ, writing to `out` (and its .d beside it)."""
+    d, base = os.path.split(obj)
+    text = (build / d / f".{base}.cmd").read_text()
+    cmd = re.search(r"^cmd_\S+ := (.*)$", text, re.M).group(1)
+    words = shlex.split(cmd)
+    while not re.fullmatch(r"(.*-)?gcc(-[\d.]+)?", os.path.basename(words[0])):
+        words = words[1:]                     # a timing wrapper in front of gcc
+    out_words, i = [], 0
+    while i < len(words):
+        w = words[i]
+        if w == "-o":
+            out_words += ["-o", str(out)]
+            i += 2
+            continue
+        if w.startswith("-Wp,-MMD,") or w.startswith("-Wp,-MD,"):
+            w = w.split(",", 2)[0] + "," + w.split(",", 2)[1] + "," + str(out.with_suffix(".d"))
+        out_words.append(w)
+        i += 1
+    return out_words
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20)
     ap.add_argument("--pvpass", default=str(Path(sys.executable).with_name("pvpass")))
-    ap.add_argument("sources", nargs="*")
+    ap.add_argument("--kernel", nargs="+", metavar=("DIR", "OBJ"), default=[])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fastpath.") as tmp:
         t = Path(tmp)
-        for prog in ("launch", "client"):
-            subprocess.run(["gcc", "-O2", "-o", str(t / prog), str(HERE / f"{prog}.c")], check=True)
-        sources = [Path(s) for s in a.sources]
-        if not sources:
-            sources = [t / "plain.c"]
-            sources[0].write_text("int f(int x) { return x * 3; }\n")
-        sock = str(t / "sock")
-        env = dict(os.environ, PVPASS_CACHE_DIR=str(t / "cache"), FASTPATH_SOCK=sock)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        server = subprocess.Popen([sys.executable, str(HERE / "server.py"), sock], env=env)
-        while not os.path.exists(sock):
-            time.sleep(0.01)
-        try:
-            for src in sources:
-                obj = str(t / "o.o")
-                gcc = ["gcc", "-O2", "-c", str(src), "-o", obj]
-                variants = {"gcc": gcc, "pvpass cc": [a.pvpass, "cc", "--", *gcc],
-                            "launcher": [str(t / "launch"), obj, "--", *gcc],
-                            "server": [str(t / "client"), obj, "--", *gcc],
-                            "python -S -I": [sys.executable, "-S", "-I", str(HERE / "fast.py"), obj, "--", *gcc]}
-                for argv in variants.values():      # warm the page cache and the server
-                    run(argv, env)
-                s0 = server_cpu(sock)
-                got = {k: [] for k in variants}
-                for _ in range(a.n):
-                    for k, argv in variants.items():
-                        got[k].append(run(argv, env))
-                s1 = server_cpu(sock)
-                per_req = (s1[0] - s0[0]) / max(1, s1[1] - s0[1])
-                g_cpu = statistics.median(c for c, _ in got["gcc"])
-                g_wall = statistics.median(w for _, w in got["gcc"])
-                print(f"{src.name}: median of {a.n}, CPU (user+sys, children) | wall")
-                for k, v in got.items():
-                    extra = per_req if k == "server" else 0.0
-                    cpu = statistics.median(c for c, _ in v) + extra
-                    wall = statistics.median(w for _, w in v)
-                    note = f"  (server {per_req * 1000:.2f} ms CPU per request included)" if extra else ""
-                    print(f"  {k:<13} CPU {cpu * 1000:7.2f} ms  adds {(cpu - g_cpu) * 1000:6.2f} ms | "
-                          f"wall {wall * 1000:7.2f} ms  adds {(wall - g_wall) * 1000:6.2f} ms{note}")
-        finally:
-            server.terminate()
-            server.wait()
+        run_dir = t / "run"
+        run_dir.mkdir(mode=0o700)
+        env = dict(os.environ, PVPASS_CACHE_DIR=str(t / "cache"), XDG_RUNTIME_DIR=str(run_dir))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)         # as installed: bytecode cached
+        plain = t / "plain.c"
+        plain.write_text("int f(int x) { return x * 3; }\n")
+        cases = {"no site (plain C)": (["gcc", "-O2", "-c", str(plain), "-o", str(t / "o.o")], None),
+                 "kernel dialect (k61.c)": (["gcc", "-O2", "-c", str(ROOT / "testdata/kernel/k61.c"),
+                                             "-o", str(t / "o.o")], None),
+                 "cache hit (sites.c)": (["gcc", "-O2", "-I", str(ROOT / "pvpass/include"), "-c",
+                                          str(ROOT / "testdata/pvpass/sites.c"), "-o", str(t / "o.o")], None)}
+        if a.kernel:
+            build = Path(a.kernel[0])
+            for obj in a.kernel[1:]:
+                cases[f"kernel TU {obj}"] = (kernel_command(build, obj, t / "k.o"), build)
+        # the first compile builds the client, the next starts the server
+        deadline = time.monotonic() + 60
+        while not list(run_dir.glob("pvpass-*.sock")):
+            subprocess.run([a.pvpass, "cc", "--", "gcc", "-c", str(plain), "-o", str(t / "w.o")], env=env,
+                           check=True)
+            if time.monotonic() > deadline:
+                sys.exit("no server started")
+            time.sleep(0.3)
+        py_env = dict(env, PVPASS_SERVER="0")
+        print(f"pvpass: {a.pvpass}; median of {a.n}, CPU user+sys with children | wall")
+        for name, (gcc, cwd) in cases.items():
+            variants = {"gcc": (gcc, env), "python path": ([a.pvpass, "cc", "--", *gcc], py_env),
+                        "fast path": ([a.pvpass, "cc", "--", *gcc], env)}
+            for argv, e in variants.values():             # warm the page cache, the result cache
+                timed(argv, e, cwd)
+            got = {k: [] for k in variants}
+            s0 = server_stats(run_dir)
+            server_cpu = 0.0
+            for _ in range(a.n):
+                for k, (argv, e) in variants.items():
+                    if k == "fast path":
+                        c0 = server_stats(run_dir)[0]
+                        cpu, wall = timed(argv, e, cwd)
+                        server_cpu = server_stats(run_dir)[0] - c0
+                        got[k].append((cpu + server_cpu, wall))
+                    else:
+                        got[k].append(timed(argv, e, cwd))
+            s1 = server_stats(run_dir)
+            reqs = s1[1] - s0[1] - 2 * a.n                # minus the STATS requests
+            per = (s1[0] - s0[0]) / max(1, a.n)
+            g_cpu = statistics.median(c for c, _ in got["gcc"])
+            g_wall = statistics.median(w for _, w in got["gcc"])
+            print(f"{name}:")
+            for k, v in got.items():
+                cpu = statistics.median(c for c, _ in v)
+                wall = statistics.median(w for _, w in v)
+                note = (f"  (server: {per * 1000:.2f} ms CPU per compile, {reqs} requests, included)"
+                        if k == "fast path" else "")
+                print(f"  {k:<12} CPU {cpu * 1000:8.2f} ms  adds {(cpu - g_cpu) * 1000:6.2f} ms | "
+                      f"wall {wall * 1000:8.2f} ms  adds {(wall - g_wall) * 1000:6.2f} ms{note}")
 
 
 if __name__ == "__main__":
