@@ -3,7 +3,7 @@
     python -m pvpass.ccserver [--client PATH] [SOCKET]
 
 `--client`: build the compiled client at PATH first (pvpass/fastpath.py).
-SOCKET: serve the clients (pvpass/client/pvpass-cc.c) there, one thread
+SOCKET: serve the clients (pvpass/client/pvpass-cc.c) there, in one thread
 per connection, until 10 minutes pass without a request, the socket is
 removed or replaced (its directory too), or pvpass's code on disk changes.
 
@@ -19,7 +19,7 @@ and NUL-terminated fields:
           | "PY"                     hand the compiled TMP to the Python path
 
 and "STATS" (tests/bench/fastpath.py) is answered with the server's CPU
-seconds so far (all its threads) and the number of requests.
+seconds so far and the number of requests.
 
 All the deciding is the driver's (pvpass/driver.py: `command`, `start_temp`,
 `Compile.temp_args`, `finish` with cheap=True); this module only relays.
@@ -31,7 +31,6 @@ import socket
 import stat
 import struct
 import sys
-import threading
 import time
 
 PROTO = "pvpass-cc 1"
@@ -40,27 +39,28 @@ PLAN_TIMEOUT = 10.0    # for a client's first message
 MAX_MSG = 1 << 24
 
 
-def _read_msg(conn: socket.socket) -> list[str] | None:
-    head = _recv(conn, 4)
-    if head is None:
+def _take_msg(buf: bytearray) -> list[str] | None:
+    """The first whole message in `buf` (removed from it), or None; ValueError
+    on one no client sends."""
+    if len(buf) < 4:
         return None
-    (n,) = struct.unpack("=I", head)
+    (n,) = struct.unpack_from("=I", buf)
     if n == 0 or n > MAX_MSG:
+        raise ValueError("message size")
+    if len(buf) < 4 + n:
         return None
-    body = _recv(conn, n)
-    if body is None or not body.endswith(b"\0"):
-        return None
+    body = bytes(buf[4:4 + n])
+    del buf[:4 + n]
+    if not body.endswith(b"\0"):
+        raise ValueError("message end")
     return [f.decode(errors="surrogateescape") for f in body[:-1].split(b"\0")]
 
 
-def _recv(conn: socket.socket, n: int) -> bytes | None:
-    out = b""
-    while len(out) < n:
-        got = conn.recv(n - len(out))
-        if not got:
-            return None
-        out += got
-    return out
+class _Conn:
+    __slots__ = ("sock", "buf", "state", "done", "since")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buf, self.state, self.done, self.since = sock, bytearray(), None, False, time.monotonic()
 
 
 def _send(conn: socket.socket, *fields: str) -> None:
@@ -102,7 +102,6 @@ class Server:
         self.active = 0
         self.requests = 0
         self.stale = False
-        self.lock = threading.Lock()
 
     def gone(self) -> bool:
         """Whether to stop: the socket removed or replaced, the code
@@ -113,39 +112,22 @@ class Server:
                 return True
         except OSError:
             return True
-        with self.lock:
-            return self.stale or (self.active == 0 and time.monotonic() - self.last > IDLE)
+        return self.stale or (self.active == 0 and time.monotonic() - self.last > IDLE)
 
-    def handle(self, conn: socket.socket) -> None:
-        with self.lock:
-            self.active += 1
-            self.last = time.monotonic()
-        try:
-            conn.settimeout(PLAN_TIMEOUT)
-            req = _read_msg(conn)
-            if req is None:
-                return
+    def on_message(self, conn: "_Conn", req: list[str]) -> tuple[str, ...] | None:
+        """The reply to one message; None when the connection is done."""
+        if conn.state is None:
             if req == ["STATS"]:
-                _send(conn, "STATS", repr(time.process_time()), str(self.requests))
-                return
-            with self.lock:
-                self.requests += 1
-            reply, state = self.plan(req)
-            _send(conn, *reply)
-            if state is None:
-                return
-            conn.settimeout(None)            # the compile takes what it takes
-            req = _read_msg(conn)
-            if req is None or len(req) != 2 or req[0] != "VERDICT":
-                return                       # the client went: its temporary is its own
-            _send(conn, *self.verdict(state, int(req[1]), req))
-        except (OSError, ValueError):
-            pass
-        finally:
-            conn.close()
-            with self.lock:
-                self.active -= 1
-                self.last = time.monotonic()
+                conn.done = True
+                return ("STATS", repr(time.process_time()), str(self.requests))
+            self.requests += 1
+            reply, conn.state = self.plan(req)
+            conn.done = conn.state is None
+            return reply
+        conn.done = True
+        if len(req) != 2 or req[0] != "VERDICT":
+            return None                      # the client's temporary is its own
+        return self.verdict(conn.state, int(req[1]), req)
 
     def plan(self, req: list[str]):
         from . import driver
@@ -260,19 +242,29 @@ def serve(path: str) -> None:
     _preload()
     os.rename(fresh, path)
     server = Server(path)
-    s.settimeout(1.0)
+    # One thread, one selector: a request is a fraction of a millisecond of
+    # work, and threads cost more than that in GIL hand-offs; a connection
+    # waiting for its compiler costs nothing here.
+    import selectors
+    sel = selectors.DefaultSelector()
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, None)
     checked = time.monotonic()
     try:
         while True:
-            try:
-                conn, _ = s.accept()
-            except socket.timeout:
-                conn = None
-            if conn is not None:
-                conn.setblocking(True)
-                threading.Thread(target=server.handle, args=(conn,), daemon=True).start()
-            if conn is None or time.monotonic() - checked > 1.0:
-                checked = time.monotonic()
+            for key, _ in sel.select(timeout=1.0):
+                if key.data is None:
+                    _accept(s, sel)
+                else:
+                    _serve_one(server, key.data, sel)
+            now = time.monotonic()
+            if now - checked > 1.0:
+                checked = now
+                conns = [k.data for k in sel.get_map().values() if k.data is not None]
+                for c in conns:              # a client that says nothing in time: dropped
+                    if c.state is None and now - c.since > PLAN_TIMEOUT:
+                        _close(c, sel)
+                server.active = len(conns)
                 if server.gone():
                     break
     finally:
@@ -283,6 +275,49 @@ def serve(path: str) -> None:
         except OSError:
             pass
         os._exit(0)                          # requests in flight: their clients hand over
+
+
+def _accept(s: socket.socket, sel) -> None:
+    import selectors
+    while True:
+        try:
+            conn, _ = s.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return                           # out of fds: the client falls back
+        conn.setblocking(False)
+        sel.register(conn, selectors.EVENT_READ, _Conn(conn))
+
+
+def _serve_one(server: "Server", c: _Conn, sel) -> None:
+    try:
+        data = c.sock.recv(65536)
+        if not data:
+            return _close(c, sel)            # the client went: its temporary is its own
+        c.buf += data
+        while not c.done:
+            req = _take_msg(c.buf)
+            if req is None:
+                return
+            server.last = time.monotonic()
+            reply = server.on_message(c, req)
+            if reply is not None:
+                c.sock.setblocking(True)     # a reply fits the socket's buffer
+                c.sock.settimeout(PLAN_TIMEOUT)
+                _send(c.sock, *reply)
+                c.sock.setblocking(False)
+        _close(c, sel)
+    except (OSError, ValueError):
+        _close(c, sel)
+
+
+def _close(c: _Conn, sel) -> None:
+    try:
+        sel.unregister(c.sock)
+    except (KeyError, ValueError):
+        pass
+    c.sock.close()
 
 
 def _preload() -> None:

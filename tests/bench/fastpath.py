@@ -21,7 +21,8 @@ the one beside this Python); the fast path and the Python path
 Runs are interleaved (gcc, Python path, fast path, 20 times each), so the
 machine's load falls on all alike. CPU is user+sys of the command and its
 children (resource.RUSAGE_CHILDREN), plus, for the fast path, the server's
-CPU per request (its own process_time, asked with a STATS request); wall
+CPU per compile (its own process_time before and after the case's runs,
+asked with a STATS request, divided by -n); wall
 is the command's. Each figure is the median of -n runs, "adds" the median
 minus gcc's median.
 """
@@ -76,6 +77,8 @@ def kernel_command(build: Path, obj: str, out: Path) -> list[str]:
     text = (build / d / f".{base}.cmd").read_text()
     cmd = re.search(r"^cmd_\S+ := (.*)$", text, re.M).group(1)
     words = shlex.split(cmd)
+    if ";" in words:
+        words = words[:words.index(";")]      # objtool and the like, after the compile
     while not re.fullmatch(r"(.*-)?gcc(-[\d.]+)?", os.path.basename(words[0])):
         words = words[1:]                     # a timing wrapper in front of gcc
     out_words, i = [], 0
@@ -132,19 +135,13 @@ def main() -> None:
                 timed(argv, e, cwd)
             got = {k: [] for k in variants}
             s0 = server_stats(run_dir)
-            server_cpu = 0.0
             for _ in range(a.n):
                 for k, (argv, e) in variants.items():
-                    if k == "fast path":
-                        c0 = server_stats(run_dir)[0]
-                        cpu, wall = timed(argv, e, cwd)
-                        server_cpu = server_stats(run_dir)[0] - c0
-                        got[k].append((cpu + server_cpu, wall))
-                    else:
-                        got[k].append(timed(argv, e, cwd))
-            s1 = server_stats(run_dir)
-            reqs = s1[1] - s0[1] - 2 * a.n                # minus the STATS requests
+                    got[k].append(timed(argv, e, cwd))
+            s1 = server_stats(run_dir)          # idle while gcc and the Python path run
+            reqs = s1[1] - s0[1]
             per = (s1[0] - s0[0]) / max(1, a.n)
+            got["fast path"] = [(c + per, w) for c, w in got["fast path"]]
             g_cpu = statistics.median(c for c, _ in got["gcc"])
             g_wall = statistics.median(w for _, w in got["gcc"])
             print(f"{name}:")
