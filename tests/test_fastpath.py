@@ -107,6 +107,19 @@ def test_compile_errors_kernel_tables_and_pass_through(fast, tmp):
     assert r.returncode == 0 and fast.python_runs() == 0
 
 
+def test_object_mode_is_the_compilers(fast, tmp):
+    """The client's umask, not the server's, decides a new object's mode;
+    an existing object keeps its own."""
+    (tmp / "a.c").write_text(PLAIN)
+    r = subprocess.run(fast.cmd("cc", "--", "gcc", "-c", "a.c", "-o", "n.o"), cwd=tmp, umask=0o077,
+                       env={**os.environ, **fast.env})
+    assert r.returncode == 0 and (tmp / "n.o").stat().st_mode & 0o777 == 0o600
+    (tmp / "e.o").write_text("")
+    (tmp / "e.o").chmod(0o640)
+    assert fast.run("cc", "--", "gcc", "-c", "a.c", "-o", "e.o", cwd=tmp).returncode == 0
+    assert (tmp / "e.o").stat().st_mode & 0o777 == 0o640 and fast.python_runs() == 0
+
+
 def test_what_the_server_does_not_decide_goes_to_python_compiled_once(fast, tmp):
     """A source with sites: the client compiles, the Python path adds the
     table to that object (the compiler runs once), as it does alone."""
