@@ -56,9 +56,10 @@ def timed(argv, env, cwd=None) -> tuple[float, float]:
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
-def server_stats(run_dir: Path) -> tuple[float, int]:
-    """(CPU seconds, requests) of the server in `run_dir`."""
-    (sock,) = [p for p in run_dir.glob("pvpass-*.sock")]
+def server_stats(run_dir: Path, sock: Path | None = None) -> tuple[float, int]:
+    """(CPU seconds, requests) of the server in `run_dir` (at `sock`)."""
+    if sock is None:
+        (sock,) = [p for p in run_dir.glob("pvpass-*.sock")]
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(sock))
         body = b"STATS\0"
