@@ -20,7 +20,7 @@ import pytest
 from pvpass.fastpath import client_name
 
 from conftest import INCLUDE, PVPASS_SH, ROOT, TESTDATA, FastPath, stop_servers
-from test_files import ARG_FORMS
+from test_files import ARG_FORMS, _wait_for
 
 SITES = TESTDATA / "pvpass/sites.c"
 KERNEL = TESTDATA / "kernel/k61.c"
@@ -147,14 +147,6 @@ def _spawn(fast: FastPath, tmp: Path, out: Path, env: dict, compiler: str = "gcc
     return subprocess.Popen(fast.cmd("cc", "--", compiler, "-O2", "-c", str(KERNEL), "-o", str(out)), cwd=tmp,
                             env={**os.environ, **fast.env, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-
-
-def _wait_for(flag: Path, p: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while not flag.exists():
-        assert p.poll() is None, p.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("phase", ["planned", "compiler", "compiled", "verdict"])
