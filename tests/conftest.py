@@ -154,14 +154,14 @@ PVPASS_PY = Path(sys.executable).with_name("pvpass-py")
 
 
 def stop_servers(run_dir: Path, timeout: float = 20) -> list[str]:
-    """Remove every server socket in `run_dir` and wait for each server to
+    """Remove every server socket under `run_dir` and wait for each server to
     exit (its lock released); returns the sockets whose server outlived
     `timeout`."""
     import time
-    for sock in run_dir.glob("pvpass-*.sock"):
+    for sock in run_dir.rglob("pvpass-*.sock"):
         sock.unlink(missing_ok=True)
     stuck = []
-    for lock in run_dir.glob("pvpass-*.sock.lock"):
+    for lock in run_dir.rglob("pvpass-*.sock.lock"):
         with open(lock) as f:
             deadline = time.monotonic() + timeout
             while True:
@@ -178,8 +178,7 @@ def stop_servers(run_dir: Path, timeout: float = 20) -> list[str]:
 
 def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):      # the run's controller: the workers are done
-        stop_servers(RUN_DIR / "run")
-        stop_servers(RUN_DIR / "shared/fast/run")
+        stop_servers(RUN_DIR)
 
 
 def client_binary() -> Path:
@@ -200,7 +199,6 @@ class FastPath:
         from pvpass.fastpath import client_name
         self.attach(d)
         self.bin.mkdir(parents=True)
-        self.run_dir.mkdir(mode=0o700)
         shutil.copy(ROOT / "pvpass/client/pvpass", self.bin / "pvpass")     # this tree's
         (self.bin / "pvpass-py").write_text(f'#!/bin/sh\necho "$$" >> "{self.log}"\nexec "{PVPASS_PY}" "$@"\n')
         (self.bin / "pvpass-py").chmod(0o755)
@@ -208,7 +206,15 @@ class FastPath:
         shutil.copy(client_binary(), d / "cache/client" / client_name())
 
     def attach(self, d: Path) -> None:
-        self.d, self.bin, self.run_dir, self.log = d, d / "bin", d / "run", d / "py.log"
+        self.d, self.bin, self.log = d, d / "bin", d / "py.log"
+        # a socket's path holds at most 107 bytes: the runtime directory is
+        # a short one of the run's (pytest's own are too deep under xdist)
+        link = d / "run"
+        if not link.is_symlink():
+            d.mkdir(parents=True, exist_ok=True)
+            (RUN_DIR / "fp").mkdir(exist_ok=True)
+            link.symlink_to(tempfile.mkdtemp(dir=RUN_DIR / "fp"))
+        self.run_dir = Path(os.readlink(link))
         self.env = {"XDG_RUNTIME_DIR": str(self.run_dir), "PVPASS_CACHE_DIR": str(d / "cache")}
 
     def cmd(self, *args: str) -> list[str]:

@@ -139,10 +139,6 @@ static void pause_at(const char *phase) {
    this user's), named by a hash of the Python entry point's path and stat,
    which an install rewrites: an upgrade never talks to an old server. */
 static int socket_path(char *out, size_t cap, char *key, size_t keycap) {
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    char dir[4096];
-    if (xdg && xdg[0] == '/') snprintf(dir, sizeof dir, "%s", xdg);
-    else snprintf(dir, sizeof dir, "/tmp/pvpass-%u", (unsigned)getuid());
     char real[4096];
     struct stat st;
     if (!realpath(pyargv[0], real) || stat(real, &st)) return -1;
@@ -153,7 +149,10 @@ static int socket_path(char *out, size_t cap, char *key, size_t keycap) {
     for (int i = 0; i < n; i++) { h ^= (unsigned char)id[i]; h *= 1099511628211ULL; }
     h ^= (uint64_t)st.st_mtim.tv_sec * 1099511628211ULL;
     snprintf(key, keycap, "pvpass-%016llx", (unsigned long long)h);
-    if ((size_t)snprintf(out, cap, "%s/%s.sock", dir, key) >= cap) return -1;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (xdg && xdg[0] == '/' && (size_t)snprintf(out, cap, "%s/%s.sock", xdg, key) < cap) return 0;
+    /* no runtime directory, or one too deep for a socket's name */
+    if ((size_t)snprintf(out, cap, "/tmp/pvpass-%u/%s.sock", (unsigned)getuid(), key) >= cap) return -1;
     return 0;
 }
 
