@@ -195,7 +195,7 @@ class FastPath:
     own, in `d`: the entry point is a wrapper that logs each Python start
     (py.log) and then runs the real one."""
 
-    def __init__(self, d: Path) -> None:
+    def __init__(self, d: Path, client: bool = True) -> None:
         from pvpass.fastpath import client_name
         self.attach(d)
         self.bin.mkdir(parents=True)
@@ -203,7 +203,8 @@ class FastPath:
         (self.bin / "pvpass-py").write_text(f'#!/bin/sh\necho "$$" >> "{self.log}"\nexec "{PVPASS_PY}" "$@"\n')
         (self.bin / "pvpass-py").chmod(0o755)
         (d / "cache/client").mkdir(parents=True)
-        shutil.copy(client_binary(), d / "cache/client" / client_name())
+        if client:
+            shutil.copy(client_binary(), d / "cache/client" / client_name())
 
     def attach(self, d: Path) -> None:
         self.d, self.bin, self.log = d, d / "bin", d / "py.log"

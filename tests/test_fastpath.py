@@ -279,6 +279,33 @@ def test_opt_out_starts_no_server(tmp):
     assert not f.sockets()
 
 
+def test_without_a_c_compiler_pvpass_cc_stays_on_the_python_path(tmp):
+    """The first `pvpass cc` tries to build the client; with no `cc` or
+    `gcc` on the PATH that fails once (CLIENT.failed), and every compile
+    goes on through Python."""
+    f = FastPath(tmp / "nocc", client=False)
+    path = tmp / "path"                       # what gcc -c needs from the PATH, and no compiler
+    path.mkdir()
+    (path / "as").symlink_to(shutil.which("as"))
+    (tmp / "a.c").write_text(PLAIN)
+    gcc = os.path.realpath(shutil.which("gcc"))
+    failed = f.d / "cache/client" / f"{client_name()}.failed"
+    inodes = set()
+    for i in range(3):
+        r = f.run("cc", "--", gcc, "-c", "a.c", "-o", "a.o", cwd=tmp, env={"PATH": str(path)})
+        assert r.returncode == 0 and f.python_runs() == 1, r.stderr
+        deadline = time.monotonic() + 30
+        while not failed.exists():                # built in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        inodes.add(failed.stat().st_ino)
+    assert len(inodes) == 1, "the build was tried again"
+    assert "no C compiler" in failed.read_text()
+    assert not (f.d / "cache/client" / client_name()).exists()
+    assert (tmp / "a.o").read_bytes() == _gcc(tmp, "-c", "a.c")
+
+
 def test_a_server_exits_when_its_socket_goes(fast, tmp):
     """What the test run relies on to leave no server behind."""
     assert fast.sockets()
