@@ -145,6 +145,8 @@ class Server:
         args = req[7 + nenv:]
         if len(args) != int(req[6 + nenv]) or "PVPASS_TEST_PAUSE" in env:
             return py
+        if any(a.startswith("@") for a in args):
+            return py                        # response files: read relative to the client's cwd
         try:
             records, argv, c = driver.command(args, env)
         except PvError:

@@ -143,6 +143,16 @@ def _gcc(tmp: Path, *args: str) -> bytes:
     return (tmp / "ref.obj").read_bytes()
 
 
+def test_a_response_file_is_read_where_the_client_runs(fast, tmp):
+    """`@FILE` (CMake, ninja) names a file relative to the compile's own
+    directory: the object still gets its table."""
+    (tmp / "args.rsp").write_text(f"-O2 -I {INCLUDE} -c {SITES}")
+    assert fast.run("cc", "--", "gcc", "@args.rsp", "-o", "r.o", cwd=tmp).returncode == 0
+    assert fast.run("cc", "--", "gcc", "@args.rsp", "-o", "p.o", cwd=tmp,
+                    env={"PVPASS_SERVER": "0"}).returncode == 0
+    assert (tmp / "r.o").read_bytes() == (tmp / "p.o").read_bytes()
+
+
 def _spawn(fast: FastPath, tmp: Path, out: Path, env: dict, compiler: str = "gcc") -> subprocess.Popen:
     return subprocess.Popen(fast.cmd("cc", "--", compiler, "-O2", "-c", str(KERNEL), "-o", str(out)), cwd=tmp,
                             env={**os.environ, **fast.env, **env}, stdout=subprocess.PIPE,
