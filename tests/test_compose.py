@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INCLUDE, TESTDATA, fast_server, need, run_pvpass
+from conftest import INCLUDE, TESTDATA, FastPath, client_binary, need, run_pvpass
 
 SRC = str(TESTDATA / "pvpass/sites.c")
 FLAGS = ["-O2", "-I", str(INCLUDE), "-c", SRC]
@@ -29,17 +29,32 @@ def reference(tmp) -> bytes:
     return (tmp / "ref.o").read_bytes()
 
 
-def cc(how: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
-    """`pvpass cc ARGS` the Python way or through the fast path."""
+def cc(how: str, args: list[str], env: dict, tmp) -> subprocess.CompletedProcess:
+    """`pvpass cc ARGS` the Python way or through the fast path (a server of
+    this test's own)."""
     if how == "python":
         return run_pvpass("cc", *args, env=env)
-    fast = fast_server()
+    if not (tmp / "fast").exists():
+        FastPath(tmp / "fast").start()
+    fast = _attached(tmp / "fast")
     if "PVPASS_CACHE_DIR" in env:        # the shell script looks for the client there
-        from conftest import client_binary
         (Path(env["PVPASS_CACHE_DIR"]) / "client").mkdir(parents=True, exist_ok=True)
         shutil.copy(client_binary(), Path(env["PVPASS_CACHE_DIR"]) / "client")
     return subprocess.run(fast.cmd("cc", *args), capture_output=True, text=True,
                           env={**os.environ, **fast.env, **env})
+
+
+def _attached(d) -> FastPath:
+    f = FastPath.__new__(FastPath)
+    f.attach(d)
+    return f
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers(tmp):
+    yield
+    if (tmp / "fast").exists():
+        _attached(tmp / "fast").stop()
 
 
 HOW = pytest.mark.parametrize("how", ["python", "fast"])
@@ -57,7 +72,7 @@ def test_ccache_hits_stay_hits(tmp, how):
     want = reference(tmp)
     env = dict(os.environ, CCACHE_DIR=str(tmp / "ccache"), PVPASS_CACHE="0")
     for name in ("a.o", "b.o"):
-        r = cc(how, ["--", "ccache", "gcc", *FLAGS, "-o", str(tmp / name)], env)
+        r = cc(how, ["--", "ccache", "gcc", *FLAGS, "-o", str(tmp / name)], env, tmp)
         assert r.returncode == 0, r.stderr
         assert (tmp / name).read_bytes() == want, name
     st = ccache_stats(env)
@@ -115,7 +130,7 @@ def test_distcc_compiles_remotely_and_the_object_gets_its_table(tmp, distccd, ho
     env = dict(os.environ, DISTCC_HOSTS=f"127.0.0.1:{port}/1", DISTCC_FALLBACK="0",
                DISTCC_DIR=str(tmp / "distcc"), PVPASS_CACHE_DIR=str(tmp / "cache"))
     for name in ("a.o", "b.o"):          # cold, then a pvpass cache hit
-        r = cc(how, ["--", "distcc", "gcc", *FLAGS, "-o", str(tmp / name)], env)
+        r = cc(how, ["--", "distcc", "gcc", *FLAGS, "-o", str(tmp / name)], env, tmp)
         assert r.returncode == 0, r.stderr
         assert (tmp / name).read_bytes() == want, name
     time.sleep(0.2)
