@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--arch", choices=("x86_64", "i386"), default="x86_64")
     ap.add_argument("--keep-plain", action="store_true",
                     help="reuse the plain build of an earlier run (same targets)")
+    ap.add_argument("--no-warm", action="store_true", help="plain and cold only")
     ap.add_argument("--side-by-side", action="store_true",
                     help="run cold beside a plain build, then warm beside a second plain build, "
                          "each at -j N, so that each pair shares the machine's load")
@@ -157,6 +158,9 @@ def main() -> None:
         rounds = [("plain", "cold"), ("plain2", "warm")]
     else:
         rounds = [("plain",), ("cold",), ("warm",)]
+    if a.no_warm:
+        rounds = rounds[:1] if a.side_by_side else rounds[:2]
+    pvruns = [n for n in ("cold", "warm") if any(n in r for r in rounds)]
     runs = {}
     for names in rounds:
         started = []
@@ -191,18 +195,18 @@ def main() -> None:
             saved.write_text(json.dumps([cpu, wall, text]))
             print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
                   f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
-    for name in ("cold", "warm"):
+    for name in pvruns:
         base = builds[name][2]
         plain_warn = {l for l in runs[base][2].splitlines() if "warning:" in l}
         new = [l for l in runs[name][2].splitlines() if "warning:" in l and l not in plain_warn]
         print(f"{name}: {len(new)} warning lines the {base} build does not print"
               + "".join(f"\n  {l}" for l in new[:5]))
-    for name in ("cold", "warm"):
+    for name in pvruns:
         base = builds[name][2]
         (c, w), (pc, pw) = runs[name][:2], runs[base][:2]
         print(f"{name}/{base}: CPU {c / pc:.3f}x  wall {w / pw:.3f}x")
     pvout = work / f"bench-pvpass{sfx}"
-    for name in ("cold", "warm"):
+    for name in pvruns:
         tus, plain_tus = runs[name][3], runs[builds[name][2]][3]
         common = [o for o in tus if o in plain_tus and plain_tus[o] > 0]
         sites = [o for o in common if has_table(pvout / o)]
