@@ -204,19 +204,15 @@ def test_c_pvpass_cannot_follow_is_a_warning(tmp, arch):
     assert len(warnings) == 2 and "Traceback" not in r.stderr, r.stderr
     assert all("gcc accepts" in w and "read from their asm statements alone" in w for w in warnings)
     assert re.match(rf"{re.escape(str(src))}:4:\d+: warning: ", warnings[0])
-    # the build goes on, and the sites of those functions are still linked
+    # the build goes on, and the sites of those functions are still linked:
+    # the build path reads every site from its asm statement alone
+    # (pvpass/frontend/stmtsites.py), so there is nothing it does not follow
     obj = tmp / "gnu.o"
     r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-O2", "-I", str(INCLUDE), "-c", str(src),
                    "-o", str(obj))
-    assert r.returncode == 0 and "warning" in r.stderr, r.stderr
+    assert r.returncode == 0 and r.stderr == "", r.stderr
     entries = read_entries(ElfObject.read(str(obj)))
     assert len(entries) == pv_calls(obj) == 3
-    # a result-cache hit says the same warnings again, as ccache replays gcc's
-    first = r.stderr
-    r = run_pvpass("cc", "--", "gcc", ARCH_FLAG[arch], "-fno-pie", "-O2", "-I", str(INCLUDE), "-c", str(src),
-                   "-o", str(obj))
-    assert r.returncode == 0 and r.stderr == first, r.stderr
-    assert len(read_entries(ElfObject.read(str(obj)))) == 3
 
 
 def test_broken_c_is_still_an_error(tmp):
@@ -264,3 +260,8 @@ def test_site_gcc_removed_as_unreachable(tmp, flags):
     assert f"{src}:4:" in r.stderr and "holds no copy of this site" in r.stderr and "warning" in r.stderr
     entries = read_entries(ElfObject.read(str(obj)))
     assert len(entries) == pv_calls(obj) == 1
+    # a result-cache hit says the same warnings again, as ccache replays gcc's
+    first = r.stderr
+    r = run_pvpass("cc", "--", "gcc", "-fno-pie", *flags, "-I", str(INCLUDE), "-c", str(src), "-o", str(obj))
+    assert r.returncode == 0 and r.stderr == first, r.stderr
+    assert len(read_entries(ElfObject.read(str(obj)))) == 1

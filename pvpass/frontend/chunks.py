@@ -33,6 +33,7 @@ class Chunk:
     start: int
     end: int          # exclusive; includes the closing ';' or '}'
     is_func: bool
+    body: int = -1    # a function's: the offset of its body's '{'
 
     def text(self, src: str) -> str:
         return src[self.start:self.end]
@@ -89,7 +90,9 @@ class ChunkedTU:
 
 # Anchoring directive lines on "\n" rather than "^" with re.M is twice as
 # fast; the blanked newline does not matter, only positions are used.
-_LITERAL = re.compile(r'''"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|\n[ \t]*\#[^\n]*''')
+# (literals as "[^"\\\n]*(?:\\.[^"\\\n]*)*": the same strings as
+# "(?:[^"\\\n]|\\.)*" at two thirds of the time)
+_LITERAL = re.compile(r'''"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|\n[ \t]*\#[^\n]*''')
 _BRACE = re.compile(r'[{}]')
 _DIRECTIVE = re.compile(r"(?m)^[ \t]*#[^\n]*")
 
@@ -127,7 +130,7 @@ def split(text: str) -> ChunkedTU:
             if depth == 0:
                 zero_from = pos + 1
                 if func_open:
-                    chunks.append(Chunk(len(chunks), start, pos + 1, True))
+                    chunks.append(Chunk(len(chunks), start, pos + 1, True, opened))
                     start = pos + 1
                     func_open = False
     if depth == 0:
@@ -164,7 +167,7 @@ def _strip_leading(text: str, chunks: list[Chunk]) -> list[Chunk]:
                 s = c.end if nl < 0 else nl + 1
             else:
                 break
-        out.append(Chunk(c.index, s, c.end, c.is_func))
+        out.append(Chunk(c.index, s, c.end, c.is_func, c.body))
     return out
 
 

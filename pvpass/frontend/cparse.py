@@ -27,16 +27,20 @@ from .pptext import PPText
 BUILTIN_TYPEDEFS = frozenset({"__builtin_va_list", "__int128_t", "__uint128_t",
                               "_pvi128_", "_pvu128_", "_Float128", "__float128"})
 
+# (pattern, replacement, what every match holds): a pattern that starts
+# with \b is tried at each position (~30 ms over a 1.4 MB function), the
+# hint is found by a plain search or a regex without that start.
 _REWRITES = [
-    (re.compile(r'\b(?:unsigned\s+__int128|__int128\s+unsigned)\b'), "_pvu128_"),
-    (re.compile(r'\b(?:signed\s+)?__int128\b'), "_pvi128_"),
-    (re.compile(r'\b__signed__\b'), "signed"),
-    (re.compile(r'\b__builtin_offsetof\b'), "offsetof"),
-    (re.compile(r'\b__auto_type\b'), "int"),
-    (re.compile(r'\b__label__\b[^;]*;'), ""),
-    (re.compile(r'\b__thread\b'), ""),
+    (re.compile(r'\b(?:unsigned\s+__int128|__int128\s+unsigned)\b'), "_pvu128_", "__int128"),
+    (re.compile(r'\b(?:signed\s+)?__int128\b'), "_pvi128_", "__int128"),
+    (re.compile(r'\b__signed__\b'), "signed", "__signed__"),
+    (re.compile(r'\b__builtin_offsetof\b'), "offsetof", "__builtin_offsetof"),
+    (re.compile(r'\b__auto_type\b'), "int", "__auto_type"),
+    (re.compile(r'\b__label__\b[^;]*;'), "", "__label__"),
+    (re.compile(r'\b__thread\b'), "", "__thread"),
     # imaginary constants (1i, 2.0fj): the value does not matter here
-    (re.compile(r'\b(?<![.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?[fFlL]?)[ij]\b'), lambda m: m.group(1) + " "),
+    (re.compile(r'\b(?<![.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?[fFlL]?)[ij]\b'), lambda m: m.group(1) + " ",
+     re.compile(r'[\d.fFlL][ij]\b')),
 ]
 _ATTR = re.compile(r'\b__attribute(?:__)?\s*\(\(')
 _DECLARATOR = re.compile(r'([A-Za-z_]\w*)\s*\(')
@@ -99,6 +103,8 @@ def _line_index(text: str, loc: Loc) -> dict[tuple[str, int], int]:
 
 
 def _attr_spans(text: str) -> list[Attr]:
+    if "__attribute" not in text:       # (a scan of _ATTR's \b is ~20 ms a MB)
+        return []
     out = []
     for m in _ATTR.finditer(text):
         i, depth = m.end(), 2
@@ -128,7 +134,9 @@ def _balanced_prefix(s: str) -> str:
 
 
 def _rewrite(text: str) -> str:
-    for pat, rep in _REWRITES:
+    for pat, rep, hint in _REWRITES:
+        if (hint not in text) if isinstance(hint, str) else (hint.search(text) is None):
+            continue
         text = pat.sub(rep if callable(rep) else (lambda m, rep=rep: _pad(rep, m.group())), text)
     return text
 
@@ -164,15 +172,15 @@ class ChunkParser:
             got = self._asm[chunk.index] = find_asm(self.pp.text, chunk.start, chunk.end, self.pp.loc)
         return got
 
+    @property
+    def typedefs(self) -> frozenset[str]:
+        """The names pycparser takes for typedef names in every chunk."""
+        return self._typedefs
+
     def _parse(self, chunk: Chunk) -> ParsedChunk:
         text = chunk.text(self.pp.text)
         asm = self.asm(chunk)
         attrs = _attr_spans(text)
-        blanks = [(a - chunk.start, b - chunk.start) for s in asm for a, b in s.blanks]
-        if not chunk.is_func and asm and asm[0].off == chunk.start:
-            # a file-scope asm("..."); statement: nothing for pycparser to see
-            blanks = [(0, len(text))]
-        blanks += [(a.start, a.end) for a in attrs]
         loc = self.pp.loc(chunk.start)
         cache = parse_cache()
         key = cache.key(text, loc.file, loc.line, loc.col, self._typedefs)
@@ -180,12 +188,27 @@ class ChunkParser:
         if hit is not None:
             ast, line_index = hit
             return ParsedChunk(chunk, ast, asm, attrs, text, line_index)
-        ptext = _rewrite(blank_spans(text, blanks))
-        head = f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
+        ptext = self._prepared(chunk, text, asm, attrs)
+        head = marker(loc)
         ast = self._pycparse(head + ptext, loc, chunk.start, text)
         pc = ParsedChunk(chunk, ast, asm, attrs, text, _line_index(text, loc))
         cache.put(key, ast, pc.line_index)     # too deep to keep: not kept
         return pc
+
+    def prepared(self, chunk: Chunk) -> str:
+        """The chunk's text as pycparser is given it: asm statements' and
+        attributes' blanks, then the rewrites (same length, same lines)."""
+        text = chunk.text(self.pp.text)
+        return self._prepared(chunk, text, self.asm(chunk), _attr_spans(text))
+
+    @staticmethod
+    def _prepared(chunk: Chunk, text: str, asm: list[AsmStmt], attrs: list[Attr]) -> str:
+        blanks = [(a - chunk.start, b - chunk.start) for s in asm for a, b in s.blanks]
+        if not chunk.is_func and asm and asm[0].off == chunk.start:
+            # a file-scope asm("..."); statement: nothing for pycparser to see
+            blanks = [(0, len(text))]
+        blanks += [(a.start, a.end) for a in attrs]
+        return _rewrite(blank_spans(text, blanks))
 
     def _pycparse(self, text: str, loc: Loc, start: int, orig: str) -> c_ast.FileAST:
         """pycparser on the text of the chunk at pp offset `start` (original
@@ -214,14 +237,18 @@ class ChunkParser:
             return at
         return self.pp.source_loc(start + base + at.col - 1)
 
+    def parse_text(self, text: str, file: str) -> c_ast.FileAST:
+        """pycparser on text made of this TU's chunks, in its typedef scope
+        (pycparser's exceptions, RecursionError included, are the caller's)."""
+        return self._parser.parse(text, file, initial_type_symbols=self._typedefs)
+
     def parse_asm_alone(self, stmt: AsmStmt):
         """The Asm node of one asm statement parsed apart from its function,
         for a function pycparser cannot parse (None if this fails too)."""
         text = self.pp.text[stmt.off:stmt.end]
         body = _rewrite(blank_spans(text, [(a - stmt.off, b - stmt.off) for a, b in stmt.blanks]))
         loc = self.pp.loc(stmt.off)
-        src = (f'void __pvpass_asm(void) {{\n# {loc.line} "{_esc(loc.file)}"\n'
-               + " " * (loc.col - 1) + body + ";\n}\n")
+        src = "void __pvpass_asm(void) {\n" + marker(loc) + body + ";\n}\n"
         try:
             ast = self._pycparse(src, loc, stmt.off, text)
         except PvError:
@@ -265,6 +292,12 @@ def declarator(t: str) -> tuple[str | None, int]:
         if m.group(1) not in _NOT_NAMES:
             return m.group(1), m.start()
     return None, -1
+
+
+def marker(loc: Loc) -> str:
+    """A line marker, and the indent, that give the text after it the
+    coordinates of `loc`."""
+    return f'# {loc.line} "{_esc(loc.file)}"\n' + " " * (loc.col - 1)
 
 
 def _esc(s: str) -> str:

@@ -12,6 +12,7 @@ from ..arch import Arch
 from ..diag import EXIT_BAD_INPUT, Diagnostic, Loc, PvError, emit
 from ..model import Inventory
 from . import chunks
+from .chunkmemo import remembered
 from .annotation import Annotation, AnnotationError, is_annotation, parse_annotation
 from .asmtemplate import TemplateError, parse_template
 from .backends import BackendFinder
@@ -25,6 +26,7 @@ from .ops import OpsIndex
 from .pptext import PPText
 from .preprocess import compiler_verdict, default_cc, preprocess
 from .sites import SiteBuilder, SiteSource
+from .stmtsites import StatementSites, operand_exprs
 
 _MARK = re.compile(r'\.parainstructions\b|pvpass\s*:')
 
@@ -115,6 +117,7 @@ def _scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool, cc: st
     ops_index = OpsIndex(parser, env)
     cc = cc or default_cc()
     builder = SiteBuilder(pp, arch, env, ops_index, code_model(arch, tuple(cppflags), cc))
+    memo = StatementSites(parser, builder) if compiled else None
     sources: list[SiteSource] = []
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted({c.index for off in _marks(pp.text) if (c := tu.chunk_at(off)) is not None})
@@ -124,10 +127,10 @@ def _scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool, cc: st
     for idx in marked:
         chunk = tu.chunks[idx]
         if chunk.is_func:
-            sources += _function_sites(pp, parser, chunk, builder, compiler_ok, warnings)
-            annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=True)
+            sources += _function_sites(pp, parser, chunk, builder, compiler_ok, warnings, memo)
+            annotations += _annotations(parser.asm(chunk), builder, skip_sites=True)
         else:
-            annotations += _annotations(pp, parser.asm(chunk), builder, skip_sites=False)
+            annotations += _annotations(parser.asm(chunk), builder, skip_sites=False)
     inv = Inventory(pp.main_file, arch.name, diagnostics=warnings)
     objs = sorted({s.site.ops_object for s in sources})
     for obj in objs:
@@ -174,15 +177,21 @@ def _marks(text: str):
 
 
 def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder,
-                    compiler_ok, warnings: list[Diagnostic]) -> list[SiteSource]:
-    """Sites of one function. The whole function is parsed (so broken C
-    around a site is reported), and each annotated asm statement is matched
-    to its node by coordinates to get its operand expressions. C that gcc
-    accepts but pycparser cannot parse is a warning: each asm statement is
-    then parsed on its own, which is all a site needs."""
+                    compiler_ok, warnings: list[Diagnostic],
+                    memo: StatementSites | None) -> list[SiteSource]:
+    """Sites of one function. The build path (`memo`: gcc has compiled the
+    text) reads them from the annotated statements alone where that is
+    exact (pvpass/frontend/stmtsites.py). Otherwise the whole function is
+    parsed (so broken C around a site is reported), and each annotated asm
+    statement is matched to its node by coordinates to get its operand
+    expressions. C that gcc accepts but pycparser cannot parse is a warning:
+    each asm statement is then parsed on its own, which is all a site needs."""
     stmts = [a for a in parser.asm(chunk) if _MARK.search(a.template)]
     if not stmts:
         return []
+    got = memo.function_sites(chunk, stmts) if memo is not None else None
+    if got is not None:
+        return got
     try:
         pc = parser.parse(chunk)
     except PvError as e:
@@ -204,41 +213,38 @@ def _function_sites(pp: PPText, parser: ChunkParser, chunk, builder: SiteBuilder
     return out
 
 
-def operand_exprs(node) -> dict[int, object]:
-    """Operand index -> expression, from pycparserext's Asm node (which
-    reads `"r" (x)` as a call of the constraint string)."""
-    out: dict[int, object] = {}
-    if node is None:
-        return out
-    idx = 0
-    for group in (node.output_operands, node.input_operands):
-        for e in (group.exprs if group is not None else []):
-            if isinstance(e, c_ast.FuncCall) and e.args is not None and e.args.exprs:
-                out[idx] = e.args.exprs[0]
-            idx += 1
-    return out
-
-
-def _annotations(pp: PPText, stmts, builder: SiteBuilder, skip_sites: bool):
+def _annotations(stmts, builder: SiteBuilder, skip_sites: bool):
+    """The non-site annotations of asm statements, with their locations.
+    What a template holds depends on its text alone: read once per process
+    for each text (10,000 expansions of one site macro cost one parse)."""
     out = []
     for a in stmts:
         if "pvpass" not in a.template:
             continue
-        try:
-            tpl = parse_template(a.template)
-        except TemplateError as e:
-            raise PvError(str(e), builder.tloc(a, e.pos)) from None
-        for c in tpl.comments:
-            if not is_annotation(c.text):
-                continue
-            try:
-                ann = parse_annotation(c.text)
-            except AnnotationError as e:
-                raise builder.annotation_error(a, c.pos, e) from None
-            if ann.kind == "site":
-                if not skip_sites:
-                    raise PvError("a pvpass site annotation outside a function",
-                                  builder.tloc(a, c.pos), rule="PV008")
-                continue
-            out.append((ann, builder.tloc(a, c.pos)))
+        found = remembered(f"annotations{skip_sites:d}", a.template,
+                           lambda: _template_annotations(a, builder, skip_sites))
+        out += [(ann, builder.tloc(a, pos)) for ann, pos in found]
     return out
+
+
+def _template_annotations(a, builder: SiteBuilder, skip_sites: bool):
+    """(annotation, template index) of each non-site annotation of `a`."""
+    try:
+        tpl = parse_template(a.template)
+    except TemplateError as e:
+        raise PvError(str(e), builder.tloc(a, e.pos)) from None
+    out = []
+    for c in tpl.comments:
+        if not is_annotation(c.text):
+            continue
+        try:
+            ann = parse_annotation(c.text)
+        except AnnotationError as e:
+            raise builder.annotation_error(a, c.pos, e) from None
+        if ann.kind == "site":
+            if not skip_sites:
+                raise PvError("a pvpass site annotation outside a function",
+                              builder.tloc(a, c.pos), rule="PV008")
+            continue
+        out.append((ann, c.pos))
+    return tuple(out)

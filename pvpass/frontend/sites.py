@@ -57,6 +57,11 @@ class SiteBuilder:
         """Source location of template index i (inside the C string)."""
         return self.pp.source_loc(a.template_off(i), token)
 
+    def site_loc(self, a: AsmStmt) -> Loc:
+        """Where a site of statement `a` is reported: its keyword."""
+        return self.pp.source_loc(a.off, "asm" if self.pp.text.startswith("asm", a.off)
+                                  else self.pp.text[a.off:a.off + 7])
+
     def annotation_error(self, a: AsmStmt, comment_pos: int, e: AnnotationError) -> PvError:
         return PvError(str(e), self.tloc(a, comment_pos + e.pos), rule="PV008")
 
@@ -250,9 +255,7 @@ class SiteBuilder:
             returns = "pv_ret" in names
         else:
             returns = None
-        return Site(self.pp.source_loc(a.off, "asm" if self.pp.text.startswith("asm", a.off)
-                                       else self.pp.text[a.off:a.off + 7]),
-                    function, dialect, path, typenum, clobbers, mask, tuple(instrs), length,
+        return Site(self.site_loc(a), function, dialect, path, typenum, clobbers, mask, tuple(instrs), length,
                     ops.obj, a.template, nargs, returns)
 
     def encode(self, a: AsmStmt, body: list[Stmt], exprs, ops: OpsStruct):

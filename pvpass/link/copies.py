@@ -48,6 +48,7 @@ class Stray:
     text: str
 
 
+@lru_cache(maxsize=4096)        # a few dozen mnemonics, met once per instruction matched
 def _norm(mnemonic: str) -> str:
     m = mnemonic.lower().split()[-1]
     for base in ("push", "pop", "call", "jmp", "mov", "lea", "ret"):
@@ -134,8 +135,7 @@ def shapes_by_op(sources: list[SiteSource]) -> dict[tuple[str, str], list[_Shape
     matched once per shape, not once per site: per site, matching was
     quadratic in the sites of an op)."""
     by_op: dict[tuple[str, str], dict[tuple[str, ...], _Shape]] = {}
-    for i, src in enumerate(sources):
-        shape = site_shape(src)
+    for i, (src, shape) in enumerate(zip(sources, site_shapes(sources))):
         if "call" in shape:
             site = src.site
             group = by_op.setdefault((site.ops_object, site.op), {})
@@ -201,6 +201,19 @@ def _names_ops(obj: ElfObject, r: Reloc, spans) -> tuple[str, int] | None:
 def site_shape(src: SiteSource) -> tuple[str, ...]:
     """The site's instructions as the disassembler names them (no operands)."""
     return tuple(_norm(st.name) for st in src.site_stmts if not st.is_directive)
+
+
+def site_shapes(sources: list[SiteSource]) -> list[tuple[str, ...]]:
+    """`site_shape` of each source, once per list of statements: the sites
+    of one statement text share theirs (pvpass/frontend/stmtsites.py)."""
+    got: dict[int, tuple[str, ...]] = {}
+    out = []
+    for src in sources:
+        shape = got.get(id(src.site_stmts))
+        if shape is None:
+            shape = got[id(src.site_stmts)] = site_shape(src)
+        out.append(shape)
+    return out
 
 
 # gcc names a clone or a split part of function f "f.isra.0", "f.constprop.1",

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..arch import get_arch
 from ..textsplit import split_commas
@@ -56,33 +57,46 @@ class RegCall:
     load: int             # section offset of the relocated load
     got: bool             # the address came through the GOT
     index: int            # the call's position in `insns`
-    insns: tuple          # the function's instructions (capstone lite tuples)
+    # the function's instructions (capstone lite tuples), one tuple shared by
+    # the calls found in it: not hashed (that was O(function) per call)
+    insns: tuple = field(compare=False)
 
 
+# The sweep below reads every instruction after each load: one function
+# of 10,000 sites is 10,000 instructions, most of them the same few texts,
+# so what is read from an instruction's text is kept per text.
+@lru_cache(maxsize=4096)
 def canon(reg: str) -> str:
     """%edx, %dx, %dl -> rdx; %r12d -> r12 (one name per register: x86-64's
     names, of which i386's are a subset)."""
     return get_arch("x86_64").canon_reg(reg) or reg.lstrip("%")
 
 
-def _operands(text: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def _operands(text: str) -> tuple[str, ...]:
     """AT&T operands split at top-level commas."""
-    return [o.strip() for o in split_commas(text) if o.strip()]
+    return tuple(o.strip() for o in split_commas(text) if o.strip())
 
 
 _MEM = re.compile(r"^\*?(?:%\w+:)?(-?(?:0x[0-9a-f]+|\d+))?\(\s*(%\w+)?\s*(?:,\s*(%\w+)\s*(?:,\s*\d)?)?\s*\)$")
 
 
-def mem_regs(operand: str) -> tuple[int, set[str]] | None:
+@lru_cache(maxsize=65536)
+def mem_regs(operand: str) -> tuple[int, frozenset[str]] | None:
     """(displacement, canonical base/index registers) of a memory operand."""
     m = _MEM.match(operand.strip())
     if not m:
         return None
     disp = int(m.group(1), 0) if m.group(1) else 0
-    return disp, {canon(r) for r in (m.group(2), m.group(3)) if r and r != "%rip" and r != "%eip"}
+    return disp, frozenset(canon(r) for r in (m.group(2), m.group(3)) if r and r != "%rip" and r != "%eip")
 
 
-def _written(mnem: str, ops: list[str], bits: int) -> set[str]:
+@lru_cache(maxsize=65536)
+def _written(mnem: str, ops: tuple[str, ...], bits: int) -> frozenset[str]:
+    return frozenset(_written_set(mnem, ops, bits))
+
+
+def _written_set(mnem: str, ops: tuple[str, ...], bits: int) -> set[str]:
     m = mnem.split()[-1]
     if m in _IMPLICIT:
         return _IMPLICIT[m]
@@ -240,7 +254,10 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
                 held -= _written(mn2, o2, bits)
                 if not held:
                     break
-    return sorted(set(out), key=lambda c: (c.section, c.offset))
+    # one per call and function sweep: the same call found from two loads
+    # of the function (its tuple of instructions is that sweep's own)
+    once = {(c, id(c.insns)): c for c in out}
+    return sorted(once.values(), key=lambda c: (c.section, c.offset))
 
 
 def _value(r: Reloc, addr: int, size: int, bits: int) -> int:
@@ -281,12 +298,15 @@ def site_losses(obj: ElfObject, inv, sources) -> list[Loss]:
     by_op = shapes_by_op(sources)
     ops_by_obj = {o.obj: o for o in inv.ops}
     out = []
+    funcs_of: dict[str, list] = {}       # per section, not per call
     for c in reg_calls(obj, lambda r: _names_ops(obj, r, spans)):
         ops = ops_by_obj.get(c.symbol)
         op = next((o for o in ops.ops if o.offset == c.value), None) if ops else None
         if op is None:
             continue
-        funcs = _functions(obj, obj.section_index(c.section))
+        funcs = funcs_of.get(c.section)
+        if funcs is None:
+            funcs = funcs_of[c.section] = _functions(obj, obj.section_index(c.section))
         found = _match(c.insns, c.index, by_op.get((c.symbol, op.path), []),
                        _function_names(funcs, c.offset))
         if found is not None:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 from .. import table
 from ..arch import Arch
-from ..diag import Diagnostic, PvError, emit
+from ..diag import Diagnostic, PvError, emit, emit_all
 from ..emit.patches import Patch, PatchError, pcrel_offset
 from ..emit.plan import all_backends, length_unfit, type_unfit
 from ..emit.cfi import Frame, eh_frame
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
-from .copies import Copy, c_function, copy_patch, find_copies, site_shape
+from .copies import Copy, c_function, copy_patch, find_copies, site_shapes
 from .elfobj import ElfObject
 from .regcalls import Loss, site_losses
 from .tablecheck import GOT_RELOCS, got_advice
@@ -144,8 +144,7 @@ def name_losses(obj: ElfObject, inv, losses: list[Loss], level: str) -> None:
         l = losses[0]
         more = f" (and {len(losses) - 1} more)" if len(losses) > 1 else ""
         raise PvError(loss_message(obj, inv, l) + more, inv.sites[l.site].loc)
-    for l in losses:
-        emit(Diagnostic(inv.sites[l.site].loc, "warning", loss_message(obj, inv, l)))
+    emit_all(Diagnostic(inv.sites[l.site].loc, "warning", loss_message(obj, inv, l)) for l in losses)
 
 
 def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy], lost: set[int] = frozenset()) -> None:
@@ -154,10 +153,11 @@ def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy], lost: se
     with the same op and instructions a copy came from, and gcc may fold
     identical functions into one (-fipa-icf)."""
     sites = res.inventory.sites
+    shapes = site_shapes(res.sources)
 
     def key(i: int):
         s = sites[i]
-        return s.ops_object, s.op, site_shape(res.sources[i])
+        return s.ops_object, s.op, shapes[i]
 
     have = {c.site for c in copies} | lost     # a lost copy was named already
     by_clobbers = {(key(i), sites[i].mask) for i in have}
