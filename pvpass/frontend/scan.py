@@ -138,8 +138,10 @@ def _scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool, cc: st
         inv.ops.append(ops)
         obj_type, _ = ops_index.object_type(obj, None)
         inv.backends += BackendFinder(parser, env, arch).find(ops, obj_type, annotations)
-    inv.sites = sorted((s.site for s in sources), key=lambda s: (s.loc, s.op))
-    sources.sort(key=lambda s: (s.site.loc, s.site.op))
+    # by (loc, op), with Loc's fields in its order: tuples of str and int
+    # compare in C, Loc's generated __lt__ built two tuples a comparison
+    sources.sort(key=lambda s: (s.site.loc.file, s.site.loc.line, s.site.loc.col, s.site.op))
+    inv.sites = [s.site for s in sources]
     return ScanResult(inv, sources, pp, parser, env, ops_index, annotations)
 
 

@@ -64,7 +64,19 @@ def _cs(bits: int) -> capstone.Cs:
     return cs
 
 
-def _disasm(bits: int, data: bytes, lo: int, hi: int) -> list:
+def swept(obj: ElfObject, sec, data: bytes, lo: int, hi: int) -> tuple:
+    """`_disasm` of data[lo:hi] of section `sec`, once per object: the
+    register-reached calls and the copies both sweep a function that holds
+    a relocated load of the ops object (10,000 sites: 10,000 instructions)."""
+    memo = obj.__dict__.setdefault("_pvpass_swept", {})
+    key = (sec["sh_offset"], sec["sh_size"], lo, hi)
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = _disasm(obj.arch.bits, data, lo, hi)
+    return got
+
+
+def _disasm(bits: int, data: bytes, lo: int, hi: int) -> tuple:
     """Linear sweep of data[lo:hi] (one function, or the whole section):
     (offset, size, mnemonic, operands) per instruction."""
     cs = _cs(bits)
@@ -80,7 +92,7 @@ def _disasm(bits: int, data: bytes, lo: int, hi: int) -> list:
                 off += 1             # undecodable byte: resynchronise
     except capstone.CsError as e:    # out of memory on code of absurd size
         raise PvError(f"cannot disassemble {hi - lo} bytes of code at {lo:#x} (capstone: {e})") from None
-    return out
+    return tuple(out)
 
 
 def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tuple[list[Copy], list[Stray]]:
@@ -99,7 +111,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
         ins: list = []
         data = obj.section_data(sec)
         for lo, hi in _ranges(obj, idx, len(data), relocs):
-            ins += _disasm(obj.arch.bits, data, lo, hi)
+            ins += swept(obj, sec, data, lo, hi)
         starts = [i[0] for i in ins]
         funcs = _functions(obj, idx)
         for r in relocs:

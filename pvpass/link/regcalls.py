@@ -195,12 +195,12 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
     """Every indirect call or jump through a register that a relocated load
     filled with an object's address. `wanted(reloc)` -> (object, value to
     subtract) or None filters the loads (None: any data symbol)."""
-    from .copies import _disasm, _norm
+    from .copies import _norm, swept
     bits = obj.arch.bits
     got_types = set(GOT_RELOCS[bits])          # i386 GOTOFF counts: PIC code's way to a local object
     out: list[RegCall] = []
     for sec, data, lo, hi, fl in candidates(obj, wanted):
-        ins = tuple(_disasm(bits, data, lo, hi))        # shared by every call found in it
+        ins = swept(obj, sec, data, lo, hi)        # shared by every call found in it
         at = {i[0]: k for k, i in enumerate(ins)}
         starts = sorted(at)
         for r in fl:
