@@ -557,6 +557,12 @@ def _analyse(c: Compile, obj, kernel: bool, records) -> tuple[object, list[str]]
     headers = pp.files()
     if not kernel and "pvpass" not in pp.text:
         return None, headers     # no annotation: the relocated `call *` is no site
+    from .frontend.scan import fewer_collections
+    with fewer_collections():
+        return _analyse_pp(c, obj, kernel, records, pp, headers)
+
+
+def _analyse_pp(c: Compile, obj, kernel: bool, records, pp, headers) -> tuple[object, list[str]]:
     from .arch import get_arch
     from .frontend.scan import scan_reported
     res = scan_reported(pp, get_arch(c.arch_name()), c.cache_args(), compiled=True, cc=c.real_compiler)

@@ -95,13 +95,15 @@ def _disasm(bits: int, data: bytes, lo: int, hi: int) -> tuple:
     return tuple(out)
 
 
-def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tuple[list[Copy], list[Stray]]:
+def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
+                by_op: dict | None = None) -> tuple[list[Copy], list[Stray]]:
+    """`by_op`: shapes_by_op(sources), when the caller has it."""
     copies: dict[tuple[str, int], Copy] = {}
     strays: list[Stray] = []
     objects = {s.ops_object for s in inv.sites}
     ops_by_obj = {o.obj: o for o in inv.ops}
     spans = _object_spans(obj, objects)
-    by_op = shapes_by_op(sources)
+    by_op = shapes_by_op(sources) if by_op is None else by_op
     for idx, sec in enumerate(obj.sections):
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -142,12 +144,13 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource]) -> tu
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
 
 
-def shapes_by_op(sources: list[SiteSource]) -> dict[tuple[str, str], list[_Shape]]:
+def shapes_by_op(sources: list[SiteSource], shapes: list[tuple[str, ...]] | None = None
+                 ) -> dict[tuple[str, str], list[_Shape]]:
     """(ops object, op) -> its sites grouped by instruction shape (a copy is
     matched once per shape, not once per site: per site, matching was
-    quadratic in the sites of an op)."""
+    quadratic in the sites of an op). `shapes`: site_shapes(sources)."""
     by_op: dict[tuple[str, str], dict[tuple[str, ...], _Shape]] = {}
-    for i, (src, shape) in enumerate(zip(sources, site_shapes(sources))):
+    for i, (src, shape) in enumerate(zip(sources, site_shapes(sources) if shapes is None else shapes)):
         if "call" in shape:
             site = src.site
             group = by_op.setdefault((site.ops_object, site.op), {})
@@ -250,6 +253,20 @@ def _function_names(funcs: list[tuple[int, int, str]], addr: int) -> set[str]:
             if lo <= addr < hi}
 
 
+_NORMS: dict[int, tuple[tuple, tuple[str, ...]]] = {}
+
+
+def _norms(ins: tuple) -> tuple[str, ...]:
+    """`_norm` of each instruction's mnemonic, once per swept function (the
+    entry holds `ins`, so its id is not reused meanwhile)."""
+    got = _NORMS.get(id(ins))
+    if got is None or got[0] is not ins:
+        if len(_NORMS) >= 64:
+            _NORMS.clear()
+        got = _NORMS[id(ins)] = (ins, tuple(_norm(x[2]) for x in ins))
+    return got[1]
+
+
 @dataclass
 class _Shape:
     """The sites of one op that share one instruction shape."""
@@ -267,11 +284,14 @@ def _match(ins, k, groups, where: set[str]):
     own function; a copy in any other function was inlined there, and every
     site of that shape is then as likely (the first is taken)."""
     found = []
+    norms = None
     for g in groups:
         lo, hi = k - g.call, k - g.call + len(g.shape)
         if lo < 0 or hi > len(ins):
             continue
-        if tuple(_norm(x[2]) for x in ins[lo:hi]) != g.shape:
+        if norms is None:
+            norms = _norms(ins)
+        if norms[lo:hi] != g.shape:
             continue
         found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), g))
     if not found:

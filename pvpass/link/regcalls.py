@@ -289,13 +289,13 @@ class Loss:
     length: int
 
 
-def site_losses(obj: ElfObject, inv, sources) -> list[Loss]:
+def site_losses(obj: ElfObject, inv, sources, by_op: dict | None = None) -> list[Loss]:
     """The register-reached calls through an ops object that match an
     annotated site's instructions (others are no site: lint's PV001 names
     plain calls)."""
     from .copies import _function_names, _functions, _match, _names_ops, _object_spans, shapes_by_op
     spans = _object_spans(obj, {s.ops_object for s in inv.sites})
-    by_op = shapes_by_op(sources)
+    by_op = shapes_by_op(sources) if by_op is None else by_op
     ops_by_obj = {o.obj: o for o in inv.ops}
     out = []
     funcs_of: dict[str, list] = {}       # per section, not per call

@@ -18,7 +18,7 @@ from ..emit.cfi import Frame, eh_frame
 from ..emit.stubs import Trampoline
 from ..frontend.scan import ScanResult
 from ..model import Backend
-from .copies import Copy, c_function, copy_patch, find_copies, site_shapes
+from .copies import Copy, c_function, copy_patch, find_copies, shapes_by_op, site_shapes
 from .elfobj import ElfObject
 from .regcalls import Loss, site_losses
 from .tablecheck import GOT_RELOCS, got_advice
@@ -72,18 +72,20 @@ def plan_link(obj: ElfObject, res: ScanResult, builtin: bool = False,
     require_relocatable(obj)
     if not inv.sites:
         raise PvError(f"{res.pp.main_file}: no paravirt sites in this source")
-    losses = site_losses(obj, inv, res.sources)
+    shapes = site_shapes(res.sources)
+    by_op = shapes_by_op(res.sources, shapes)
+    losses = site_losses(obj, inv, res.sources, by_op)
     name_losses(obj, inv, losses, lost)
     if lost == "error":
         _refuse_got(obj, inv)
-    copies, strays = find_copies(obj, inv, res.sources)
+    copies, strays = find_copies(obj, inv, res.sources, by_op)
     if strays:
         s = strays[0]
         more = f" (and {len(strays) - 1} more)" if len(strays) > 1 else ""
         raise PvError(f"{obj.path}: {s.section}+{s.offset:#x}: '{s.text}' calls op {s.op} "
                       f"through the ops object but matches no annotated site in "
                       f"{res.pp.main_file}{more}")
-    _check_missing(obj, res, copies, {l.site for l in losses})
+    _check_missing(obj, res, copies, {l.site for l in losses}, shapes)
     _check_fits(obj, inv, copies)
     existing = read_entries(obj)
     if existing:
@@ -147,13 +149,14 @@ def name_losses(obj: ElfObject, inv, losses: list[Loss], level: str) -> None:
     emit_all(Diagnostic(inv.sites[l.site].loc, "warning", loss_message(obj, inv, l)) for l in losses)
 
 
-def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy], lost: set[int] = frozenset()) -> None:
+def _check_missing(obj: ElfObject, res: ScanResult, copies: list[Copy], lost: set[int] = frozenset(),
+                   shapes: list[tuple[str, ...]] | None = None) -> None:
     """A site in a function the object defines should have a copy, its own
     or an equivalent site's: the object's code does not say which of the sites
     with the same op and instructions a copy came from, and gcc may fold
     identical functions into one (-fipa-icf)."""
     sites = res.inventory.sites
-    shapes = site_shapes(res.sources)
+    shapes = site_shapes(res.sources) if shapes is None else shapes
 
     def key(i: int):
         s = sites[i]
