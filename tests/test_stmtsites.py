@@ -1,0 +1,85 @@
+"""The build path's per-statement memos (pvpass/frontend/stmtsites.py,
+asmstmt's per-text reading, scan's annotations): a statement met again is
+what reading it afresh gives, and what its key leaves out cannot change it.
+The oracle is the whole-function parse that `pvpass scan` uses."""
+from __future__ import annotations
+
+from pycparser import c_ast
+
+from conftest import INCLUDE, TESTDATA, run_pvpass
+from pvpass.arch import get_arch
+from pvpass.frontend.asmstmt import find_asm
+from pvpass.frontend.preprocess import preprocess
+from pvpass.frontend.scan import scan_reported
+
+OPS_H = TESTDATA / "pvpass/ops.h"
+
+# Which names are typedef names is the one context a C expression's parse
+# reads, and the statement text leaves it out: `(U)(x)` is a call where U
+# is a parameter and a cast where the function itself declares U a
+# typedef; `(T)(x)` is a cast where T is the TU's typedef and a call where
+# a local variable shadows it.
+TYPEDEF_CONTEXT = f'''#include "{OPS_H}"
+typedef unsigned long T;
+void cast(unsigned long x) {{ PV_VCALL1(irq.restore_fl, (T)(x)); }}
+void shadowed(unsigned long x, unsigned long (*T)(unsigned long)) {{ PV_VCALL1(irq.restore_fl, (T)(x)); }}
+void local_var(unsigned long x) {{ unsigned long (*T)(unsigned long) = 0; PV_VCALL1(irq.restore_fl, (T)(x)); }}
+void param(unsigned long x, unsigned long (*U)(unsigned long)) {{ PV_VCALL1(irq.restore_fl, (U)(x)); }}
+void local(unsigned long x) {{ typedef unsigned long U; PV_VCALL1(irq.restore_fl, (U)(x)); }}
+void twice(unsigned long x) {{
+	PV_VCALL1(irq.restore_fl, x + 1);
+	PV_VCALL1(irq.restore_fl, x + 1);
+}}
+'''
+
+
+def _scan(tmp, text: str, compiled: bool):
+    src = tmp / "t.c"
+    src.write_text(text)
+    arch = get_arch("x86_64")
+    flags = [f"-I{INCLUDE}"]
+    return scan_reported(preprocess(str(src), arch, flags), arch, flags, report=False, compiled=compiled)
+
+
+def _argument(s) -> type:
+    """The node type of a site's first argument's expression (inside the
+    macro's `(unsigned long)(a)` cast)."""
+    node = next(e for i, e in s.operand_exprs.items() if s.asm.operands[i].name == "pv_a1")
+    return type(node.expr if isinstance(node, c_ast.Cast) else node)
+
+
+def test_typedef_context_is_not_taken_from_another_function(tmp):
+    fast, whole = _scan(tmp, TYPEDEF_CONTEXT, True), _scan(tmp, TYPEDEF_CONTEXT, False)
+    got = [(s.site.function, _argument(s)) for s in fast.sources]
+    assert got == [(s.site.function, _argument(s)) for s in whole.sources]
+    # (pycparser keeps T a typedef name in `shadowed`'s body: the same
+    # statement there is the same reading, which is all the memo may give)
+    kinds = dict(got)
+    assert (kinds["cast"], kinds["local_var"], kinds["param"], kinds["local"]) == (
+        c_ast.Cast, c_ast.FuncCall, c_ast.FuncCall, c_ast.Cast)
+    # the memo was used: the second statement of `twice` is the first's again
+    a, b = [s for s in fast.sources if s.site.function == "twice"]
+    assert a.operand_exprs is b.operand_exprs and a.site.loc != b.site.loc
+    assert [s.site for s in fast.sources] == [s.site for s in whole.sources]
+
+
+def test_statements_differing_past_the_guessed_end(tmp):
+    """A statement's text runs to its closing ')', not to the first ");"
+    (a statement expression in an operand holds one): two statements that
+    agree up to that guess are two statements."""
+    head = 'asm volatile("nop" : : "r"(({ f(); '
+    text = f"void g(void) {{ {head}1; }}))); {head}2; }}))); }}"
+    stmts = find_asm(text, 0, len(text), None)
+    assert [o.expr for a in stmts for o in a.operands] == ["({ f(); 1; })", "({ f(); 2; })"]
+
+
+def test_annotations_at_file_scope_are_not_those_of_a_function(tmp):
+    """The same template in a function (a site) and at file scope (no site
+    can be there): the annotations' memo keys on where it stands too."""
+    src = tmp / "f.c"
+    src.write_text(f'#include "{OPS_H}"\n'
+                   'void f(void) { asm volatile("# pvpass: site cpu.io_delay clobbers(any)\\n\\tcall *%[pv_op]"'
+                   ' : : [pv_op] "m" (pv_ops.cpu.io_delay) : "memory"); }\n'
+                   'asm("# pvpass: site cpu.io_delay clobbers(any)\\n\\tcall *%[pv_op]");\n')
+    r = run_pvpass("scan", str(src))
+    assert r.returncode == 2 and "outside a function" in r.stderr and f"{src}:3:" in r.stderr, r.stderr
