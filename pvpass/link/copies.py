@@ -101,7 +101,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
     copies: dict[tuple[str, int], Copy] = {}
     strays: list[Stray] = []
     objects = {s.ops_object for s in inv.sites}
-    ops_by_obj = {o.obj: o for o in inv.ops}
+    op_at = {o.obj: _first_at(o.ops) for o in inv.ops}
     spans = _object_spans(obj, objects)
     by_op = shapes_by_op(sources) if by_op is None else by_op
     for idx, sec in enumerate(obj.sections):
@@ -130,8 +130,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
                 continue
             if _norm(mnem) not in ("call", "jmp") or not ops_text.startswith("*"):
                 continue            # a load or store of the ops object, not a call
-            ops = ops_by_obj[name]
-            op = next((o for o in ops.ops if o.offset == off), None)
+            op = op_at[name].get(off)
             found = _match(ins, k, by_op.get((name, op.path), []) if op else [],
                            _function_names(funcs, addr))
             if found is None:
@@ -142,6 +141,14 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
             copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
                                              mask, site_i)
     return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
+
+
+def _first_at(ops) -> dict:
+    """Offset -> the first op at that offset (as a search of the ops finds it)."""
+    out: dict = {}
+    for o in ops:
+        out.setdefault(o.offset, o)
+    return out
 
 
 def shapes_by_op(sources: list[SiteSource], shapes: list[tuple[str, ...]] | None = None

@@ -241,13 +241,13 @@ def reg_calls(obj: ElfObject, wanted=None) -> list[RegCall]:
                     if not held:
                         break
                     continue
-                if _norm(mn2) in ("call", "jmp") and t2.startswith("*"):
+                if n2 in ("call", "jmp") and t2.startswith("*"):
                     mr = mem_regs(t2)
                     if mr and mr[1] & held:
                         out.append(RegCall(sec.name, a2, s2, f"{mn2} {t2}", name,
                                            value + mr[0] - base, ops[1].lstrip("%"), addr, got,
                                            j, ins))
-                if _norm(mn2) == "mov" and len(o2) == 2 and o2[0].startswith("%") \
+                if n2 == "mov" and len(o2) == 2 and o2[0].startswith("%") \
                         and o2[1].startswith("%") and canon(o2[0]) in held:
                     held.add(canon(o2[1]))
                     continue
@@ -293,15 +293,15 @@ def site_losses(obj: ElfObject, inv, sources, by_op: dict | None = None) -> list
     """The register-reached calls through an ops object that match an
     annotated site's instructions (others are no site: lint's PV001 names
     plain calls)."""
-    from .copies import _function_names, _functions, _match, _names_ops, _object_spans, shapes_by_op
+    from .copies import _first_at, _function_names, _functions, _match, _names_ops, _object_spans, shapes_by_op
     spans = _object_spans(obj, {s.ops_object for s in inv.sites})
     by_op = shapes_by_op(sources) if by_op is None else by_op
-    ops_by_obj = {o.obj: o for o in inv.ops}
+    # ops object -> offset -> its first op there (as a search of ops.ops finds it)
+    op_at = {o.obj: _first_at(o.ops) for o in inv.ops}
     out = []
     funcs_of: dict[str, list] = {}       # per section, not per call
     for c in reg_calls(obj, lambda r: _names_ops(obj, r, spans)):
-        ops = ops_by_obj.get(c.symbol)
-        op = next((o for o in ops.ops if o.offset == c.value), None) if ops else None
+        op = op_at.get(c.symbol, {}).get(c.value)
         if op is None:
             continue
         funcs = funcs_of.get(c.section)
@@ -312,3 +312,4 @@ def site_losses(obj: ElfObject, inv, sources, by_op: dict | None = None) -> list
         if found is not None:
             out.append(Loss(found[2], c, found[0], found[1]))
     return out
+
