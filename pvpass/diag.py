@@ -8,6 +8,7 @@ scans or links must show them, and none stops for them.
 """
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ def source_line(path: str, line: int) -> str | None:
     return lines[line - 1]
 
 
+_NOT_TAB = re.compile(r"[^\t]")
 _WIDE = 160          # longer source lines are shown around the column only
 
 
@@ -81,7 +83,7 @@ def _caret(loc: Loc) -> list[str]:
         head = "..." if lo else ""
         tail = "..." if lo + _WIDE < len(text) else ""
         text, col = head + text[lo:lo + _WIDE] + tail, col - lo + len(head)
-    pad = "".join(c if c == "\t" else " " for c in text[:col])
+    pad = _NOT_TAB.sub(" ", text[:col])
     return [f" {text}", f" {pad}^"]
 
 

@@ -4,11 +4,13 @@ what reading it afresh gives, and what its key leaves out cannot change it.
 The oracle is the whole-function parse that `pvpass scan` uses."""
 from __future__ import annotations
 
+import random
+
 from pycparser import c_ast
 
 from conftest import INCLUDE, TESTDATA, run_pvpass
 from pvpass.arch import get_arch
-from pvpass.frontend.asmstmt import find_asm
+from pvpass.frontend.asmstmt import _ASM_KW, find_asm, keywords
 from pvpass.frontend.preprocess import preprocess
 from pvpass.frontend.scan import scan_reported
 
@@ -83,3 +85,15 @@ def test_annotations_at_file_scope_are_not_those_of_a_function(tmp):
                    'asm("# pvpass: site cpu.io_delay clobbers(any)\\n\\tcall *%[pv_op]");\n')
     r = run_pvpass("scan", str(src))
     assert r.returncode == 2 and "outside a function" in r.stderr and f"{src}:3:" in r.stderr, r.stderr
+
+
+def test_asm_keywords_are_where_the_regex_finds_them():
+    """`keywords` (str.find) against the regex it replaces, \\b at both ends
+    of the search window included."""
+    rnd = random.Random(7)
+    alphabet = ["a", "s", "m", "_", "x", " ", "1", "é", "(", "asm", "__asm__", "__asm", "\n"]
+    for _ in range(20000):
+        t = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14)))
+        start = rnd.randint(0, len(t))
+        end = rnd.randint(start, len(t))
+        assert list(keywords(t, start, end)) == [m.start() for m in _ASM_KW.finditer(t, start, end)], (t, start, end)

@@ -167,8 +167,7 @@ def _find_asm(text: str, start: int, end: int, loc_of) -> list[tuple[AsmStmt, in
     up; a miss is read as before."""
     out = []
     seen: dict[str, AsmStmt] = {}
-    for m in _ASM_KW.finditer(text, start, end):
-        kw = m.start()
+    for kw in keywords(text, start, end):
         if _in_literal(text, start, kw):
             continue
         ext = _extent(text, kw, end)
@@ -184,6 +183,31 @@ def _find_asm(text: str, start: int, end: int, loc_of) -> list[tuple[AsmStmt, in
             out.append((stmt, 0))
             seen.setdefault(text[kw:stmt.end], stmt)
     return out
+
+
+def keywords(text: str, start: int, end: int):
+    """Where `_ASM_KW.finditer(text, start, end)` matches, found with
+    str.find: a pattern that starts with \b is tried at every position
+    (25 ms over a function of 1.4 MB). As the regex does, \b reads the
+    characters before `start` and takes `end` for the end of the text."""
+    i = text.find("asm", start, end)
+    while i >= 0:
+        after = i + 3
+        if i - 2 >= start and text.startswith("__", i - 2) and not _word_before(text, i - 2):
+            if (after + 2 <= end and text.startswith("__", after) and not _word_at(text, after + 2, end)) \
+                    or not _word_at(text, after, end):
+                yield i - 2                   # __asm__, __asm
+        elif not _word_before(text, i) and not _word_at(text, after, end):
+            yield i                           # asm
+        i = text.find("asm", after, end)
+
+
+def _word_before(text: str, p: int) -> bool:
+    return p > 0 and (text[p - 1].isalnum() or text[p - 1] == "_")
+
+
+def _word_at(text: str, p: int, end: int) -> bool:
+    return p < end and (text[p].isalnum() or text[p] == "_")
 
 
 def _extent(text: str, kw: int, end: int) -> int | None:
