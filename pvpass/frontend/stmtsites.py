@@ -101,6 +101,8 @@ class StatementSites:
         parse of the function's head and the statements `fresh`; None if
         that text is not such a function."""
         pp, p = self.parser.pp, self.parser
+        if chunk.body < chunk.start:          # no function body known
+            return None
         ptext = p.prepared(chunk)
         body = chunk.body - chunk.start
         parts = [marker(pp.loc(chunk.start)), ptext[:body], "{"]
