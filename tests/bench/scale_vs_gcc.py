@@ -5,6 +5,10 @@ source (run by hand, not by pytest).
 
     nice -n 10 .venv/bin/python tests/bench/scale_vs_gcc.py [--sites 10000] [--cflags "-O2 -fno-pie"]
 
+PVPASS_BENCH_TREE=DIR runs the pvpass of another checkout (a commit's
+tree: `git archive COMMIT | tar -x -C DIR`) with the same generator, for a
+before-and-after comparison.
+
 Two shapes (tests/test_scale.py's generator): every site in one function,
 and one site in each of N functions. Each row: gcc's figures, pvpass cc's
 and scan's, their ratios to gcc, and how many sites the object's table
@@ -20,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,11 +33,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_scale import source  # noqa: E402
 
 PVPASS = [sys.executable, "-m", "pvpass"]
+if os.environ.get("PVPASS_BENCH_TREE"):      # that tree's pvpass first, this venv's packages after
+    PVPASS = [sys.executable, "-S", "-c", "import sys; sys.path[:0] = sys.argv[1:3]; del sys.argv[1:3]; "
+              "from pvpass.cli import main; raise SystemExit(main(sys.argv[1:]))",
+              os.environ["PVPASS_BENCH_TREE"], next(p for p in sys.path if p.endswith("site-packages"))]
 
 
-def measure(argv: list[str]) -> tuple[float, int]:
+def measure(argv: list[str]) -> tuple[float, int, float]:
     """(CPU seconds of the command and its children, peak RSS in MB of the
-    largest of them): wait4 reports that process tree alone."""
+    largest of them, wall seconds): wait4 reports that process tree alone."""
+    t0 = time.perf_counter()
     p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env={**os.environ, "PVPASS_CACHE": "0"})
     err = p.stderr.read()
@@ -41,7 +51,7 @@ def measure(argv: list[str]) -> tuple[float, int]:
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode:
         sys.exit(f"{shlex.join(argv[:8])}...: exit {p.returncode}\n{err.decode()[-2000:]}")
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024, time.perf_counter() - t0
 
 
 def tabled(obj: Path) -> int:
@@ -58,8 +68,8 @@ def main() -> None:
     inc = subprocess.run(PVPASS + ["--include-dir"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     cflags = shlex.split(a.cflags) + [f"-I{inc}"]
     shapes = {"function": a.sites, "functions": 1}
-    print(f"{'shape':34} {'gcc CPU':>8} {'RSS':>6} | {'cc CPU':>8} {'RSS':>6} {'x gcc':>6} {'x RSS':>6} | "
-          f"{'scan CPU':>8} {'RSS':>6} {'x gcc':>6} | tabled")
+    print(f"{'shape':34} {'gcc CPU':>8} {'wall':>6} {'RSS':>6} | {'cc CPU':>8} {'wall':>6} {'RSS':>6} "
+          f"{'x gcc':>6} {'x RSS':>6} | {'scan CPU':>8} {'wall':>6} {'RSS':>6} {'x gcc':>6} | tabled")
     with tempfile.TemporaryDirectory() as d:
         for shape, per in shapes.items():
             if a.shape not in (shape, "both"):
@@ -71,9 +81,9 @@ def main() -> None:
             c = measure(PVPASS + ["cc", "--", "gcc", *cflags, "-c", str(src), "-o", str(obj)])
             s = measure(PVPASS + ["scan", str(src), "--format", "text", "--", f"-I{inc}"])
             label = (f"{a.sites} sites in one function" if per > 1 else f"{a.sites} functions, one site each")
-            print(f"{label:34} {g[0]:7.2f}s {g[1]:4}MB | {c[0]:7.2f}s {c[1]:4}MB {c[0] / g[0]:5.1f}x "
-                  f"{c[1] / g[1]:5.1f}x | {s[0]:7.2f}s {s[1]:4}MB {s[0] / g[0]:5.1f}x | {tabled(obj)}",
-                  flush=True)
+            print(f"{label:34} {g[0]:7.2f}s {g[2]:5.2f}s {g[1]:4}MB | {c[0]:7.2f}s {c[2]:5.2f}s {c[1]:4}MB "
+                  f"{c[0] / g[0]:5.1f}x {c[1] / g[1]:5.1f}x | {s[0]:7.2f}s {s[2]:5.2f}s {s[1]:4}MB "
+                  f"{s[0] / g[0]:5.1f}x | {tabled(obj)}", flush=True)
 
 
 if __name__ == "__main__":
