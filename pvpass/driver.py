@@ -185,9 +185,10 @@ _CPP_WITH_ARG = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote"
 _CPP_PREFIX = ("-I", "-D", "-U", "-std=", "-m", "-f", "-O", "--sysroot", "-nostdinc", "-iprefix")
 
 
-def parse(argv: list[str]) -> tuple[str, list[str]]:
+def parse(argv: list[str]) -> tuple[str, list[str], str | None]:
     """For lint's compile database: (the compiler behind any ccache-style
-    wrapper, the flags that matter to the preprocessor) of a whole command."""
+    wrapper, the flags that matter to the preprocessor, the object it
+    writes) of a whole command."""
     c = parse_compile(argv)
     args = c.args
     cpp, i = [], 0
@@ -201,7 +202,7 @@ def parse(argv: list[str]) -> tuple[str, list[str]]:
         if a.startswith(_CPP_PREFIX) and not a.startswith(("-MF", "-MT", "-MQ")):
             cpp.append(a)
         i += 1
-    return c.real_compiler, cpp
+    return c.real_compiler, cpp, c.out if c.compile_only else None
 
 
 def parse_compile(argv: list[str]) -> Compile:

@@ -153,3 +153,38 @@ def test_text_ends_with_a_summary_even_when_clean_and_json_sarif_stay_clean(tmp)
     r = run_pvpass("lint", *X64, str(LINT / "pv006_fire.c"), *ok)
     assert r.returncode == 0
     assert r.stderr.splitlines()[-1] == "pvpass lint: 3 files checked, 0 errors, 1 warning (PV006 1)", r.stderr
+
+
+# C that gcc accepts and pvpass's parser does not: lint asks gcc -fsyntax-only
+GCC_ONLY = '#include "t.h"\nint f(void) { return (int)(__typeof__(int[2])){1, T}[0]; }\n'
+
+
+def test_an_object_newer_than_its_inputs_spares_the_parse_check(tmp):
+    """A compile database's TU whose object is no older than the source and
+    every header was compiled from that text: gcc accepted it, so lint does
+    not parse its functions to ask gcc again. An older object says nothing."""
+    import os
+    import subprocess
+    (tmp / "t.c").write_text(GCC_ONLY)
+    (tmp / "t.h").write_text("#define T 2\n")
+    log = tmp / "log"
+    cc = tmp / "cc"
+    cc.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    (tmp / "compile_commands.json").write_text(json.dumps(
+        [{"directory": str(tmp), "file": "t.c", "arguments": [str(cc), "-O2", "-c", "t.c", "-o", "t.o"]}]))
+    subprocess.run(["gcc", "-O2", "-c", "t.c", "-o", "t.o"], cwd=tmp, check=True)
+    built = (tmp / "t.o").stat().st_mtime_ns
+
+    def asked(newer: str | None) -> bool:
+        for f in ("t.c", "t.h"):
+            t = built + (10 ** 9 if f == newer else -10 ** 9)
+            os.utime(tmp / f, ns=(t, t))
+        log.write_text("")
+        r = run_pvpass("lint", *X64, "-p", str(tmp), env={"PVPASS_CACHE": "0"})
+        assert r.returncode == 0 and "0 errors, 0 warnings" in r.stderr, r.stderr
+        return "-fsyntax-only" in log.read_text()
+    assert not asked(None)
+    assert asked("t.c") and asked("t.h")
+    (tmp / "t.o").unlink()
+    assert asked(None)

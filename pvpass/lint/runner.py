@@ -23,11 +23,14 @@ class FileResult:
     input_error: bool = False
 
 
-def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None]
-              ) -> FileResult:
-    """One file (a top-level function so worker processes can run it)."""
-    path, arch_name, cpp, extra_ops, cwd, cc = job
-    from ..frontend.scan import scan
+def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None,
+                         str | None]) -> FileResult:
+    """One file (a top-level function so worker processes can run it).
+    `obj`: the object the build's command writes (compile database only)."""
+    path, arch_name, cpp, extra_ops, cwd, cc, obj = job
+    from ..frontend.preprocess import preprocess
+    from ..frontend.scan import scan_reported
+    from .built import compiled_by_build
     from .checks import check_all
     from .kept import check_kept
     from .reach import unreachable
@@ -40,7 +43,9 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
         arch = get_arch(arch_name)
         res = FileResult(path)
         try:
-            scanned = scan(path, arch, list(cpp), report=False, cc=cc)
+            pp = preprocess(path, arch, list(cpp), cc)
+            scanned = scan_reported(pp, arch, list(cpp), report=False,
+                                    compiled=compiled_by_build(obj, pp), cc=cc)
         except PvError as e:
             d = e.diagnostic()
             if e.loc is None:
@@ -81,8 +86,8 @@ def collect(paths: list[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str, str]]:
-    """(file, cpp flags, directory, compiler) per entry of
+def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str, str, str | None]]:
+    """(file, cpp flags, directory, compiler, object) per entry of
     BUILD_DIR/compile_commands.json (only those under `paths`, when given):
     a cross-compiled tree is preprocessed by its own compiler."""
     from ..driver import parse
@@ -100,17 +105,17 @@ def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str,
         if wanted and not f.startswith(wanted):
             continue         # before splitting: shlex takes ~8 ms per kernel command
         args = e.get("arguments") or shlex.split(e.get("command", ""))
-        cc, cpp = parse(args)
-        out.append((f, cpp, d, cc))
+        cc, cpp, obj = parse(args)
+        out.append((f, cpp, d, cc, obj if obj is None or Path(obj).is_absolute() else str(Path(d) / obj)))
     return sorted(out)
 
 
 def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResult]:
     if build_dir:
-        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d, cc)
-                 for f, flags, d, cc in from_compile_db(build_dir, paths)]
+        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d, cc, obj)
+                 for f, flags, d, cc, obj in from_compile_db(build_dir, paths)]
     else:
-        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None, None) for f in collect(paths)]
+        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None, None, None) for f in collect(paths)]
     if jobs > 1 and len(jobsl) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             return _progress(ex.map(lint_file, jobsl, chunksize=1), len(jobsl))
