@@ -6,7 +6,7 @@ from __future__ import annotations
 from pvpass.frontend import chunkmemo
 from pvpass.frontend.asmstmt import _find_asm, _moved, find_asm
 from pvpass.frontend.chunks import Chunk
-from pvpass.lint.reach import _identifiers
+from pvpass.lint.reach import _IDENT, mentions
 
 ASM = ('static inline void f(void) { asm volatile("call *%c[op] # pvpass: site" : "=a"(r), [x] "+r"(y) '
        ': [op] "i"(&ops.f), "m"(z) : "memory", "cc" : lbl); }')
@@ -30,10 +30,9 @@ def test_asm_statements_move_with_their_chunk():
     assert len(chunkmemo._memo) == 2     # the text after a ';' or '\n' is met again
 
 
-def test_identifiers_read_the_characters_before_the_chunk():
-    """`_IDENT` skips member names (`.f`, `->f`): what stands before the
-    chunk is part of the key."""
-    chunkmemo._memo.clear()
-    for text, want in (("s.abc = d;", {"d"}), ("s abc = d;", {"abc", "d"}), ("p->abc = d;", {"d"})):
-        at = text.index("abc")
-        assert _identifiers(text, Chunk(0, at, len(text), False)) == want, text
+def test_mentions_are_where_the_name_regex_reads_the_name():
+    """reach.mentions (str.find) finds a name where `_IDENT` reads it: not
+    inside a longer word, not a member after `.` or `->`."""
+    text = "abc = s.abc + p->abc + xabc + abc_1 + 1abc + - >abc + f(abc);\nabc"
+    want = [m.start() for m in _IDENT.finditer(text) if m.group() == "abc"]
+    assert list(mentions(text, "abc")) == want and len(want) == 4

@@ -188,3 +188,12 @@ def test_an_object_newer_than_its_inputs_spares_the_parse_check(tmp):
     assert asked("t.c") and asked("t.h")
     (tmp / "t.o").unlink()
     assert asked(None)
+
+
+def test_member_uses_are_where_the_regex_matches():
+    """PV001's search for `OBJ.` (str.find) finds what `\\bOBJ\\s*\\.` does."""
+    import re
+    from pvpass.lint.checks import _member_uses
+    text = "pv_ops.a; xpv_ops.b; pv_ops .c; pv_ops->d; pv_ops_x.e; (pv_ops\n\t.f); pv_ops"
+    want = [m.start() for m in re.finditer(r"\bpv_ops\s*\.", text)]
+    assert list(_member_uses(text, "pv_ops")) == want and len(want) == 3

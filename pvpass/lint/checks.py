@@ -178,11 +178,10 @@ def check_unwrapped(res: ScanResult, arch: Arch, extra=()) -> list[Diagnostic]:
     if not objs:
         return out
     text = res.pp.text
-    pat = re.compile(r'\b(%s)\s*\.' % "|".join(re.escape(o) for o in sorted(objs)))
     site_asm = {id(s.asm) for s in res.sources}
     seen = set()
-    for m in pat.finditer(text):
-        chunk = res.parser.tu.chunk_at(m.start())
+    for at, obj in sorted((i, o) for o in objs for i in _member_uses(text, o)):
+        chunk = res.parser.tu.chunk_at(at)
         if chunk is None or not chunk.is_func or chunk.index in seen:
             continue
         seen.add(chunk.index)
@@ -190,7 +189,7 @@ def check_unwrapped(res: ScanResult, arch: Arch, extra=()) -> list[Diagnostic]:
             pc = res.parser.parse(chunk)
         except PvError as e:
             out.append(_d(e.loc or res.pp.loc(chunk.start), "PV001",
-                          f"this function mentions {m.group(1)} but pvpass cannot parse it, so its calls "
+                          f"this function mentions {obj} but pvpass cannot parse it, so its calls "
                           f"were not checked ({e.message})", "warning"))
             continue
         for fc in nodes_of(pc.ast, c_ast.FuncCall):
@@ -212,6 +211,21 @@ def check_unwrapped(res: ScanResult, arch: Arch, extra=()) -> list[Diagnostic]:
                 out.append(_d(res.pp.source_loc(a.off, "asm"), "PV001",
                               f"asm 'call *' through {hit} has no pvpass annotation: it can never be patched"))
     return out
+
+
+_WORD = re.compile(r'\w')
+_DOT = re.compile(r'\s*\.')
+
+
+def _member_uses(text: str, obj: str):
+    """Offsets of OBJ as a whole word followed by a dot (after white space
+    or none), as PV001 once found them with a regex: str.find runs at C speed, where
+    one regex over a 3 MB TU took ~60 ms."""
+    i = text.find(obj)
+    while i >= 0:
+        if not (i and _WORD.match(text, i - 1)) and _DOT.match(text, i + len(obj)):
+            yield i
+        i = text.find(obj, i + 1)
 
 
 def _asm_ops_call(a, objs, pc) -> str | None:
