@@ -341,6 +341,7 @@ def evict(root: Path, limit: int) -> int:
 
 def stats(root: Path) -> dict:
     out = {"directory": str(root), "limit": size_limit(), "result entries": 0, "parse entries": 0,
+           "lint entries": 0,
            "bytes": 0, "hits": 0, "misses": 0}
     if not root.is_dir():
         return out
@@ -354,11 +355,13 @@ def stats(root: Path) -> dict:
             out["result entries"] += 1
         elif rel.startswith("chunks-"):
             out["parse entries"] += 1
+        elif rel.startswith("lint-"):
+            out["lint entries"] += 1
     return out
 
 
 def clear(root: Path) -> None:
     if root.is_dir():
         for child in root.iterdir():
-            if child.name.startswith(("results-", "chunks-")):
+            if child.name.startswith(("results-", "chunks-", "lint-")):
                 shutil.rmtree(child, ignore_errors=True)

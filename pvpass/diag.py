@@ -54,10 +54,26 @@ class Diagnostic:
 
 
 _line_cache: dict[str, list[str] | None] = {}
+_reads: list[set[str]] = []
+
+
+@contextmanager
+def lines_read():
+    """The set of files `source_line` is asked about meanwhile: lint's
+    store (pvpass/lint/store.py) keeps their hashes beside the findings
+    whose columns they moved."""
+    seen: set[str] = set()
+    _reads.append(seen)
+    try:
+        yield seen
+    finally:
+        _reads.remove(seen)
 
 
 def source_line(path: str, line: int) -> str | None:
     """The text of a source line, for the caret display (None if unreadable)."""
+    for seen in _reads:
+        seen.add(path)
     if path not in _line_cache:
         try:
             _line_cache[path] = Path(path).read_text(errors="replace").splitlines()

@@ -26,15 +26,12 @@ class FileResult:
 def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None,
                          str | None]) -> FileResult:
     """One file (a top-level function so worker processes can run it).
-    `obj`: the object the build's command writes (compile database only)."""
+    `obj`: the object the build's command writes (compile database only).
+    Findings of a text met before come from the store (store.py)."""
     path, arch_name, cpp, extra_ops, cwd, cc, obj = job
-    from ..frontend.preprocess import preprocess
-    from ..frontend.scan import scan_reported
-    from .built import compiled_by_build
-    from .checks import check_all
-    from .kept import check_kept
-    from .reach import unreachable
-    from .suppress import apply
+    from ..diag import lines_read
+    from ..frontend.preprocess import default_cc, preprocess
+    from .store import lint_store
     import os
     old = os.getcwd()
     try:
@@ -44,28 +41,56 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
         res = FileResult(path)
         try:
             pp = preprocess(path, arch, list(cpp), cc)
-            scanned = scan_reported(pp, arch, list(cpp), report=False,
-                                    compiled=compiled_by_build(obj, pp), cc=cc)
         except PvError as e:
-            d = e.diagnostic()
-            if e.loc is None:
-                d = replace(d, loc=Loc(path))
-            res.diagnostics = [d]
-            res.input_error = not e.rule
+            return _failed(res, e, path, not e.rule)
+        store = lint_store()
+        key = store.key(pp.text, path, arch.name, cpp, cc or default_cc(), extra_ops)
+        got = store.get(key)
+        if got is not None:
+            res.diagnostics = got
             return res
-        try:
-            kept = check_kept(scanned, arch, list(cpp), cc)
-        except PvError as e:          # C that gcc rejects: bad input, as in scan
-            d = e.diagnostic()
-            res.diagnostics, res.input_error = [d if e.loc else replace(d, loc=Loc(path))], True
-            return res
-        diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops) + kept], path)
-        hidden = unreachable(scanned, diags)
-        res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
-                                  for d in diags if d not in hidden), key=Diagnostic.sort_key)
+        with lines_read() as files:
+            done = _lint_text(res, pp, arch, cpp, extra_ops, cc, obj)
+        if done:
+            store.put(key, res.diagnostics, files)
         return res
     finally:
         os.chdir(old)
+
+
+def _lint_text(res: FileResult, pp, arch, cpp, extra_ops, cc, obj) -> bool:
+    """Scan and check one preprocessed TU into `res`; False when it stopped
+    at bad input (or a finding the scan raises)."""
+    from ..frontend.scan import scan_reported
+    from .built import compiled_by_build
+    from .checks import check_all
+    from .kept import check_kept
+    from .reach import unreachable
+    from .suppress import apply
+    path = res.path
+    try:
+        scanned = scan_reported(pp, arch, list(cpp), report=False,
+                                compiled=compiled_by_build(obj, pp), cc=cc)
+    except PvError as e:
+        _failed(res, e, path, not e.rule)
+        return False
+    try:
+        kept = check_kept(scanned, arch, list(cpp), cc)
+    except PvError as e:          # C that gcc rejects: bad input, as in scan
+        _failed(res, e, path, True)
+        return False
+    diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops) + kept], path)
+    hidden = unreachable(scanned, diags)
+    res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
+                              for d in diags if d not in hidden), key=Diagnostic.sort_key)
+    return True
+
+
+def _failed(res: FileResult, e: PvError, path: str, bad_input: bool) -> FileResult:
+    d = e.diagnostic()
+    res.diagnostics = [d if e.loc is not None else replace(d, loc=Loc(path))]
+    res.input_error = bad_input
+    return res
 
 
 def _in_source(pp, d: Diagnostic) -> Diagnostic:
