@@ -17,6 +17,12 @@ tests/bench/timecc), their ratio, and lint's summary line. With several
 --pvpass commands (two checkouts, say), each round runs each of them in
 turn, each with a cache of its own, so that they share the machine's load. The compile database's commands may start
 with timecc (kernel_build.py's CC); it is dropped from a copy.
+
+The compile log may come from a build under another load: --compile-now
+compiles the same TUs again in each round (their database commands, one
+at a time, into a temporary directory, without the dependency-file
+options that would write into the build tree) and prints that CPU and
+wall too, with each lint run's ratio to it.
 """
 from __future__ import annotations
 
@@ -52,11 +58,13 @@ def main() -> None:
     ap.add_argument("-j", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=1, help="the first cold, the others warm")
     ap.add_argument("--pvpass", action="append", help=f"the pvpass to run (repeatable; default {PVPASS})")
+    ap.add_argument("--compile-now", action="store_true", help="compile the TUs again in each round")
     a = ap.parse_intermixed_args()
     entries = json.loads((a.build / "compile_commands.json").read_text())
     cpu = compile_cpu(a.times)
     wanted = tuple(str(Path(p).resolve()) for p in a.paths)
     gcc_cpu, gcc_wall, n, missing = 0.0, 0.0, 0, 0
+    commands = []
     with tempfile.TemporaryDirectory(prefix="pvlint.") as tmp:
         db = Path(tmp) / "db"
         db.mkdir()
@@ -64,6 +72,7 @@ def main() -> None:
             e["command"] = re.sub(r"^\S*timecc\s+", "", e.get("command", ""))
             if wanted and not e["file"].startswith(wanted):
                 continue
+            commands.append((e.get("directory", str(a.build)), e["command"]))
             m = re.search(r"\s-o\s+(\S+)", e["command"])
             obj = m.group(1).removeprefix("./") if m else None
             if obj in cpu:
@@ -76,6 +85,10 @@ def main() -> None:
         print(f"TUs linted with a compile logged: {n} (without: {missing})")
         print(f"gcc    CPU {gcc_cpu:8.1f}s  wall {gcc_wall:7.1f}s  (the plain build's compiles of those TUs)")
         for run in range(a.runs):
+            now = compile_now(commands, Path(tmp)) if a.compile_now else None
+            if now:
+                print(f"gcc now  CPU {now[0]:6.1f}s  wall {now[1]:7.1f}s  (the same {len(commands)} TUs compiled "
+                      f"again, one at a time: {now[0] / gcc_cpu:.2f}x the log's CPU)")
             for k, pvpass in enumerate(a.pvpass or [str(PVPASS)]):
                 env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(tmp) / f"cache{k}"))
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -88,9 +101,32 @@ def main() -> None:
                 lint_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                 summary = [l for l in p.stderr.splitlines() if l.startswith("pvpass lint:")]
                 ratio = f"lint/compile CPU {lint_cpu / gcc_cpu:.2f}x" if gcc_cpu else "no compile times matched"
+                if now:
+                    ratio += f", {lint_cpu / now[0]:.2f}x of now's"
                 print(f"lint ({'cold' if run == 0 else 'warm'}) {pvpass if a.pvpass else ''}  CPU {lint_cpu:8.1f}s  "
                       f"wall {wall:7.1f}s  exit {p.returncode}  {ratio}")
                 print("  " + (summary[-1] if summary else (p.stderr.strip()[-500:] or "pvpass lint: no findings")))
+
+
+def compile_now(commands: list[tuple[str, str]], tmp: Path) -> tuple[float, float]:
+    """(CPU with children, wall) of compiling each command again, its
+    object written under `tmp` and no dependency file (-MD, -Wp,-MMD,...)."""
+    import shlex
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    for i, (cwd, command) in enumerate(commands):
+        args, out, skip = [], [], False
+        for x in shlex.split(command):
+            if skip:
+                skip = False
+            elif x in ("-o", "-MF", "-MT", "-MQ"):
+                skip = True
+            elif not (x.startswith(("-Wp,-MD", "-Wp,-MMD")) or x in ("-MD", "-MMD")):
+                args.append(x)
+        subprocess.run(args + ["-o", str(tmp / f"now{i}.o")], cwd=cwd, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), time.perf_counter() - t0
 
 
 if __name__ == "__main__":
