@@ -123,6 +123,22 @@ def read_regular(path, limit: int, follow: bool = True) -> bytes | None:
         return None
 
 
+def seal(form: str, key: str, body: bytes) -> bytes:
+    """An entry of the chunk caches: a line naming its format and key, the
+    SHA-256 of the body, the body."""
+    return f"{form} {key}\n".encode() + hashlib.sha256(body).digest() + body
+
+
+def unseal(form: str, key: str, data: bytes) -> bytes | None:
+    """The body of `seal`'s entry, or None when it is another format's or
+    key's entry, torn, or flipped anywhere (a name in a pickle too)."""
+    head = f"{form} {key}\n".encode()
+    body = data[len(head) + 32:]
+    if data[:len(head)] != head or data[len(head):len(head) + 32] != hashlib.sha256(body).digest():
+        return None
+    return body
+
+
 def file_hash(path: str) -> str | None:
     """The SHA-256 of a regular file's contents (None for anything else)."""
     try:

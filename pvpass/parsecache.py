@@ -48,9 +48,9 @@ class _Unpickler(pickle.Unpickler):
 
 def loads(data: bytes, key: str):
     """(ast, line_index) from an entry's bytes, or None if anything is wrong."""
-    head = _head(key)
-    body = data[len(head) + 32:]
-    if data[:len(head)] != head or data[len(head):len(head) + 32] != hashlib.sha256(body).digest():
+    from .buildcache import unseal
+    body = unseal(FORMAT, key, data)
+    if body is None:
         return None                # another entry's, or corrupted (a flip in a name too)
     try:
         v = _Unpickler(io.BytesIO(body)).load()
@@ -69,11 +69,8 @@ def dumps(key: str, ast, index) -> bytes | None:
         body = pickle.dumps((ast, index), protocol=pickle.HIGHEST_PROTOCOL)
     except RecursionError:
         return None                # too deep to keep: parsed again next time
-    return _head(key) + hashlib.sha256(body).digest() + body
-
-
-def _head(key: str) -> bytes:
-    return f"{FORMAT} {key}\n".encode()
+    from .buildcache import seal
+    return seal(FORMAT, key, body)
 
 
 def _index_ok(index) -> bool:

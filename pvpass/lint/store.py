@@ -57,13 +57,10 @@ class LintStore:
         """The stored findings, or None (a miss) whatever is wrong."""
         if key is None or self.dir is None:
             return None
-        from ..buildcache import file_hash, read_regular
+        from ..buildcache import file_hash, read_regular, unseal
         data = read_regular(self._path(key), _MAX_ENTRY, follow=False)      # a FIFO is a miss
-        if data is None or len(data) > _MAX_ENTRY:
-            return None
-        head = f"{FORMAT} {key}\n".encode()
-        body = data[len(head) + 32:]
-        if data[:len(head)] != head or data[len(head):len(head) + 32] != hashlib.sha256(body).digest():
+        body = unseal(FORMAT, key, data) if data is not None and len(data) <= _MAX_ENTRY else None
+        if body is None:
             return None               # another key's entry, torn, or flipped
         try:
             entry = json.loads(body)
@@ -81,10 +78,10 @@ class LintStore:
         if key is None or self.dir is None:
             return
         from ..atomicio import write_atomic
-        from ..buildcache import evict, file_hash, size_limit
-        body = json.dumps({"files": {f: file_hash(f) for f in sorted(files)},
-                           "diagnostics": [_json(d) for d in diags]}, separators=(",", ":")).encode()
-        data = f"{FORMAT} {key}\n".encode() + hashlib.sha256(body).digest() + body
+        from ..buildcache import evict, file_hash, seal, size_limit
+        data = seal(FORMAT, key, json.dumps({"files": {f: file_hash(f) for f in sorted(files)},
+                                             "diagnostics": [_json(d) for d in diags]},
+                                            separators=(",", ":")).encode())
         if len(data) > _MAX_ENTRY:
             return
         try:
