@@ -8,8 +8,9 @@ earlier ones met (as a lint worker does):
 
 Stages: the preprocessor run (gcc -E), splitting the text into chunks, the
 scan (which splits again: its figure includes a split), the checks, the
-reach computation. A compile database whose commands start with
-tests/bench/timecc has it dropped.
+reach computation. As lint does, a TU whose object the build made from
+that text skips the parse check of its functions. A compile database whose
+commands start with tests/bench/timecc has it dropped.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pvpass.arch import get_arch
 from pvpass.frontend import chunks
 from pvpass.frontend.preprocess import preprocess
 from pvpass.frontend.scan import scan_reported
+from pvpass.lint.built import compiled_by_build
 from pvpass.lint.checks import check_all
 from pvpass.lint.reach import unreachable
 from pvpass.lint.runner import from_compile_db
@@ -46,17 +48,17 @@ def main() -> None:
     arch = get_arch("x86_64")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "compile_commands.json").write_text(json.dumps(entries))
-        jobs = {f: (flags, d, cc) for f, flags, d, cc, _ in from_compile_db(tmp, a.files)}
+        jobs = {f: (flags, d, cc, obj) for f, flags, d, cc, obj in from_compile_db(tmp, a.files)}
     os.chdir(a.build)
     for f in a.files:
-        flags, d, cc = jobs[str(Path(f).resolve())] if str(Path(f).resolve()) in jobs else jobs[f]
+        flags, d, cc, obj = jobs[str(Path(f).resolve())] if str(Path(f).resolve()) in jobs else jobs[f]
         os.chdir(d)
         t = [cpu()]
         pp = preprocess(f, arch, flags, cc)
         t.append(cpu())
         chunks.split(pp.text)
         t.append(cpu())
-        res = scan_reported(pp, arch, flags, report=False, cc=cc)
+        res = scan_reported(pp, arch, flags, report=False, compiled=compiled_by_build(obj, pp), cc=cc)
         t.append(cpu())
         diags = check_all(res, arch)
         t.append(cpu())
