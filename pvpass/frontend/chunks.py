@@ -61,16 +61,33 @@ class ChunkedTU:
         return None
 
     @cached_property
+    def typedef_chunks(self) -> list[Chunk]:
+        """The chunks that are `typedef ...;` declarations, in text order.
+        Only the chunks where the word stands are looked at (str.find),
+        not each of a kernel TU's ~15,000."""
+        out: list[Chunk] = []
+        t = self.text
+        seen = -1
+        i = t.find("typedef")
+        while i >= 0:
+            c = self.chunk_at(i)
+            if c is not None and c.index > seen:
+                seen = c.index
+                head = t[c.start:c.start + 40].lstrip()
+                if head.startswith("__extension__"):
+                    head = head[13:].lstrip()
+                if head.startswith("typedef") and not c.is_func:
+                    out.append(c)
+            i = t.find("typedef", i + 7)
+        return out
+
+    @cached_property
     def typedef_names(self) -> frozenset[str]:
         names: set[str] = set()
         t = self.text
-        for c in self.chunks:
-            head = t[c.start:c.start + 40].lstrip()
-            if head.startswith("__extension__"):
-                head = head[13:].lstrip()
-            if head.startswith("typedef") and not c.is_func:
-                decl = t[c.start:c.end]
-                names.update(remembered("typedef_names", decl, lambda: tuple(typedef_names_of(decl))))
+        for c in self.typedef_chunks:
+            decl = t[c.start:c.end]
+            names.update(remembered("typedef_names", decl, lambda: tuple(typedef_names_of(decl))))
         return frozenset(names)
 
     @cached_property

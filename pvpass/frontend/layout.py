@@ -102,13 +102,9 @@ class TypeEnv:
             from .chunks import typedef_names_of
             idx: dict[str, int] = {}
             t = self.p.pp.text
-            for c in self.p.tu.chunks:
-                head = t[c.start:c.start + 40].lstrip()
-                if head.startswith("__extension__"):
-                    head = head[13:].lstrip()
-                if head.startswith("typedef") and not c.is_func:
-                    for n in typedef_names_of(t[c.start:c.end]):
-                        idx.setdefault(n, c.index)
+            for c in self.p.tu.typedef_chunks:
+                for n in typedef_names_of(t[c.start:c.end]):
+                    idx.setdefault(n, c.index)
             self._typedef_chunks = idx
         return self._typedef_chunks
 
