@@ -36,3 +36,13 @@ def test_mentions_are_where_the_name_regex_reads_the_name():
     text = "abc = s.abc + p->abc + xabc + abc_1 + 1abc + - >abc + f(abc);\nabc"
     want = [m.start() for m in _IDENT.finditer(text) if m.group() == "abc"]
     assert list(mentions(text, "abc")) == want and len(want) == 4
+
+
+def test_the_struct_object_is_the_one_the_regex_finds():
+    """sites._object_of (str.find) names the object `\\bstruct\\s+TAG\\s+NAME\\s*[;=\\[]` finds."""
+    import re
+    from pvpass.frontend.sites import _object_of
+    for text in ("struct ops x(void); xstruct ops a; struct opsy b; struct  ops\n c [2];",
+                 "mystruct ops a; struct ops\tb = {0};", "struct ops *p; struct ops q;", "struct ops"):
+        m = re.search(r"\bstruct\s+ops\s+([A-Za-z_]\w*)\s*[;=\[]", text)
+        assert _object_of(text, "ops") == (m.group(1) if m else None), text

@@ -2,12 +2,11 @@
 becomes an op, numbered by its offset divided by the pointer size."""
 from __future__ import annotations
 
-import re
-
 from pycparser import c_ast
 
 from ..diag import Loc, PvError
 from ..model import Op, OpsStruct
+from ..textsplit import whole_words
 from .cparse import ChunkParser
 from .layout import CType, TypeEnv
 
@@ -25,10 +24,8 @@ class OpsIndex:
         """The (struct) type of the global `name`, from its declaration."""
         if name in self._objs:
             return self._objs[name]
-        text = self.p.pp.text
-        pat = re.compile(r'\b%s\b' % re.escape(name))
-        for m in pat.finditer(text):
-            chunk = self.p.tu.chunk_at(m.start())
+        for at in whole_words(self.p.pp.text, name):
+            chunk = self.p.tu.chunk_at(at)
             if chunk is None or chunk.is_func:
                 continue
             pc = self.p.parse(chunk)

@@ -16,6 +16,7 @@ from ..frontend.asmtemplate import Indirect, OpRef, parse_template, TemplateErro
 from ..frontend.cparse import nodes_of
 from ..frontend.ops import member_path
 from ..frontend.scan import ScanResult
+from ..textsplit import whole_words
 from .constraints import effects
 from .rules import RULES
 
@@ -213,19 +214,13 @@ def check_unwrapped(res: ScanResult, arch: Arch, extra=()) -> list[Diagnostic]:
     return out
 
 
-_WORD = re.compile(r'\w')
 _DOT = re.compile(r'\s*\.')
 
 
 def _member_uses(text: str, obj: str):
     """Offsets of OBJ as a whole word followed by a dot (after white space
-    or none), as PV001 once found them with a regex: str.find runs at C speed, where
-    one regex over a 3 MB TU took ~60 ms."""
-    i = text.find(obj)
-    while i >= 0:
-        if not (i and _WORD.match(text, i - 1)) and _DOT.match(text, i + len(obj)):
-            yield i
-        i = text.find(obj, i + 1)
+    or none), as PV001 once found them with a regex (~60 ms a kernel TU)."""
+    return (i for i in whole_words(text, obj) if _DOT.match(text, i + len(obj)))
 
 
 def _asm_ops_call(a, objs, pc) -> str | None:

@@ -23,10 +23,10 @@ import re
 from ..diag import Diagnostic
 from ..frontend.chunkmemo import remembered
 from ..frontend.scan import ScanResult
+from ..textsplit import whole_words
 
 # names, not members: `.read_cr0 = ...` in an initializer calls nothing
 _IDENT = re.compile(r'(?<![.\w])(?<!->)[A-Za-z_]\w*')
-_WORD = re.compile(r'\w')
 _STATIC = re.compile(r'\bstatic\b')
 
 
@@ -110,17 +110,11 @@ def _function_chunks_of(pp, tu, file: str):
 
 
 def mentions(text: str, name: str):
-    """Offsets where `name` is an `_IDENT` match in `text`: not inside a
-    longer word, not a member after `.` or `->`. str.find runs at C speed
-    where a regex over the whole text would not."""
-    n = len(name)
-    i = text.find(name)
-    while i >= 0:
-        if (not (i and (_WORD.match(text, i - 1) or text[i - 1] == "."))
-                and not (i >= 2 and text[i - 2:i] == "->")
-                and not _WORD.match(text, i + n)):
+    """Offsets where `name` is an `_IDENT` match in `text`: a whole word,
+    not a member after `.` or `->`."""
+    for i in whole_words(text, name):
+        if not (i and text[i - 1] == ".") and not (i >= 2 and text[i - 2:i] == "->"):
             yield i
-        i = text.find(name, i + n)
 
 
 # It reads the chunk's text and the two characters before it (the \b of
