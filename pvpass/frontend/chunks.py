@@ -97,12 +97,11 @@ class ChunkedTU:
         idx: dict[tuple[str, str], Chunk] = {}
         t = self.text
         for c in self.chunks:
-            if c.is_func:
+            # within the text, not a copy of each chunk: the character
+            # before a chunk is no word character, so \b reads the same
+            if c.is_func or t.find("{", c.start, c.end) < 0:
                 continue
-            seg = t[c.start:c.end]
-            if "{" not in seg:
-                continue
-            for m in _TAG_DEF.finditer(seg):
+            for m in _TAG_DEF.finditer(t, c.start, c.end):
                 idx.setdefault((m.group(1), m.group(2)), c)
         return idx
 
