@@ -46,3 +46,22 @@ def test_the_struct_object_is_the_one_the_regex_finds():
                  "mystruct ops a; struct ops\tb = {0};", "struct ops *p; struct ops q;", "struct ops"):
         m = re.search(r"\bstruct\s+ops\s+([A-Za-z_]\w*)\s*[;=\[]", text)
         assert _object_of(text, "ops") == (m.group(1) if m else None), text
+
+
+def test_a_split_by_stretches_is_the_split_of_the_whole_text():
+    """chunks.split reads the text from line marker to line marker and
+    keeps each stretch's chunks: every prefix of these texts, met after
+    others that share their headers, splits as the whole text does (line
+    markers inside a struct and between a function's head and body, a
+    literal holding a brace or a ';', a directive-only tail, a stray '}',
+    a '{' never closed, text after the last ';')."""
+    from pvpass.frontend.chunks import _split, split
+    head = ('# 1 "h.h"\ntypedef int t;\nstruct s {\n# 3 "h.h"\n int a;\n# 5 "h.h"\n};\n'
+            'static inline int f(void)\n# 7 "h.h"\n{ return \'}\'; }\n')
+    texts = [head + '# 1 "a.c"\nint x;\n# 2 "a.c"\n', head + '# 1 "b.c"\nint y = f();\nint g(void) {',
+             head + '# 1 "c.c"\n}\nint z', '#pragma x\nchar *p = "a;{b" ;\n# 2 "d.c"\nchar c = \'{\';']
+    chunkmemo._memo.clear()
+    for text in texts + texts:
+        for cut in range(len(text) + 1):
+            want, got = _split(text[:cut]), split(text[:cut])
+            assert (got.chunks, got.broken) == (want.chunks, want.broken), text[:cut]
