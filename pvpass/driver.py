@@ -437,10 +437,12 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     than they do: a kernel-dialect table is checked from the object alone,
     and an object with no relocated `call *` needs nothing. A cache hit is
     taken before candidate calls are disassembled (capstone's import alone
-    costs more than the hit). `cheap`: Undecided where more is needed."""
+    costs more than the hit). `cheap` (the server, where capstone stays
+    loaded): candidates are decoded first; Undecided where the source or
+    the cache is needed."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
-    from .link.regcalls import may_call_through_register
+    from .link.regcalls import may_call_through_register, reg_calls
     from .link.tablecheck import call_candidates, check_table, confirmed_call
     data = _read(c.written, c.object)
     try:
@@ -467,8 +469,18 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     via_register = not kernel and may_call_through_register(obj)
     if candidates == [] and not via_register:
         return                   # no site can be here; the object is not rewritten
+
     if cheap:
-        raise Undecided()        # a cache lookup, or candidates to decode
+        # The server, where capstone stays loaded: decoding settles what the
+        # bytes alone cannot, a relocated `call *` that is none, or a
+        # relocated load whose register reaches no real `call *`/`jmp *` (the
+        # bytes also match immediates and displacements: ~300 objects of a
+        # Linux build, each of which the Python path would preprocess to
+        # count its sites); the cache and the source are the Python path's.
+        if not kernel and not (candidates and confirmed_call(obj, candidates)) \
+                and not (via_register and reg_calls(obj)):
+            return
+        raise Undecided()
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),

@@ -341,3 +341,34 @@ def test_indirect_calls_without_annotations_leave_the_object_alone(tmp, monkeypa
         assert (tmp / name).read_bytes() == (tmp / "g.o").read_bytes()
     st = run_pvpass("cache", "--stats", env={"PVPASS_CACHE_DIR": str(tmp / "cache")}).stdout
     assert "hits            1" in st
+
+
+
+def test_register_bytes_without_a_call_need_no_source(tmp):
+    """The bytes of a relocated load into %rax and of an immediate that reads
+    like `call *(%rax)` (FF 10) make an object a register-call candidate.
+    The server's verdict (cheap: capstone is loaded there) decodes it, finds
+    no such call and keeps gcc's object, rather than handing it to the
+    Python path, which would preprocess the source (a Linux build has ~300
+    such objects); a real register-reached call is still handed over."""
+    from pvpass.driver import Undecided, finish, start_temp
+    from pvpass.link.regcalls import may_call_through_register, reg_calls
+    for asm, settled in (("mov $0x10ff, %%edx", True), ("call *(%%rax)", False)):
+        src = tmp / "imm.c"
+        src.write_text("long tbl[4];\nvoid f(void) { asm volatile(\"lea tbl(%%rip), %%rax\\n\\t"
+                       f"{asm}\" ::: \"rax\", \"rdx\"); }}\n")
+        flags = ["-O2", "-fno-pie", "-c", str(src)]
+        assert gcc(*flags, "-o", str(tmp / "g.o")).returncode == 0
+        g = ElfObject.read(str(tmp / "g.o"))
+        assert may_call_through_register(g) and (reg_calls(g) == []) is settled
+        obj = str(tmp / "a.o")
+        u = parse(["gcc", *flags, "-o", obj]).each()[0]
+        u.work = start_temp(obj)
+        assert gcc(*u.temp_args(u.work)).returncode == 0
+        if settled:
+            assert finish(u, 0, None, obj, cheap=True) == 0
+            assert (tmp / "a.o").read_bytes() == (tmp / "g.o").read_bytes()
+        else:
+            with pytest.raises(Undecided):
+                finish(u, 0, None, obj, cheap=True)
+            os.unlink(u.work)
