@@ -444,6 +444,7 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.regcalls import may_call_through_register, reg_calls
     from .link.tablecheck import call_candidates, check_table, confirmed_call
+    from .link.tableread import check
     data = _read(c.written, c.object)
     try:
         obj = ElfObject(c.object, data)
@@ -452,9 +453,12 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
             raise Undecided() from e
         _untabled_warning(c, f"{e.target} object", "pvpass tables i386 and x86-64 objects")
         return
+    # checked as every reader checks (a compiler wrapper, a cache or a disk
+    # can hand over a corrupt object): nothing follows or copies a bad field
+    entries = check(obj)
     kernel = obj.section(table.SECTION) is not None
     if kernel and not records:
-        check_table(obj)         # needs neither the source nor the preprocessor
+        check_table(obj, entries)    # needs neither the source nor the preprocessor
         return
     if not kernel and any(s.name.startswith(".gnu.lto_") for s in obj.sections):
         if cheap:
@@ -488,7 +492,7 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     hit = cache.get(key) if key else None
     if hit is not None and hit["object"] == _sha(data):
         try:
-            _apply(c, data, hit["value"])
+            _apply(c, obj, hit["value"])
             sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
             return
         except Exception:        # the entry is untrusted data: failing to apply it is a miss
@@ -630,13 +634,13 @@ def _plan_from_json(v: dict):
     return secs, syms
 
 
-def _apply(c: Compile, data: bytes, value) -> None:
-    """Add a cached result's sections to the compiler's object (None: nothing)."""
+def _apply(c: Compile, obj, value) -> None:
+    """Add a cached result's sections to the compiler's (checked) object
+    (None: nothing)."""
     if value is None:
         return
-    from .link.elfobj import ElfObject
     secs, syms = _plan_from_json(value)
-    _add_sections(c.written, ElfObject(c.object, data), secs, syms)
+    _add_sections(c.written, obj, secs, syms)
 
 
 def _add_sections(path: str, obj, secs, syms) -> None:

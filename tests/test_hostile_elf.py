@@ -199,3 +199,33 @@ def test_pyelftools_and_pvpass_agree_on_a_clean_object(objs):
 def test_objects_that_are_not_files(path, msg):
     r = pvpass("table", path)                   # /dev/zero was read until memory ran out
     assert r.returncode == 2 and r.stderr.strip() == f"pvpass: error: {path}: {msg}", r.stderr
+
+
+# pvpass cc reads the compiler's object with the same checks (a compiler
+# wrapper, a cache or a disk can hand it a corrupt one): the relocatable
+# cases, foreign machines aside (cc keeps those as the compiler made them)
+CC_CASES = [c for c in CASES if c[0] not in ("arm", "big-endian")]
+
+
+@pytest.mark.parametrize("name,which,mutate,commands,msg", CC_CASES, ids=[c[0] for c in CC_CASES])
+def test_cc_checks_the_compilers_object(objs, tmp, name, which, mutate, commands, msg):
+    """The "compiler" writes the corrupt object (gcc's with one field
+    changed); the preprocessor run is gcc's own. Before, cc took a corrupt
+    relocation of .rela.eh_frame or a corrupt patch record and exited 0."""
+    bad = tmp / "bad.o"
+    bad.write_bytes(mutate(objs[which]))
+    fake = tmp / "fakecc"
+    fake.write_text('#!/bin/sh\nfor a; do [ "$a" = -E ] && exec gcc "$@"; done\n'
+                    'for a; do [ "$p" = -o ] && o=$a; p=$a; done\n'
+                    f'cp {bad} "$o"\n')
+    fake.chmod(0o755)
+    out = tmp / "out.o"
+    r = subprocess.run([sys.executable, "-m", "pvpass", "cc", "--", str(fake), "-m64", "-O2", "-fno-pie",
+                        "-I", str(ROOT / "pvpass" / "include"), "-c", str(SRC), "-o", str(out)],
+                       capture_output=True, text=True, timeout=60, preexec_fn=_limits, cwd=tmp,
+                       env={**__import__("os").environ, "PVPASS_CACHE": "0"})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"pvpass: error: {out}: offset 0x") or "not an ELF file" in r.stderr, r.stderr
+    assert msg in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == ["bad.o", "fakecc"]

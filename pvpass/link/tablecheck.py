@@ -37,14 +37,15 @@ class CheckedEntry(namedtuple("CheckedEntry", "entry ops_object offset")):
     __slots__ = ()
 
 
-def check_table(obj: ElfObject) -> list[CheckedEntry]:
+def check_table(obj: ElfObject, entries: list[table.Entry] | None = None) -> list[CheckedEntry]:
     """Check every entry of the object's compiler-made table (PvError on the
-    first bad one, naming the object and the entry's place)."""
+    first bad one, naming the object and the entry's place); `entries`: the
+    table as read_entries read it, when the caller has it."""
     out = []
     ptr = obj.arch.ptr_size
     datas: dict[str, bytes] = {}
     starts: dict[str, list[int]] = {}     # relocation offsets per section (sorted)
-    for i, e in enumerate(read_entries(obj)):
+    for i, e in enumerate(read_entries(obj) if entries is None else entries):
         where = f"{obj.path}: {table.SECTION} entry {i} ({e.section}+{e.offset:#x})"
         sec = obj.section(e.section)
         if sec is None or not sec["sh_flags"] & SHF_EXECINSTR:

@@ -18,10 +18,17 @@ def read_checked(path: str) -> ElfObject:
     checked: the commands that copy an object (link, patch) or report on it
     (show, table, verify) refuse what any of them would."""
     obj = ElfObject.read(path)
-    obj.check_all()
-    read_entries(obj)
-    read_records(obj)
+    check(obj)
     return obj
+
+
+def check(obj: ElfObject) -> list[table.Entry]:
+    """read_checked's checks on an object already in memory (`pvpass cc`
+    reads the compiler's output itself); its table's entries."""
+    obj.check_all()
+    entries = read_entries(obj)
+    read_records(obj)
+    return entries
 
 
 def read_entries(obj: ElfObject) -> list[table.Entry]:
