@@ -238,17 +238,16 @@ def _kernel_verify(a) -> int | None:
     """verify on a kernel image: its sites as the kernel patches them at
     boot, proved against the image's own code; None for any other file."""
     from .diag import EXIT_FINDINGS
-    from .kernel.image import KernelImage, is_kernel_image
-    from .link.elfobj import ElfObject
-    obj = ElfObject.read(a.file)
+    from .kernel.image import kernel_image
+    from .link.tableread import read_checked
+    obj = read_checked(a.file)
     if a.kernel:
         from .kernel.module import open_module, parse_addresses
-        from .link.tableread import read_checked
-        img = open_module(read_checked(a.file), a.kernel, parse_addresses(a.load_address))
-    elif not is_kernel_image(obj):
-        return None
+        img = open_module(obj, a.kernel, parse_addresses(a.load_address))
     else:
-        img = KernelImage(obj)
+        img = kernel_image(obj)
+        if img is None:
+            return None
     from .kernel.verify import verify_image
     rep, summary = verify_image(img, a.backend or "native", a.seed, a.states)
     for line in rep.lines:
@@ -298,14 +297,14 @@ def _object_and_scan(p: argparse.ArgumentParser, argv: list[str], kernel: bool =
     if kernel:
         _check_module_options(p.prog, a)
     if kernel and a.source is None:
-        from .kernel.image import is_kernel_image
+        from .kernel.image import kernel_image
         from .kernel.module import is_module
         if a.kernel:
             if cpp:
                 raise PvError(f"{p.prog}: preprocessor flags are for --source, not a kernel module")
             from .kernel.module import open_module, parse_addresses
             return a, open_module(obj, a.kernel, parse_addresses(getattr(a, "load_address", []))), None
-        if not is_kernel_image(obj):
+        if kernel_image(obj) is None:
             raise PvError(f"{p.prog}: {a.object} is not a kernel image (no .parainstructions "
                           f"and pv_ops): give --source" + (", or --kernel VMLINUX for a kernel module"
                                                            if is_module(obj) else ""))

@@ -270,3 +270,80 @@ def test_i386_image_patch_and_verify(image32, tmp):
     assert "14 proved, 2 failed" in r.stdout, r.stdout
     assert re.search(r"call __raw_callee_save__paravirt_ident_64\): %esi changed .* the site allows eax, edx",
                      r.stderr), r.stderr
+
+
+# --- hostile images (issue 15): one message naming the image and a file
+# offset, exit 2, no output. Fields are found with pyelftools
+# (tests/fuzz/elfmut.py, tests/fuzz/kimage.py), not pvpass's reader.
+import sys  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
+import elfmut  # noqa: E402
+import kimage  # noqa: E402
+
+
+def _tf(data: bytes, name: str, value: int) -> bytes:
+    return elfmut.set_field(data, next(f for f in kimage.table_fields(data) if f.name == name), value)
+
+
+def _sym(data: bytes, name: str, field: str, value: int) -> bytes:
+    return elfmut.set_field(data, elfmut.find(data, f"sym[{elfmut.symbol_index(data, name)}].{field}"), value)
+
+
+def _addr(data: bytes, section: str) -> int:
+    return elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].sh_addr").value
+
+
+def _alt_to(data: bytes, k: int, field: str, addr: int) -> bytes:
+    """An alt record's relative field made to point at addr."""
+    base = _addr(data, ".altinstructions") + k * kimage.ALT_SIZE + (4 if field == "repl_offset" else 0)
+    return _tf(data, f"alt[{k}].{field}", addr - base)
+
+
+ALL = ("patch", "show", "verify", "table")
+IMAGE_CASES = [
+    # before: patch wrote a site's call and NOPs into .data and exited 0
+    ("site-in-data", lambda d: _tf(d, "site[0].instr", _addr(d, ".data")), ALL,
+     ".parainstructions entry 0: [0x403000, 0x403006) is not inside one executable section"),
+    ("site-unmapped", lambda d: _tf(d, "site[0].instr", 0x7FFF0000), ALL, "is not inside one executable"),
+    ("site-overlap", lambda d: _tf(d, "site[0].len", 0xFF), ALL, "overlaps entry 0"),
+    ("alt-instr-in-data", lambda d: _alt_to(d, 0, "instr_offset", _addr(d, ".data")), ALL,
+     ".altinstructions record 0's instructions: [0x403000, 0x403006) is not inside one executable"),
+    ("alt-repl-unmapped", lambda d: _alt_to(d, 0, "repl_offset", 0x7FFF0000), ALL,
+     ".altinstructions record 0's replacement: [0x7fff0000,"),
+    ("alt-repl-longer", lambda d: _tf(d, "alt[0].repllen", 0xFF), ALL, "a 255-byte replacement for 6 bytes"),
+    ("alt-instr-overlap", lambda d: _tf(d, "alt[0].instrlen", 0xFF), ALL, "overlap record 0's"),
+    # before: clamped to its section, and patched from what followed it
+    ("pv-ops-size", lambda d: _sym(d, "pv_ops", "st_size", 0xA9000045), ALL,
+     "symbol 'pv_ops' [0x403000, 0xa9403045) is not inside one section with contents"),
+    ("pv-ops-in-bss", lambda d: _sym(d, "pv_ops", "st_value", _addr(d, ".bss")), ALL,
+     "symbol 'pv_ops' [0x403138,"),
+    ("nops-unmapped", lambda d: _sym(d, "x86_nops", "st_value", 0x7FFF0000), ALL, "symbol 'x86_nops'"),
+    ("arm", lambda d: elfmut.set_field(d, elfmut.find(d, "e_machine"), 40), ALL, "ELF for ARM"),
+    ("elf32-x86-64", lambda d: d[:4] + b"\x01" + d[5:], ALL, "32-bit ELF class for machine x86_64"),
+    ("big-endian", lambda d: d[:5] + b"\x02" + d[6:], ALL, "big-endian 64-bit ELF"),
+    ("truncated", lambda d: d[:len(d) // 2], ALL, "past the end of the file"),
+    # before: verify took it for a program without records and exited 0
+    ("stripped", None, ("patch", "show", "verify"), "no symbol table: a stripped kernel image?"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,commands,msg", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+def test_hostile_image(image, tmp, name, mutate, commands, msg):
+    bad = tmp / "bad.img"
+    if mutate is None:
+        subprocess.run(["strip", "-s", str(image), "-o", str(bad)], check=True)
+    else:
+        bad.write_bytes(mutate(image.read_bytes()))
+    before = bad.read_bytes()
+    for cmd in commands:
+        out = tmp / "out.img"
+        extra = {"patch": ["--backend", "native", "-o", str(out)], "show": ["--backend", "native"],
+                 "verify": ["--states", "2"], "table": []}[cmd]
+        r = run_pvpass(cmd, str(bad), *extra)
+        assert r.returncode == 2, (cmd, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"pvpass: error: {bad}: offset 0x") and msg in r.stderr, (cmd, r.stderr)
+        assert not out.exists() and bad.read_bytes() == before

@@ -15,6 +15,7 @@ from functools import cached_property
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
+from ..link.tableread import _in_code, _section_finder, read_entries
 
 ALT_SECTION = ".altinstructions"
 ALT_RECORD = struct.Struct("<iiHBB")     # 6.1's struct alt_instr, __packed: 12 bytes
@@ -100,6 +101,24 @@ def is_kernel_image(obj: ElfObject) -> bool:
         return False
     names = {s.name for s in obj.symbols}
     return "pv_ops" in names and "_paravirt_nop" in names
+
+
+def kernel_image(obj: ElfObject) -> "KernelImage | None":
+    """The image, its tables and ops objects checked, when obj is a kernel
+    image (is_kernel_image); None for any other file. A linked file with a
+    table, no patch records and no symbols is a stripped image: an error."""
+    if not is_kernel_image(obj):
+        if not obj.is_relocatable and obj.symtab is None and obj.section(table.SECTION) \
+                and obj.section(table.PATCH_SECTION) is None:
+            raise obj.bad(obj.section(table.SECTION).header_offset,
+                          f"a linked file with {table.SECTION} and no symbol table: a stripped "
+                          f"kernel image? pvpass finds pv_ops, _paravirt_nop and x86_nops by name")
+        return None
+    img = KernelImage(obj)
+    img.sites, img.alts, img.pv_ops
+    from .rules import kernel_nops          # rules reads the image: imported here
+    kernel_nops(img)
+    return img
 
 
 class KernelImage:
@@ -194,27 +213,78 @@ class KernelImage:
     # --- the tables -------------------------------------------------------
     @cached_property
     def sites(self) -> list[Site]:
-        return parse_sites(self.path, self.arch, self.obj.section_data(self.obj.section(table.SECTION)))
+        """The entries, each inside code (tableread's check) and none
+        overlapping another: the patcher writes each one's whole length."""
+        sec = self.obj.section(table.SECTION)
+        size = self.arch.entry_size
+        out = [Site(i, e.offset, e.type, e.length) for i, e in enumerate(read_entries(self.obj))]
+        last = None
+        for s in sorted(out, key=lambda s: s.addr):
+            if last is not None and s.addr < last.addr + last.length:
+                raise self.obj.bad(sec["sh_offset"] + s.index * size,
+                                   f"{table.SECTION} entry {s.index} at {s.addr:#x} overlaps entry "
+                                   f"{last.index} [{last.addr:#x}, {last.addr + last.length:#x})")
+            last = s
+        return out
 
     @cached_property
     def alts(self) -> list[Alt]:
+        """The records, each checked as the kernel's macros make them: the
+        original instructions and the replacement inside code, the
+        replacement no longer than the original (the assembler pads it)."""
         sec = self.obj.section(ALT_SECTION)
-        return [] if sec is None else parse_alts(self.path, self.obj.section_data(sec), sec["sh_addr"])
+        if sec is None:
+            return []
+        out = parse_alts(self.path, self.obj.section_data(sec), sec["sh_addr"])
+        for a in out:
+            what, at = f"{ALT_SECTION} record {a.index}", sec["sh_offset"] + a.index * ALT_RECORD.size
+            if a.repllen > a.instrlen:
+                raise self.obj.bad(at, f"{what}: a {a.repllen}-byte replacement for {a.instrlen} bytes")
+            _in_code(self.obj, at, f"{what}'s instructions", self._section_at(a.addr), a.addr, a.instrlen)
+            if a.repllen:
+                _in_code(self.obj, at, f"{what}'s replacement", self._section_at(a.repl), a.repl, a.repllen)
+        prev = None
+        for a in sorted(out, key=lambda a: (a.addr, a.instrlen)):
+            # ALTERNATIVE_2's records share their instructions; others are apart
+            if prev is not None and a.addr < prev.addr + prev.instrlen and \
+                    (a.addr, a.instrlen) != (prev.addr, prev.instrlen):
+                raise self.obj.bad(sec["sh_offset"] + a.index * ALT_RECORD.size,
+                                   f"{ALT_SECTION} record {a.index}'s instructions at {a.addr:#x} "
+                                   f"overlap record {prev.index}'s [{prev.addr:#x}, "
+                                   f"{prev.addr + prev.instrlen:#x})")
+            prev = a
+        return out
+
+    @cached_property
+    def _section_at(self):
+        return _section_finder(self.obj)
+
+    def object_bytes(self, name: str, why: str) -> tuple[Symbol, bytes]:
+        """A data object of the image and its bytes: all of them inside one
+        section with contents (a linked file's symbols are otherwise clamped)."""
+        s = self.need(name, why)
+        w = self.where(s.value)
+        if s.index in self.obj.clamped or not s.size or w is None or w[1] + s.size > w[0]["sh_size"]:
+            size = self.obj.clamped.get(s.index, s.size)
+            raise self.obj.bad(self.obj.symbol_offset(s), f"symbol '{name}' [{s.value:#x}, "
+                               f"{s.value + size:#x}) is not inside one section with contents")
+        return s, self.read(s.value, s.size)
 
     @cached_property
     def pv_ops(self) -> Symbol:
-        s = self.need("pv_ops", "the ops object the sites call through")
-        if not s.size or s.size % self.arch.ptr_size:
-            raise PvError(f"{self.path}: pv_ops has size {s.size}, not a whole number of pointers")
+        s, _ = self.object_bytes("pv_ops", "the ops object the sites call through")
+        if s.size % self.arch.ptr_size:
+            raise self.obj.bad(self.obj.symbol_offset(s),
+                               f"pv_ops has size {s.size}, not a whole number of pointers")
         return s
 
     def ops_values(self, name: str) -> list[int]:
         """The pointers of a typeof(pv_ops) object, by type number."""
         s = self.need(name, "an ops object of the image")
-        if s.size != self.pv_ops.size:
-            raise PvError(f"{self.path}: {name} has {s.size} bytes, pv_ops {self.pv_ops.size}: "
-                          f"not a whole typeof(pv_ops)")
-        data = self.read(s.value, s.size)
+        if self.obj.clamped.get(s.index, s.size) != self.pv_ops.size:
+            raise self.obj.bad(self.obj.symbol_offset(s), f"{name} has {s.size} bytes, pv_ops "
+                               f"{self.pv_ops.size}: not a whole typeof(pv_ops)")
+        _, data = self.object_bytes(name, "an ops object of the image")
         n = self.arch.ptr_size
         return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
 

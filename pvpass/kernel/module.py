@@ -20,7 +20,7 @@ from functools import cached_property
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
-from .image import ALT_SECTION, Alt, KernelImage, Placed, Site, is_kernel_image, parse_alts, parse_sites
+from .image import ALT_SECTION, Alt, KernelImage, Placed, Site, kernel_image, parse_alts, parse_sites
 
 SHF_ALLOC = 2
 PAGE = 0x1000
@@ -248,6 +248,9 @@ class ModuleImage:
     def ops_values(self, name: str) -> list[int]:
         return self.kernel.ops_values(name)
 
+    def object_bytes(self, name: str, why: str):
+        return self.kernel.object_bytes(name, why)
+
     @property
     def pv_ops(self) -> Symbol:
         return self.kernel.pv_ops
@@ -289,11 +292,11 @@ def _signed64(v: int) -> int:
 def open_module(mod: ElfObject, kernel_path: str, load: dict[str, int] | None = None) -> ModuleImage:
     """The module over the kernel image at kernel_path, both checked."""
     from ..link.tableread import read_checked
-    kobj = read_checked(kernel_path)
-    if not is_kernel_image(kobj):
+    kimg = kernel_image(read_checked(kernel_path))
+    if kimg is None:
         raise PvError(f"{kernel_path}: not a kernel image (a linked file with .parainstructions, "
                       f"pv_ops and _paravirt_nop), which --kernel takes")
     if not is_module(mod):
         raise PvError(f"{mod.path}: not a kernel module (a relocatable object with "
                       f"{table.SECTION}), which --kernel is for")
-    return ModuleImage(KernelImage(kobj), mod, load)
+    return ModuleImage(kimg, mod, load)

@@ -77,11 +77,20 @@ class SitePatch:
 
 def kernel_nops(img: KernelImage) -> list[bytes]:
     """x86_nops[k]: the kernel's k-byte NOP (index 0 unused)."""
-    s = img.need("x86_nops", "the kernel's NOP table")
     n = img.arch.ptr_size
-    if s.size and s.size != (ASM_NOP_MAX + 1) * n:
-        raise PvError(f"{img.path}: x86_nops has {s.size} bytes, not {ASM_NOP_MAX + 1} pointers")
-    return [b""] + [img.read(img.ptr(s.value + k * n), k) for k in range(1, ASM_NOP_MAX + 1)]
+    s, data = img.object_bytes("x86_nops", "the kernel's NOP table")
+    if s.size != (ASM_NOP_MAX + 1) * n:
+        raise img.obj.bad(img.obj.symbol_offset(s), f"x86_nops has {s.size} bytes, not "
+                          f"{ASM_NOP_MAX + 1} pointers")
+    out = [b""]
+    for k in range(1, ASM_NOP_MAX + 1):
+        p = int.from_bytes(data[k * n:(k + 1) * n], "little")
+        w = img.where(p)
+        if w is None or w[1] + k > w[0]["sh_size"]:
+            raise img.obj.bad(img.obj.symbol_offset(s), f"x86_nops[{k}] points at {p:#x}, not at "
+                              f"{k} bytes in one section of the image")
+        out.append(img.read(p, k))
+    return out
 
 
 def add_nops(nops: list[bytes], n: int) -> bytes:

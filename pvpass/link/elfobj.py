@@ -128,6 +128,7 @@ class ElfObject:
                                                 f"named {s.name}, one of them code")
         self._relocs: dict[int, list[Reloc]] = {}
         self._rel_entries: dict[int, list] = {}     # check_all reads them all once
+        self.clamped: dict[int, int] = {}    # symbol index -> its size, where a linked file's is clamped
 
     @classmethod
     def read(cls, path: str) -> "ElfObject":
@@ -337,7 +338,12 @@ class ElfObject:
         if self.is_relocatable and kind in ("STT_FUNC", "STT_OBJECT"):
             raise self.bad(where, f"symbol {i} '{name}' [{value:#x}, {value + size:#x}) extends "
                                   f"past its section {sec.name} ({sec['sh_size']:#x} bytes)")
+        self.clamped[i] = size
         return max(0, min(size, end - value))
+
+    def symbol_offset(self, sym: Symbol) -> int:
+        """Where sym's record is in the file (for messages)."""
+        return self.symtab["sh_offset"] + sym.index * SYM_SIZE[self.bits]
 
     def rel_entries(self, s: Section) -> list[tuple[int, int, int, int | None]]:
         """(r_offset, symbol index, type, addend or None for REL) of one

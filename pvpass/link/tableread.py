@@ -60,9 +60,24 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
             base = 0 if r.symbol.kind == "STT_SECTION" else r.symbol.value
             # REL (i386): the addend is the field itself
             out.append(table.Entry(secname, base + r.addend, typ, length, clob))
+        elif instr:             # 0: a PIE's, filled at load time
+            e = table.Entry(section_at(instr), instr, typ, length, clob)
+            _in_code(obj, sec["sh_offset"] + lo + i * size, f"{table.SECTION} entry {i}", e.section,
+                     instr, length)
+            out.append(e)
         else:
-            out.append(table.Entry(section_at(instr), instr, typ, length, clob))
+            out.append(table.Entry("", instr, typ, length, clob))
     return out
+
+
+def _in_code(obj: ElfObject, at: int, what: str, section: str, addr: int, length: int) -> None:
+    """In a linked file, [addr, addr + length) must be code: inside one
+    executable section with contents (the patcher writes there)."""
+    s = obj.section(section) if section else None
+    if s is None or not s["sh_flags"] & 4 or s["sh_type"] == "SHT_NOBITS" \
+            or addr + length > s["sh_addr"] + s["sh_size"]:
+        raise obj.bad(at, f"{what}: [{addr:#x}, {addr + length:#x}) is not inside one "
+                          f"executable section")
 
 
 def _section_finder(obj: ElfObject):
