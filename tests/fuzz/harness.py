@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import elfmut  # noqa: E402
 import filesfuzz  # noqa: E402
+import kimage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "testdata"
@@ -40,8 +41,13 @@ INCLUDE = ROOT / "pvpass" / "include"
 REPRO = TESTDATA / "bad" / "fuzz"
 C_TARGETS = ("scan", "lint", "emit", "verify", "cc")
 OBJ_TARGETS = ("link", "table", "show", "patch")
-# files and processes around `pvpass cc`: kills, a full disk, a poisoned cache (filesfuzz.py)
-TARGETS = C_TARGETS + OBJ_TARGETS + ("files",)
+# files and processes around `pvpass cc`: kills, a full disk, a poisoned cache (filesfuzz.py);
+# kernel-form images through patch/show/verify/table (kimage.py); `pvpass cc` whose
+# "compiler" writes a mutated object (both dialects)
+TARGETS = C_TARGETS + OBJ_TARGETS + ("files", "kimage", "ccobj")
+KIMAGE_COMMANDS = ("patch", "show", "verify", "table")
+# kernel-form images: k61.c's sites linked with k61_image.c (as tests/test_kernel_image.py)
+KIMAGE_CORPUS = ["-m64", "-m32"]
 MEMORY = 2 << 30
 
 # C sources to mutate (with the directory their includes are relative to)
@@ -208,13 +214,54 @@ def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, st
 
 # --- corpus -----------------------------------------------------------------
 
+def mutate_image(rng: random.Random, data: bytes, fields: list, tfields: list) -> tuple[bytes, str]:
+    """An image's ELF fields as mutate_obj does, or its table records'
+    fields: a site or an alternative moved to another section's address or
+    out of the image, a length or type pushed to its limits."""
+    if rng.random() < 0.4 or not tfields:
+        return mutate_obj(rng, data, fields)
+    addrs = [f.value for f in fields if f.name.endswith(".sh_addr") and f.value]
+    hows = []
+    for _ in range(rng.randint(1, 2)):
+        f = rng.choice(tfields)
+        if f.name.endswith("instr"):             # an address: another section's, or none
+            v = rng.choice([rng.choice(addrs) + rng.choice([0, 1, 8, -1, -6]), 0, 0x7FFFFFFF,
+                            f.value + rng.choice([-16, -1, 1, 2, 6, 0x100])])
+        elif f.name.endswith("_offset"):         # relative: moved by the distance between two sections
+            v = rng.choice([f.value + rng.choice(addrs) - rng.choice(addrs), 0x7FFFFFFF, -0x80000000,
+                            f.value + rng.choice([-16, -1, 1, 2, 6, 0x100])])
+        else:
+            v = rng.choice([0, 1, 5, 6, 7, 15, 16, 0x7F, 0x80, 0xFF, 0xFFFF, f.value + 1, f.value - 1])
+        data = elfmut.set_field(data, f, v)
+        hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+    return data, "+".join(hows)
+
+
+_FAKE_CC = """#!/bin/sh
+# a "compiler" that writes the fuzzer's object; the preprocessor run is gcc's
+for a; do [ "$a" = -E ] && exec gcc "$@"; done
+for a; do [ "$p" = -o ] && o=$a; p=$a; done
+cp "$(dirname "$0")/input.o" "$o"
+"""
+
+
 class Corpus:
     """Base inputs: C sources, and objects gcc builds from them (plus the
-    same objects linked by pvpass, for `patch`, `show` and `table`)."""
+    same objects linked by pvpass, for `patch`, `show` and `table`), and
+    kernel-form images."""
 
     def __init__(self, work: Path) -> None:
         self.work = work
         self.sources = {s: (TESTDATA / s).read_text() for s in C_CORPUS}
+        self.images = []
+        for m in KIMAGE_CORPUS:
+            img = work / f"k61{m}.img"
+            kdir = TESTDATA / "kernel"
+            subprocess.run(["gcc", m, "-O2", "-fno-pie", "-no-pie", "-nostdlib", "-static",
+                            "-Wl,-e,flags_twice", "-I", str(kdir), "-o", str(img), str(kdir / "k61.c"),
+                            str(kdir / "k61_image.c")], check=True, capture_output=True)
+            data = img.read_bytes()
+            self.images.append((data, elfmut.fields(data), kimage.table_fields(data)))
         self.objects: list[tuple[str, list[str], bytes, bytes, list, list]] = []
         for src, m, flags in OBJ_CORPUS:
             o = work / f"base{len(self.objects)}.o"
@@ -231,6 +278,16 @@ class Corpus:
         if target == "files":
             src, flags, how = filesfuzz.scenario(rng)
             return Case(target, (TESTDATA / src).read_bytes(), ".c", src, flags, how)
+        if target == "kimage":
+            data, fields, tfields = rng.choice(self.images)
+            cmd = rng.choice(KIMAGE_COMMANDS)
+            data, how = mutate_image(rng, data, fields, tfields)
+            return Case(target, data, ".img", "kernel/k61.c", [cmd], how)
+        if target == "ccobj":
+            src, flags, base, _, bf, _ = rng.choice(self.objects)
+            data, how = mutate_obj(rng, base, bf)
+            records = ["--records=native"] if src.startswith("kernel/") and rng.random() < 0.3 else []
+            return Case(target, data, ".o", src, records + flags, how)
         if target in C_TARGETS:
             src = rng.choice(C_CORPUS)
             text, how = mutate_c(rng, self.sources[src])
@@ -252,6 +309,16 @@ def _limits() -> None:
 def command(case: Case, inp: Path, out: Path) -> list[str]:
     src = str(TESTDATA / case.source)
     t = case.target
+    if t == "kimage":
+        cmd = case.cflags[0]
+        extra = {"patch": ["--backend", "native", "-o", str(out)], "show": ["--backend", "native"],
+                 "verify": ["--states", "4"], "table": []}[cmd]
+        return [sys.executable, "-m", "pvpass", cmd, str(inp), *extra]
+    if t == "ccobj":
+        records = [f for f in case.cflags if f.startswith("--records")]
+        flags = [f for f in case.cflags if not f.startswith("--records")]
+        return [sys.executable, "-m", "pvpass", "cc", *records, "--", str(inp.parent / "fakecc"), *flags,
+                "-I", str(INCLUDE), "-I", str(Path(src).parent), "-c", src, "-o", str(out)]
     args = {"scan": [str(inp), "-o", str(out)],
             "lint": [str(inp), "-o", str(out)],
             "emit": [str(inp), "--format", "asm", "-o", str(out)],
@@ -278,8 +345,12 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
     with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
         d = Path(d)
         inp = d / f"input{case.suffix}"
-        out = d / "out.o" if case.target in ("cc",) + OBJ_TARGETS else d / "out.txt"
+        out = d / "out.o" if case.target in ("cc", "kimage", "ccobj") + OBJ_TARGETS else d / "out.txt"
         inp.write_bytes(case.data)
+        fake = d / "fakecc"
+        if case.target == "ccobj":
+            fake.write_text(_FAKE_CC)
+            fake.chmod(0o755)
         before = hashlib.sha256(case.data).hexdigest()
         tmpdir = d / "tmp"             # the child's TMPDIR: must be empty again at the end
         tmpdir.mkdir()
@@ -303,7 +374,7 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             problems.append(f"traceback: {tail[0] if tail else ''}")
         if hashlib.sha256(inp.read_bytes()).hexdigest() != before:
             problems.append("input changed")
-        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir))
+        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir, fake))
         stray += sorted(f"$TMPDIR/{p.name}" for p in tmpdir.iterdir()
                         if not p.name.startswith(".lark_cache_"))   # lark's grammar cache, kept on purpose
         if stray:
@@ -311,14 +382,46 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         # lint's report is complete with findings (1) or unparsable files (2) too
         if out.exists() and rc != 0 and not (case.target == "lint" and rc in (1, 2)):
             problems.append(f"output written with exit code {rc}")
-        if rc == 0 and out.exists() and case.target in ("link", "patch", "cc") \
+        if rc == 0 and out.exists() and case.target in ("link", "patch", "cc", "kimage") \
                 and (case.target == "cc" or not _readelf_complaints(inp)):
             c = _readelf_complaints(out)
             if c:
                 problems.append(f"readelf rejects the output: {c.splitlines()[0]}")
+        if rc == 0 and out.exists() and case.target == "kimage":
+            problems += _outside_sites(case.data, out.read_bytes())
+        if rc == 0 and case.target == "ccobj":
+            problems += _ccobj_output(case.data, out)
         if problems:
             res.ok, res.problem = False, "; ".join(problems)
         return res
+
+
+def _outside_sites(before: bytes, after: bytes) -> list[str]:
+    """A patched image differs from its input only where the patcher may
+    write (kimage.writable, from pyelftools)."""
+    if len(before) != len(after):
+        return [f"patched image is {len(after)} bytes, its input {len(before)}"]
+    ok = kimage.writable(before)
+    bad = [i for i, (a, b) in enumerate(zip(before, after)) if a != b and i not in ok]
+    return [f"bytes written outside the sites, first at file offset {bad[0]:#x} ({len(bad)})"] if bad else []
+
+
+_FOREIGN = ("not i386 or x86-64", "big-endian", "x32")
+
+
+def _ccobj_output(given: bytes, out: Path) -> list[str]:
+    """`pvpass cc` exit 0: an object that `pvpass table` (the checking
+    reader) accepts, or the compiler's own object untouched for a target
+    pvpass does not table."""
+    if not out.exists():
+        return ["exit 0 and no object"]
+    r = subprocess.run([sys.executable, "-m", "pvpass", "table", str(out)], capture_output=True, text=True,
+                       cwd=ROOT)
+    if r.returncode == 0:
+        return []
+    if out.read_bytes() == given and any(f in r.stderr for f in _FOREIGN):
+        return []
+    return [f"exit 0 but `pvpass table` on its object: exit {r.returncode}: {r.stderr.strip()[:200]}"]
 
 
 def _run_files(case: Case, timeout: float, env: dict | None) -> Result:
