@@ -229,3 +229,28 @@ def test_cc_checks_the_compilers_object(objs, tmp, name, which, mutate, commands
     assert r.stderr.startswith(f"pvpass: error: {out}: offset 0x") or "not an ELF file" in r.stderr, r.stderr
     assert msg in r.stderr, r.stderr
     assert sorted(p.name for p in tmp.iterdir()) == ["bad.o", "fakecc"]
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+@pytest.mark.parametrize("what", ["symbol", "offset"])
+def test_unread_relocations_are_checked_on_both_arches(tmp, arch, what):
+    """The relocations of .eh_frame, which no command reads, are checked by
+    column (elfobj._rels_in_bounds) on x86-64's RELA and i386's REL: a bad
+    symbol index or an offset past the section is still the exact message."""
+    rel = ".rela.eh_frame" if arch == "x86_64" else ".rel.eh_frame"
+    data = gcc_c(SRC, tmp / "a.o", arch, ["-O2", "-fno-pie"]).read_bytes()
+    k = len([f for f in elfmut.fields(data) if f.name.startswith(rel) and f.name.endswith("r_offset")]) - 1
+    info = elfmut.find(data, f"{rel}[{k}].r_info")
+    if what == "symbol":
+        shift = 32 if arch == "x86_64" else 8
+        data = elfmut.set_field(data, info, (0x1234 << shift) | (info.value & ((1 << shift) - 1)))
+        msg = f"relocation {k} in {rel} names symbol 4660, past the"
+    else:
+        size = _size(data, ".eh_frame")
+        data = _set(data, f"{rel}[{k}].r_offset", size - 2)
+        msg = f"relocation {k} in {rel} at {size - 2:#x} is outside .eh_frame"
+    bad = tmp / "bad.o"
+    bad.write_bytes(data)
+    r = pvpass("table", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith(f"pvpass: error: {bad}: offset 0x"), r.stderr
+    assert msg in r.stderr, r.stderr

@@ -392,29 +392,30 @@ class ElfObject:
         """True when every relocation of s surely passes rel_entries' checks,
         by column: the largest symbol index, the largest offset plus the
         widest of the types present (C-speed maxima and sets over memoryview
-        columns, no tuple per entry: `pvpass cc` checks every object of a
-        kernel build, whose unwind and ksymtab relocations no command reads).
-        False: see rel_entries."""
-        if sys.byteorder != "little" or not s["sh_size"]:
-            return not s["sh_size"]
-        data = self.section_data(s)
-        rela = s["sh_type"] == "SHT_RELA"
-        n = 3 if rela else 2                    # words of one entry
+        columns of the file's bytes, no tuple per entry: `pvpass cc` checks
+        every object of a kernel build, whose unwind and ksymtab relocations
+        no command reads). False: see rel_entries."""
+        f = s.fields
+        if sys.byteorder != "little" or not f["sh_size"]:
+            return not f["sh_size"]
+        raw = memoryview(self.data)[f["sh_offset"]:f["sh_offset"] + f["sh_size"]]
+        n = 3 if f["sh_type"] == 4 else 2       # words of one entry (RELA: + addend)
         if self.bits == 64:                     # r_info: type in the low half, symbol in the high
-            words, halves = memoryview(data).cast("Q"), memoryview(data).cast("I")
-            symbols, types = halves[3::2 * n], halves[2::2 * n]
+            words, halves = raw.cast("Q"), raw.cast("I")
+            top = max(halves[3::2 * n])
         else:                                   # r_info: symbol << 8 | type
-            words = memoryview(data).cast("I")
-            symbols, types = None, data[4::4 * n]
-        nsyms = self.sections[s["sh_link"]]["sh_size"] // SYM_SIZE[self.bits]
-        top = max(symbols) if symbols is not None else max(words[1::n]) >> 8
-        if top >= nsyms:
+            words = halves = raw.cast("I")
+            top = max(words[1::n]) >> 8
+        if top >= self.sections[f["sh_link"]].fields["sh_size"] // SYM_SIZE[self.bits]:
             return False
         if not self.is_relocatable:
             return True
+        size, end = self.sections[f["sh_info"]].fields["sh_size"], max(words[0::n])
+        if end + 16 <= size:                    # 16: the widest relocation (R_X86_64_TLSDESC)
+            return True
+        types = set(halves[2::2 * n]) if self.bits == 64 else set(raw[4::4 * n])
         widths = _R_WIDTH[self.arch.name]
-        widest = max(widths.get(t, 4) for t in set(types))
-        return max(words[0::n]) + widest <= self.sections[s["sh_info"]]["sh_size"]
+        return end + max(widths.get(t, 4) for t in types) <= size
 
     def _against_symtab(self, s: Section) -> bool:
         """Whether relocation section s uses the symbol table; in an object
