@@ -308,6 +308,8 @@ IMAGE_CASES = [
     ("site-in-data", lambda d: _tf(d, "site[0].instr", _addr(d, ".data")), ALL,
      ".parainstructions entry 0: [0x403000, 0x403006) is not inside one executable section"),
     ("site-unmapped", lambda d: _tf(d, "site[0].instr", 0x7FFF0000), ALL, "is not inside one executable"),
+    ("site-at-0", lambda d: _tf(d, "site[0].instr", 0), ALL,
+     ".parainstructions entry 0: [0x0, 0x6) is not inside one executable section"),
     ("site-overlap", lambda d: _tf(d, "site[0].len", 0xFF), ALL, "overlaps entry 0"),
     ("alt-instr-in-data", lambda d: _alt_to(d, 0, "instr_offset", _addr(d, ".data")), ALL,
      ".altinstructions record 0's instructions: [0x403000, 0x403006) is not inside one executable"),

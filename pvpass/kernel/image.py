@@ -218,6 +218,10 @@ class KernelImage:
         sec = self.obj.section(table.SECTION)
         size = self.arch.entry_size
         out = [Site(i, e.offset, e.type, e.length) for i, e in enumerate(read_entries(self.obj))]
+        for s in out:
+            if not s.addr:      # left to a PIE's loader in a program; no kernel site is at 0
+                _in_code(self.obj, sec["sh_offset"] + s.index * size, f"{table.SECTION} entry {s.index}",
+                         "", 0, s.length)
         last = None
         for s in sorted(out, key=lambda s: s.addr):
             if last is not None and s.addr < last.addr + last.length:

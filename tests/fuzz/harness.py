@@ -3,7 +3,9 @@ pvpass command on each in a child process, and check what every input must
 get (docs/bad-input.md):
 
 - an exit code in {0, 1, 2, 3}, and no "Traceback" on stderr;
-- a bounded time (a timeout per input) and memory (RLIMIT_AS per child);
+- a bounded time (a limit of CPU time per input, RLIMIT_CPU, so that a run
+  starved by other work on the machine is no finding; a wall-clock limit 10
+  times as long behind it) and memory (RLIMIT_AS per child);
 - the input untouched (hashed before and after);
 - no stray temporary file, and no output at all unless the exit code is 0;
 - for `link` and `patch`: an output that readelf reads without complaint
@@ -23,6 +25,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -221,14 +224,18 @@ def mutate_image(rng: random.Random, data: bytes, fields: list, tfields: list) -
     if rng.random() < 0.4 or not tfields:
         return mutate_obj(rng, data, fields)
     addrs = [f.value for f in fields if f.name.endswith(".sh_addr") and f.value]
+    flags = {f.name.split(".")[0]: f.value for f in fields if f.name.endswith(".sh_flags")}
+    data_addrs = [f.value for f in fields if f.name.endswith(".sh_addr") and f.value
+                  and flags[f.name.split(".")[0]] & 6 == 2] or addrs      # allocated, not code
     hows = []
-    for _ in range(rng.randint(1, 2)):
+    for _ in range(rng.choice([1, 1, 2])):
         f = rng.choice(tfields)
         if f.name.endswith("instr"):             # an address: another section's, or none
             v = rng.choice([rng.choice(addrs) + rng.choice([0, 1, 8, -1, -6]), 0, 0x7FFFFFFF,
-                            f.value + rng.choice([-16, -1, 1, 2, 6, 0x100])])
+                            rng.choice(data_addrs), f.value + rng.choice([-16, -1, 1, 2, 6, 0x100])])
         elif f.name.endswith("_offset"):         # relative: moved by the distance between two sections
             v = rng.choice([f.value + rng.choice(addrs) - rng.choice(addrs), 0x7FFFFFFF, -0x80000000,
+                            f.value + rng.choice(data_addrs) - rng.choice(addrs),
                             f.value + rng.choice([-16, -1, 1, 2, 6, 0x100])])
         else:
             v = rng.choice([0, 1, 5, 6, 7, 15, 16, 0x7F, 0x80, 0xFF, 0xFFFF, f.value + 1, f.value - 1])
@@ -280,7 +287,7 @@ class Corpus:
             return Case(target, (TESTDATA / src).read_bytes(), ".c", src, flags, how)
         if target == "kimage":
             data, fields, tfields = rng.choice(self.images)
-            cmd = rng.choice(KIMAGE_COMMANDS)
+            cmd = rng.choice(KIMAGE_COMMANDS + ("patch", "patch"))   # patch writes: checked most
             data, how = mutate_image(rng, data, fields, tfields)
             return Case(target, data, ".img", "kernel/k61.c", [cmd], how)
         if target == "ccobj":
@@ -301,9 +308,11 @@ class Corpus:
 
 # --- running ----------------------------------------------------------------
 
-def _limits() -> None:
+def _limits(cpu: float | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if cpu is not None:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 5))
 
 
 def command(case: Case, inp: Path, out: Path) -> list[str]:
@@ -357,8 +366,8 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         env = dict(env or os.environ, TMPDIR=str(tmpdir))
         t0 = time.monotonic()
         try:
-            r = subprocess.run(command(case, inp, out), capture_output=True, timeout=timeout,
-                               preexec_fn=_limits, cwd=d, env=env)
+            r = subprocess.run(command(case, inp, out), capture_output=True, timeout=10 * timeout,
+                               preexec_fn=lambda: _limits(cpu=timeout), cwd=d, env=env)
             rc, err = r.returncode, r.stderr.decode(errors="replace")
         except subprocess.TimeoutExpired as e:
             rc, err = None, (e.stderr or b"").decode(errors="replace")
@@ -366,7 +375,9 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
         res = Result(case, True, "", rc, secs, err[-4000:])
         problems = []
         if rc is None:
-            problems.append(f"timeout after {timeout:g} s")
+            problems.append(f"timeout after {10 * timeout:g} s of wall time")
+        elif rc == -signal.SIGXCPU:
+            problems.append(f"over {timeout:g} s of CPU")
         elif rc not in (0, 1, 2, 3):
             problems.append(f"exit code {rc}")
         if "Traceback" in err:
