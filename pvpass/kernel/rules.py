@@ -85,8 +85,7 @@ def kernel_nops(img: KernelImage) -> list[bytes]:
     out = [b""]
     for k in range(1, ASM_NOP_MAX + 1):
         p = int.from_bytes(data[k * n:(k + 1) * n], "little")
-        w = img.where(p)
-        if w is None or w[1] + k > w[0]["sh_size"]:
+        if img.extent(p) < k:
             raise img.obj.bad(img.obj.symbol_offset(s), f"x86_nops[{k}] points at {p:#x}, not at "
                               f"{k} bytes in one section of the image")
         out.append(img.read(p, k))
