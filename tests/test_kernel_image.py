@@ -292,6 +292,10 @@ def _sym(data: bytes, name: str, field: str, value: int) -> bytes:
     return elfmut.set_field(data, elfmut.find(data, f"sym[{elfmut.symbol_index(data, name)}].{field}"), value)
 
 
+def _set_shdr(data: bytes, section: str, field: str, value: int) -> bytes:
+    return elfmut.set_field(data, elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].{field}"), value)
+
+
 def _addr(data: bytes, section: str) -> int:
     return elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].sh_addr").value
 
@@ -311,6 +315,9 @@ IMAGE_CASES = [
     ("site-at-0", lambda d: _tf(d, "site[0].instr", 0), ALL,
      ".parainstructions entry 0: [0x0, 0x6) is not inside one executable section"),
     ("site-overlap", lambda d: _tf(d, "site[0].len", 0xFF), ALL, "overlaps entry 0"),
+    # the fuzzer's (kimage, seed 15121): an executable section of a processor-specific type
+    ("code-of-another-type", lambda d: _set_shdr(d, ".noinstr.text", "sh_type", 0x7FFFFFFF), ALL,
+     "is not inside one executable section"),
     ("alt-instr-in-data", lambda d: _alt_to(d, 0, "instr_offset", _addr(d, ".data")), ALL,
      ".altinstructions record 0's instructions: [0x403000, 0x403006) is not inside one executable"),
     ("alt-repl-unmapped", lambda d: _alt_to(d, 0, "repl_offset", 0x7FFF0000), ALL,

@@ -72,9 +72,10 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
 
 def _in_code(obj: ElfObject, at: int, what: str, section: str, addr: int, length: int) -> None:
     """In a linked file, [addr, addr + length) must be code: inside one
-    executable section with contents (the patcher writes there)."""
+    executable SHT_PROGBITS section (the patcher writes there; a section of
+    another type, even executable, holds no code a loader maps as such)."""
     s = obj.section(section) if section else None
-    if s is None or not s["sh_flags"] & 4 or s["sh_type"] == "SHT_NOBITS" \
+    if s is None or not s["sh_flags"] & 4 or s["sh_type"] != "SHT_PROGBITS" \
             or addr + length > s["sh_addr"] + s["sh_size"]:
         raise obj.bad(at, f"{what}: [{addr:#x}, {addr + length:#x}) is not inside one "
                           f"executable section")
