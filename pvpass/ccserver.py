@@ -3,8 +3,8 @@
     python -m pvpass.ccserver [--client PATH] [SOCKET]
 
 `--client`: build the compiled client at PATH first (pvpass/fastpath.py).
-SOCKET: serve the clients (pvpass/client/pvpass-cc.c) there, in one thread
-per connection, until 10 minutes pass without a request, the socket is
+SOCKET: serve the clients (pvpass/client/pvpass-cc.c) there, from one thread
+with a selector, until 10 minutes pass without a request, the socket is
 removed or replaced (its directory too), or pvpass's code on disk changes.
 
 A connection is one compile. Messages are a 4-byte length (native order)
