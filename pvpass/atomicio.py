@@ -266,10 +266,15 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two names are one file: the same device and inode, or the
-    same path once symlinks and `..` are resolved (a file not yet there)."""
+    """Whether output A is input B: the same device and inode, or the same
+    path once symlinks and `..` are resolved (a file not yet there). An
+    output that is a device is never an input, as gcc exempts /dev/null
+    (`gcc -c -x c /dev/null -o /dev/null`): writing it replaces nothing."""
     try:
-        sa, sb = os.stat(a), os.stat(b)
+        sa = os.stat(a)
+        if stat.S_ISCHR(sa.st_mode) or stat.S_ISBLK(sa.st_mode):
+            return False
+        sb = os.stat(b)
         if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
             return True
     except OSError:

@@ -10,6 +10,7 @@ import os
 import resource
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -102,6 +103,18 @@ def test_cc_output_that_is_the_source(tmp):
     r = run_pvpass("cc", "--", "gcc", "-c", str(src), "-o", str(tmp / "." / "x.c"))
     assert "is the same as output file" in one_error(r)
     assert src.read_text() == "int x;\n"
+
+
+def test_cc_dev_null_in_and_out_is_gcc_s_own():
+    """gcc exempts /dev/null from its same-file check (Kconfig and
+    cc-option run `$(CC) ... -x c /dev/null -o /dev/null`-style probes):
+    pvpass cc takes it as gcc does, and /dev/null stays a device (the fast
+    path: tests/test_fastpath.py)."""
+    want = subprocess.run(["gcc", "-c", "-x", "c", "/dev/null", "-o", "/dev/null"]).returncode
+    assert want == 0
+    r = run_pvpass("cc", "--", "gcc", "-c", "-x", "c", "/dev/null", "-o", "/dev/null")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 # -- outputs that cannot be written -------------------------------------------
