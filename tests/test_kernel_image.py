@@ -314,7 +314,10 @@ IMAGE_CASES = [
     ("site-unmapped", lambda d: _tf(d, "site[0].instr", 0x7FFF0000), ALL, "is not inside one executable"),
     ("site-at-0", lambda d: _tf(d, "site[0].instr", 0), ALL,
      ".parainstructions entry 0: [0x0, 0x6) is not inside one executable section"),
-    ("site-overlap", lambda d: _tf(d, "site[0].len", 0xFF), ALL, "overlaps entry 0"),
+    ("site-overlap", lambda d: _tf(d, "site[0].len", 0x40), ALL, "overlaps entry 0"),
+    # apply_paravirt()'s BUG_ON(p->len > MAX_PATCH_LEN)
+    ("site-too-long", lambda d: _tf(d, "site[0].len", 0xFF), ALL,
+     ".parainstructions entry 0: a 255-byte site, longer than the kernel patches (254, MAX_PATCH_LEN)"),
     # the fuzzer's (kimage, seed 15121): an executable section of a processor-specific type
     ("code-of-another-type", lambda d: _set_shdr(d, ".noinstr.text", "sh_type", 0x7FFFFFFF), ALL,
      "is not inside one executable section"),
@@ -323,7 +326,9 @@ IMAGE_CASES = [
     ("alt-repl-unmapped", lambda d: _alt_to(d, 0, "repl_offset", 0x7FFF0000), ALL,
      ".altinstructions record 0's replacement: [0x7fff0000,"),
     ("alt-repl-longer", lambda d: _tf(d, "alt[0].repllen", 0xFF), ALL, "a 255-byte replacement for 6 bytes"),
-    ("alt-instr-overlap", lambda d: _tf(d, "alt[0].instrlen", 0xFF), ALL, "overlap record 0's"),
+    ("alt-instr-overlap", lambda d: _tf(d, "alt[0].instrlen", 0x40), ALL, "overlap record 0's"),
+    ("alt-too-long", lambda d: _tf(d, "alt[0].instrlen", 0xFF), ALL,
+     ".altinstructions record 0: 255 bytes of instructions, longer than the kernel patches (254"),
     # before: clamped to its section, and patched from what followed it
     ("pv-ops-size", lambda d: _sym(d, "pv_ops", "st_size", 0xA9000045), ALL,
      "symbol 'pv_ops' [0x403000, 0xa9403045) is not inside one section with contents"),
@@ -337,6 +342,8 @@ IMAGE_CASES = [
     # before: verify took it for a program without records and exited 0
     ("stripped", None, ("patch", "show", "verify"), "no symbol table: a stripped kernel image?"),
 ]
+# the cases whose damage needs no symbol to see: `table` sees it on a stripped image too
+TABLE_ONLY = [c for c in IMAGE_CASES if c[0].startswith(("site-", "alt-", "code-"))]
 
 
 @pytest.mark.parametrize("name,mutate,commands,msg", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
@@ -356,3 +363,58 @@ def test_hostile_image(image, tmp, name, mutate, commands, msg):
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith(f"pvpass: error: {bad}: offset 0x") and msg in r.stderr, (cmd, r.stderr)
         assert not out.exists() and bad.read_bytes() == before
+
+
+# --- stripped images (issue 15): `table` lists them, with every check that
+# needs only section headers and contents; patch, show and verify refuse them.
+
+def _strip(image, out, tool: str):
+    cmd = ["strip", "-s", str(image), "-o", str(out)] if tool == "strip" else \
+        ["objcopy", "--strip-all", str(image), str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def _table_json(path) -> dict:
+    import json
+    r = run_pvpass("table", str(path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("tool", ["strip", "objcopy"])
+@pytest.mark.parametrize("arch", ["-m64", "-m32"])
+def test_table_lists_a_stripped_image(image, image32, tmp, arch, tool):
+    """Its entries as the unstripped image's (less the function names, which
+    were symbols): address, type, length, bytes, instructions."""
+    img = image if arch == "-m64" else image32
+    stripped = _strip(img, tmp / "stripped.img", tool)
+    assert not any(s.name == ".symtab" for s in ELFFile(open(stripped, "rb")).iter_sections())
+    keys = ("section", "offset", "type", "len", "clobbers", "bytes", "disassembly")
+    ours = [{k: r[k] for k in keys} for r in _table_json(stripped)["entries"]]
+    theirs = [{k: r[k] for k in keys} for r in _table_json(img)["entries"]]
+    assert len(ours) == 19 and ours == theirs
+    r = run_pvpass("show", str(stripped), "--backend", "native")
+    assert r.returncode == 2 and "a stripped kernel image?" in r.stderr
+
+
+@pytest.mark.parametrize("arch", ["-m64", "-m32"])
+@pytest.mark.parametrize("name,mutate,commands,msg", TABLE_ONLY, ids=[c[0] for c in TABLE_ONLY])
+def test_table_checks_a_stripped_image(image, image32, tmp, arch, name, mutate, commands, msg):
+    """An image stripped with the real strip, then damaged (the damage
+    needs only section headers: strip itself refuses some of it): `table`
+    says what it says of the unstripped image damaged alike (before: it
+    listed the entries, exit 0)."""
+    img = image if arch == "-m64" else image32
+    damaged = tmp / "damaged.img"
+    damaged.write_bytes(mutate(img.read_bytes()))
+    bad = _strip(img, tmp / "bad.img", "strip")
+    bad.write_bytes(mutate(bad.read_bytes()))
+    whole = run_pvpass("table", str(damaged))
+    r = run_pvpass("table", str(bad))
+    assert r.returncode == 2 and whole.returncode == 2, (r.stderr, whole.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.match(rf"pvpass: error: {re.escape(str(bad))}: offset 0x[0-9a-f]+: ", r.stderr), r.stderr
+    assert r.stderr.split(": ", 3)[3] == whole.stderr.split(": ", 3)[3]
+    if arch == "-m64":
+        assert msg in r.stderr

@@ -15,11 +15,12 @@ from functools import cached_property
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
-from ..link.tableread import _in_code, _section_finder, read_entries
+from ..link.tableread import bracket, code_finder, in_code, read_entries
 
 ALT_SECTION = ".altinstructions"
 ALT_RECORD = struct.Struct("<iiHBB")     # 6.1's struct alt_instr, __packed: 12 bytes
 ALT_FLAG_INV = 1 << 15                   # ALTINSTR_FLAG_INV: patch if the feature is absent
+MAX_PATCH_LEN = 255 - 1                  # alternative.c: a longer site or record is a BUG at boot
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,65 @@ def parse_alts(path: str, data: bytes, base: int) -> list[Alt]:
     return out
 
 
+def check_sites(obj: ElfObject, sites: list[Site], table_at: int, where) -> None:
+    """What the kernel's apply_paravirt() takes for granted of the entries,
+    none of it needing a symbol: each no longer than MAX_PATCH_LEN (its
+    BUG_ON), inside code, none overlapping another (the patcher writes each
+    one's whole length). where: addr -> (section, offset in it) as the file
+    is placed (a linked image's headers, a module's load layout); obj and
+    table_at (the table's file offset) name a bad entry."""
+    size = obj.arch.entry_size
+    for s in sites:
+        at, what = table_at + s.index * size, f"{table.SECTION} entry {s.index}"
+        if s.length > MAX_PATCH_LEN:
+            raise obj.bad(at, f"{what}: a {s.length}-byte site, longer than the kernel "
+                              f"patches ({MAX_PATCH_LEN}, MAX_PATCH_LEN)")
+        in_code(obj, at, what, where(s.addr), s.addr, s.length)
+    last = None
+    for s in sorted(sites, key=lambda s: s.addr):
+        if last is not None and s.addr < last.addr + last.length:
+            raise obj.bad(table_at + s.index * size,
+                          f"{table.SECTION} entry {s.index} at {s.addr:#x} overlaps entry "
+                          f"{last.index} [{last.addr:#x}, {last.addr + last.length:#x})")
+        last = s
+
+
+def check_alts(obj: ElfObject, alts: list[Alt], table_at: int, where) -> None:
+    """Each record as the kernel's macros make it (apply_alternatives()
+    relies on it): the original instructions and the replacement inside
+    code, no longer than MAX_PATCH_LEN, the replacement no longer than the
+    original (the assembler pads it), and no record's instructions partly
+    over another's. where, obj, table_at: as check_sites."""
+    for a in alts:
+        what, at = f"{ALT_SECTION} record {a.index}", table_at + a.index * ALT_RECORD.size
+        if a.instrlen > MAX_PATCH_LEN:
+            raise obj.bad(at, f"{what}: {a.instrlen} bytes of instructions, longer than the kernel "
+                              f"patches ({MAX_PATCH_LEN}, MAX_PATCH_LEN)")
+        if a.repllen > a.instrlen:
+            raise obj.bad(at, f"{what}: a {a.repllen}-byte replacement for {a.instrlen} bytes")
+        in_code(obj, at, f"{what}'s instructions", where(a.addr), a.addr, a.instrlen)
+        if a.repllen:
+            in_code(obj, at, f"{what}'s replacement", where(a.repl), a.repl, a.repllen)
+    prev = None
+    for a in sorted(alts, key=lambda a: (a.addr, a.instrlen)):
+        # ALTERNATIVE_2's records share their instructions; others are apart
+        if prev is not None and a.addr < prev.addr + prev.instrlen and \
+                (a.addr, a.instrlen) != (prev.addr, prev.instrlen):
+            raise obj.bad(table_at + a.index * ALT_RECORD.size,
+                          f"{ALT_SECTION} record {a.index}'s instructions at {a.addr:#x} "
+                          f"overlap record {prev.index}'s [{prev.addr:#x}, "
+                          f"{prev.addr + prev.instrlen:#x})")
+        prev = a
+
+
+def is_stripped_image(obj: ElfObject) -> bool:
+    """An executable (ET_EXEC, as every vmlinux is) with a patch-site table,
+    no pvpass patch records and no symbol table: a kernel image after strip
+    or objcopy --strip-all."""
+    return obj.header["e_type"] == 2 and obj.symtab is None and obj.section(table.SECTION) is not None \
+        and obj.section(table.PATCH_SECTION) is None
+
+
 def is_kernel_image(obj: ElfObject) -> bool:
     """A linked image with a patch-site table, the kernel's pv_ops and its
     _paravirt_nop, and no pvpass patch records: what the kernel's own
@@ -105,11 +165,11 @@ def is_kernel_image(obj: ElfObject) -> bool:
 
 def kernel_image(obj: ElfObject) -> "KernelImage | None":
     """The image, its tables and ops objects checked, when obj is a kernel
-    image (is_kernel_image); None for any other file. A linked file with a
-    table, no patch records and no symbols is a stripped image: an error."""
+    image (is_kernel_image); None for any other file. A stripped image
+    (is_stripped_image) is an error: its pv_ops, _paravirt_nop and x86_nops
+    are found by name."""
     if not is_kernel_image(obj):
-        if not obj.is_relocatable and obj.symtab is None and obj.section(table.SECTION) \
-                and obj.section(table.PATCH_SECTION) is None:
+        if is_stripped_image(obj):
             raise obj.bad(obj.section(table.SECTION).header_offset,
                           f"a linked file with {table.SECTION} and no symbol table: a stripped "
                           f"kernel image? pvpass finds pv_ops, _paravirt_nop and x86_nops by name")
@@ -119,6 +179,20 @@ def kernel_image(obj: ElfObject) -> "KernelImage | None":
     from .rules import kernel_nops          # rules reads the image: imported here
     kernel_nops(img)
     return img
+
+
+def check_listed(obj: ElfObject) -> None:
+    """What `pvpass table` checks of a linked file beyond read_checked: a
+    kernel image's tables and ops objects (kernel_image); a stripped
+    image's tables (is_stripped_image), by the checks that need no symbol
+    (check_sites, check_alts): it can be listed, not patched."""
+    if obj.is_relocatable:
+        return
+    if is_stripped_image(obj):
+        img = KernelImage(obj)
+        img.sites, img.alts
+    elif obj.symtab is not None:
+        kernel_image(obj)
 
 
 class KernelImage:
@@ -213,55 +287,27 @@ class KernelImage:
     # --- the tables -------------------------------------------------------
     @cached_property
     def sites(self) -> list[Site]:
-        """The entries, each inside code (tableread's check) and none
-        overlapping another: the patcher writes each one's whole length."""
+        """The entries, checked (check_sites)."""
         sec = self.obj.section(table.SECTION)
-        size = self.arch.entry_size
         out = [Site(i, e.offset, e.type, e.length) for i, e in enumerate(read_entries(self.obj))]
-        for s in out:
-            if not s.addr:      # left to a PIE's loader in a program; no kernel site is at 0
-                _in_code(self.obj, sec["sh_offset"] + s.index * size, f"{table.SECTION} entry {s.index}",
-                         "", 0, s.length)
-        last = None
-        for s in sorted(out, key=lambda s: s.addr):
-            if last is not None and s.addr < last.addr + last.length:
-                raise self.obj.bad(sec["sh_offset"] + s.index * size,
-                                   f"{table.SECTION} entry {s.index} at {s.addr:#x} overlaps entry "
-                                   f"{last.index} [{last.addr:#x}, {last.addr + last.length:#x})")
-            last = s
+        if out:
+            check_sites(self.obj, out, sec["sh_offset"] + bracket(self.obj, sec, "__parainstructions")[0],
+                        self._code_at)
         return out
 
     @cached_property
     def alts(self) -> list[Alt]:
-        """The records, each checked as the kernel's macros make them: the
-        original instructions and the replacement inside code, the
-        replacement no longer than the original (the assembler pads it)."""
+        """The records, checked (check_alts)."""
         sec = self.obj.section(ALT_SECTION)
         if sec is None:
             return []
         out = parse_alts(self.path, self.obj.section_data(sec), sec["sh_addr"])
-        for a in out:
-            what, at = f"{ALT_SECTION} record {a.index}", sec["sh_offset"] + a.index * ALT_RECORD.size
-            if a.repllen > a.instrlen:
-                raise self.obj.bad(at, f"{what}: a {a.repllen}-byte replacement for {a.instrlen} bytes")
-            _in_code(self.obj, at, f"{what}'s instructions", self._section_at(a.addr), a.addr, a.instrlen)
-            if a.repllen:
-                _in_code(self.obj, at, f"{what}'s replacement", self._section_at(a.repl), a.repl, a.repllen)
-        prev = None
-        for a in sorted(out, key=lambda a: (a.addr, a.instrlen)):
-            # ALTERNATIVE_2's records share their instructions; others are apart
-            if prev is not None and a.addr < prev.addr + prev.instrlen and \
-                    (a.addr, a.instrlen) != (prev.addr, prev.instrlen):
-                raise self.obj.bad(sec["sh_offset"] + a.index * ALT_RECORD.size,
-                                   f"{ALT_SECTION} record {a.index}'s instructions at {a.addr:#x} "
-                                   f"overlap record {prev.index}'s [{prev.addr:#x}, "
-                                   f"{prev.addr + prev.instrlen:#x})")
-            prev = a
+        check_alts(self.obj, out, sec["sh_offset"], self._code_at)
         return out
 
     @cached_property
-    def _section_at(self):
-        return _section_finder(self.obj)
+    def _code_at(self):
+        return code_finder(self.obj)
 
     def object_bytes(self, name: str, why: str) -> tuple[Symbol, bytes]:
         """A data object of the image and its bytes: all of them inside one

@@ -20,9 +20,8 @@ def _op_names(obj: ElfObject, source: str | None, cpp: list[str]) -> dict[int, s
 
 def dump_json(path: str, source: str | None = None, cpp: list[str] = ()) -> dict:
     obj = read_checked(path)
-    if not obj.is_relocatable and obj.symtab is not None:
-        from ..kernel.image import kernel_image
-        kernel_image(obj)       # a kernel image's alternatives and pv_ops too
+    from ..kernel.image import check_listed
+    check_listed(obj)           # a kernel image's alternatives and pv_ops too, a stripped one's tables
     names = _op_names(obj, source, list(cpp))
     rows = []
     for e in read_entries(obj):

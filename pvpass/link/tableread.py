@@ -70,15 +70,39 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
     return out
 
 
-def _in_code(obj: ElfObject, at: int, what: str, section: str, addr: int, length: int) -> None:
-    """In a linked file, [addr, addr + length) must be code: inside one
-    executable SHT_PROGBITS section (the patcher writes there; a section of
-    another type, even executable, holds no code a loader maps as such)."""
-    s = obj.section(section) if section else None
-    if s is None or not s["sh_flags"] & 4 or s["sh_type"] != "SHT_PROGBITS" \
-            or addr + length > s["sh_addr"] + s["sh_size"]:
+def is_code(sec, off: int, length: int) -> bool:
+    """[off, off + length) of section sec is code: inside one executable
+    SHT_PROGBITS section (the patcher writes there; a section of another
+    type, even executable, holds no code a loader maps as such)."""
+    return sec is not None and bool(sec["sh_flags"] & 4) and sec["sh_type"] == "SHT_PROGBITS" \
+        and 0 <= off and off + length <= sec["sh_size"]
+
+
+def in_code(obj: ElfObject, at: int, what: str, where, addr: int, length: int) -> None:
+    """[addr, addr + length) must be code (is_code); where: the (section,
+    offset) holding addr, None outside every section. The error names obj
+    and the file offset at (the table record that points there)."""
+    if where is None or not is_code(where[0], where[1], length):
         raise obj.bad(at, f"{what}: [{addr:#x}, {addr + length:#x}) is not inside one "
                           f"executable section")
+
+
+def code_finder(obj: ElfObject):
+    """addr -> (section, offset in it) of a linked file, as its section
+    headers place them (_section_finder); None outside every section."""
+    find = _section_finder(obj)
+
+    def where(addr: int):
+        name = find(addr)
+        s = obj.section(name) if name else None
+        return None if s is None else (s, addr - s["sh_addr"])
+    return where
+
+
+def _in_code(obj: ElfObject, at: int, what: str, section: str, addr: int, length: int) -> None:
+    """In a linked file, [addr, addr + length) must be code (in_code)."""
+    s = obj.section(section) if section else None
+    in_code(obj, at, what, None if s is None else (s, addr - s["sh_addr"]), addr, length)
 
 
 def _section_finder(obj: ElfObject):
