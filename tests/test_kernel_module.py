@@ -236,3 +236,94 @@ def test_load_addresses_must_name_what_the_patcher_reads(built):
         "'.text=zz'" in r.stderr
     r = run_pvpass("verify", str(built / "k61.img"), "--load-address=.text=0x600000")
     assert r.returncode == 2 and "--load-address places a module's sections: give --kernel VMLINUX too" in r.stderr
+
+
+# --- hostile modules (issue 15): the module's own tables are checked as a
+# kernel image's are (pvpass/kernel/image.py's check_sites, check_alts), at
+# the module's load layout: one message naming the module and the file
+# offset of the bad record, exit 2, nothing written. Fields are found with
+# pyelftools (tests/fuzz/elfmut.py, kimage.py), not pvpass's reader.
+import sys  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
+import elfmut  # noqa: E402
+import kimage  # noqa: E402
+
+
+def _field(data: bytes, name: str) -> elfmut.Field:
+    return next(f for f in elfmut.fields(data) + kimage.table_fields(data) if f.name == name)
+
+
+def _set(data: bytes, name: str, value: int) -> bytes:
+    return elfmut.set_field(data, _field(data, name), value)
+
+
+def _sym(data: bytes, name: str) -> int:
+    return elfmut.symbol_index(data, name)
+
+
+def _record(data: bytes, section: str, k: int) -> int:
+    """The file offset of record k of a table (16-byte sites, 12-byte alternatives)."""
+    off = elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].sh_offset").value
+    return off + k * (16 if section == ".parainstructions" else kimage.ALT_SIZE)
+
+
+MODULE_CASES = [
+    # before: show and verify reported both sites, patch wrote both
+    ("sites-share-bytes", lambda d: _set(d, ".rela.parainstructions[1].r_addend", 3), (".parainstructions", 1),
+     (".parainstructions entry 1 at 0x", " overlaps entry 0 [0x")),
+    # before: patch wrote a site's call into .modinfo
+    ("site-in-data", lambda d: _set(d, ".rela.parainstructions[0].r_info", _sym(d, "vermagic") << 32 | 1),
+     (".parainstructions", 0), (".parainstructions entry 0: [0x", "is not inside one executable section")),
+    # before: one message without an offset (the object's reader refuses it, as for any object)
+    ("site-in-the-kernel", lambda d: _set(d, ".rela.parainstructions[0].r_info", _sym(d, "pv_ops") << 32 | 1),
+     (".parainstructions", 0), (".parainstructions entry 0 points at symbol 'pv_ops' outside any section",)),
+    ("site-too-long", lambda d: _set(d, "site[0].len", 0xFF), (".parainstructions", 0),
+     (".parainstructions entry 0: a 255-byte site, longer than the kernel patches (254, MAX_PATCH_LEN)",)),
+    ("alt-instr-overlap", lambda d: _set(d, "alt[0].instrlen", 12), (".altinstructions", 1),
+     (".altinstructions record 1's instructions at 0x", " overlap record 0's [0x")),
+    ("alt-repl-longer", lambda d: _set(d, "alt[0].repllen", 0x20), (".altinstructions", 0),
+     (".altinstructions record 0: a 32-byte replacement for 6 bytes",)),
+    ("alt-instr-in-data", lambda d: _set(d, ".rela.altinstructions[0].r_info", _sym(d, "vermagic") << 32 | 2),
+     (".altinstructions", 0), (".altinstructions record 0's instructions: [0x", "not inside one executable")),
+    ("alt-repl-in-data", lambda d: _set(d, ".rela.altinstructions[1].r_info", _sym(d, "vermagic") << 32 | 2),
+     (".altinstructions", 0), (".altinstructions record 0's replacement: [0x", "not inside one executable")),
+]
+
+
+def _refused(ko, kernel, tmp, offset: int, message: tuple[str, ...]) -> None:
+    for cmd in ("show", "verify", "patch"):
+        out = tmp / "out.ko"
+        r = run_pvpass(cmd, str(ko), "--kernel", str(kernel), "--backend", "native",
+                       *(["-o", str(out)] if cmd == "patch" else ["--states", "2"] if cmd == "verify" else []))
+        assert r.returncode == 2, (cmd, r.returncode, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"pvpass: error: {ko}: offset {offset:#x}: "), (cmd, r.stderr)
+        assert all(m in r.stderr for m in message), (cmd, r.stderr)
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("name,mutate,record,message", MODULE_CASES, ids=[c[0] for c in MODULE_CASES])
+def test_hostile_module(built, tmp, name, mutate, record, message):
+    """inline.ko (which patch writes when intact) with one table field or
+    relocation changed: patch must never write two overlapping patches or
+    one into data, show and verify never report them."""
+    bad = tmp / "bad.ko"
+    bad.write_bytes(mutate((built / "inline.ko").read_bytes()))
+    _refused(bad, built / "k61.img", tmp, _record(bad.read_bytes(), *record), message)
+
+
+def test_hostile_i386_module(tmp):
+    """i386 (REL: a site's address is its field, relocated in place): two
+    sites at one address."""
+    need_m32()
+    gcc("-m32", "-mregparm=3", "-no-pie", "-nostdlib", "-static", "-Wl,-e,flags_twice", "-o", tmp / "k32.img",
+        KDIR / "k61.c", KDIR / "k61_image.c")
+    gcc("-m32", "-mregparm=3", "-c", KDIR / "kmod61.c", "-o", tmp / "m32.ko")
+    data = (tmp / "m32.ko").read_bytes()
+    bad = tmp / "bad32.ko"
+    bad.write_bytes(_set(data, "site[1].instr", _field(data, "site[0].instr").value))
+    _refused(bad, tmp / "k32.img", tmp, _record(data, ".parainstructions", 0) + 8,
+             (".parainstructions entry 1 at 0x", " overlaps entry 0 [0x"))

@@ -20,7 +20,8 @@ from functools import cached_property
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
-from .image import ALT_SECTION, Alt, KernelImage, Placed, Site, kernel_image, parse_alts, parse_sites
+from .image import (ALT_SECTION, Alt, KernelImage, Placed, Site, check_alts, check_sites, kernel_image,
+                    parse_alts, parse_sites)
 
 SHF_ALLOC = 2
 PAGE = 0x1000
@@ -265,18 +266,24 @@ class ModuleImage:
 
     @cached_property
     def sites(self) -> list[Site]:
+        """The entries, checked as a kernel image's are (check_sites) at
+        the module's load layout: in its own code, none overlapping."""
         t = self._table(table.SECTION)
-        sites = [] if t is None else parse_sites(self.path, self.arch, t[0])
-        for s in sites:
-            if self._sec_at(s.addr) is None:
-                raise PvError(f"{self.path}: {table.SECTION} entry {s.index} points at {s.addr:#x}, "
-                              f"outside the module's sections")
+        if t is None:
+            return []
+        sites = parse_sites(self.path, self.arch, t[0])
+        check_sites(self.mod, sites, self.mod.section(table.SECTION)["sh_offset"], self._sec_at)
         return sites
 
     @cached_property
     def alts(self) -> list[Alt]:
+        """The records, checked as a kernel image's are (check_alts)."""
         t = self._table(ALT_SECTION)
-        return [] if t is None else parse_alts(self.path, *t)
+        if t is None:
+            return []
+        alts = parse_alts(self.path, *t)
+        check_alts(self.mod, alts, self.mod.section(ALT_SECTION)["sh_offset"], self._sec_at)
+        return alts
 
     def in_init(self, addr: int) -> bool:
         """In the module's init sections, freed once its init returns."""

@@ -51,12 +51,12 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
         r = relocs.get(i * size)
         if obj.is_relocatable:
             if r is None:
-                raise PvError(f"{obj.path}: {table.SECTION} entry {i} (offset {i * size:#x}) "
-                              f"has no relocation for its instr field")
+                raise obj.bad(sec["sh_offset"] + lo + i * size, f"{table.SECTION} entry {i} has no "
+                                                                f"relocation for its instr field")
             secname = obj.section_name_of(r.symbol)
             if secname is None:
-                raise PvError(f"{obj.path}: {table.SECTION} entry {i} points at symbol "
-                              f"'{r.symbol.name}' outside any section")
+                raise obj.bad(sec["sh_offset"] + lo + i * size, f"{table.SECTION} entry {i} points at "
+                                                                f"symbol '{r.symbol.name}' outside any section")
             base = 0 if r.symbol.kind == "STT_SECTION" else r.symbol.value
             # REL (i386): the addend is the field itself
             out.append(table.Entry(secname, base + r.addend, typ, length, clob))
