@@ -9,7 +9,9 @@ get (docs/bad-input.md):
 - the input untouched (hashed before and after);
 - no stray temporary file, and no output at all unless the exit code is 0;
 - for `link` and `patch`: an output that readelf reads without complaint
-  whenever it reads the input without complaint.
+  whenever it reads the input without complaint;
+- for a kernel-form image (`kimage`, stripped or not): exit 0 or 1 only on
+  tables the kernel's patcher can take (kimage.faults, from pyelftools).
 
 A plain seeded random mutator: the same seed gives the same inputs. Each
 failure is saved under testdata/bad/fuzz/ as TARGET-HASH.{c,o} with a .json
@@ -49,8 +51,10 @@ OBJ_TARGETS = ("link", "table", "show", "patch")
 # "compiler" writes a mutated object (both dialects)
 TARGETS = C_TARGETS + OBJ_TARGETS + ("files", "kimage", "ccobj")
 KIMAGE_COMMANDS = ("patch", "show", "verify", "table")
-# kernel-form images: k61.c's sites linked with k61_image.c (as tests/test_kernel_image.py)
+# kernel-form images: k61.c's sites linked with k61_image.c (as tests/test_kernel_image.py),
+# each also stripped (strip -s); and modules (gcc -c, as tests/test_kernel_module.py) over them
 KIMAGE_CORPUS = ["-m64", "-m32"]
+KMODULE_CORPUS = [("kernel/kmod61.c", "-m64"), ("kernel/k61.c", "-m64"), ("kernel/kmod61.c", "-m32")]
 MEMORY = 2 << 30
 
 # C sources to mutate (with the directory their includes are relative to)
@@ -82,7 +86,7 @@ INTERESTING = [0, 1, 2, 3, 4, 7, 8, 0x10, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x100
 class Case:
     target: str
     data: bytes                 # the input file's contents
-    suffix: str                 # ".c" or ".o"
+    suffix: str                 # ".c", ".o", ".img" (a kernel image) or ".ko" (a module)
     source: str                 # testdata-relative C source (the input itself for C targets)
     cflags: list[str]           # preprocessor/gcc flags after `--`
     how: str                    # what was mutated
@@ -217,6 +221,28 @@ def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, st
 
 # --- corpus -----------------------------------------------------------------
 
+def build_image(m: str, out: Path) -> Path:
+    kdir = TESTDATA / "kernel"
+    subprocess.run(["gcc", m, "-O2", "-fno-pie", "-no-pie", "-nostdlib", "-static", "-Wl,-e,flags_twice",
+                    "-I", str(kdir), "-o", str(out), str(kdir / "k61.c"), str(kdir / "k61_image.c")],
+                   check=True, capture_output=True)
+    return out
+
+
+_KERNELS: dict[str, Path] = {}
+
+
+def kernel_for(m: str) -> Path:
+    """The intact image (gcc m) a module case is loaded over: built once per
+    process (a replay builds it too), removed at exit."""
+    if m not in _KERNELS:
+        import atexit
+        d = Path(tempfile.mkdtemp(prefix="pvfuzz-kernel."))
+        atexit.register(shutil.rmtree, d, True)
+        _KERNELS[m] = build_image(m, d / f"k61{m}.img")
+    return _KERNELS[m]
+
+
 def mutate_image(rng: random.Random, data: bytes, fields: list, tfields: list) -> tuple[bytes, str]:
     """An image's ELF fields as mutate_obj does, or its table records'
     fields: a site or an alternative moved to another section's address or
@@ -244,6 +270,31 @@ def mutate_image(rng: random.Random, data: bytes, fields: list, tfields: list) -
     return data, "+".join(hows)
 
 
+def mutate_module(rng: random.Random, data: bytes, fields: list, tfields: list) -> tuple[bytes, str]:
+    """A module's ELF fields as mutate_obj does, or where its tables point:
+    a table relocation's addend moved by a few bytes or its symbol changed
+    (another section, a data object, an undefined symbol), i386's in-place
+    addends moved, a length or type pushed to its limits."""
+    rels = [f for f in fields if f.name.startswith((".rela.parainstructions", ".rel.parainstructions",
+                                                    ".rela.altinstructions", ".rel.altinstructions"))]
+    if rng.random() < 0.4 or not tfields:
+        return mutate_obj(rng, data, fields)
+    nsym = sum(1 for f in fields if f.name.startswith("sym[") and f.name.endswith(".st_name"))
+    hows = []
+    for _ in range(rng.choice([1, 1, 2])):
+        f = rng.choice(tfields + rels)
+        if f.name.endswith("r_info"):
+            shift = 32 if f.size == 8 else 8
+            v = rng.randrange(nsym) << shift | f.value & ((1 << shift) - 1)
+        elif f.name.endswith(("r_addend", "instr", "_offset")):
+            v = f.value + rng.choice([-16, -6, -2, -1, 1, 2, 3, 6, 0x100, 0x10000])
+        else:
+            v = rng.choice([0, 1, 5, 6, 7, 15, 16, 0x7F, 0x80, 0xFF, 0xFFFF, f.value + 1, f.value - 1])
+        data = elfmut.set_field(data, f, v)
+        hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+    return data, "+".join(hows)
+
+
 _FAKE_CC = """#!/bin/sh
 # a "compiler" that writes the fuzzer's object; the preprocessor run is gcc's
 for a; do [ "$a" = -E ] && exec gcc "$@"; done
@@ -260,15 +311,20 @@ class Corpus:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.sources = {s: (TESTDATA / s).read_text() for s in C_CORPUS}
-        self.images = []
+        self.images: dict[str, list] = {"image": [], "stripped": [], "module": []}
         for m in KIMAGE_CORPUS:
-            img = work / f"k61{m}.img"
-            kdir = TESTDATA / "kernel"
-            subprocess.run(["gcc", m, "-O2", "-fno-pie", "-no-pie", "-nostdlib", "-static",
-                            "-Wl,-e,flags_twice", "-I", str(kdir), "-o", str(img), str(kdir / "k61.c"),
-                            str(kdir / "k61_image.c")], check=True, capture_output=True)
-            data = img.read_bytes()
-            self.images.append((data, elfmut.fields(data), kimage.table_fields(data)))
+            img = build_image(m, work / f"k61{m}.img")
+            subprocess.run(["strip", "-s", str(img), "-o", str(work / f"k61{m}.stripped")], check=True)
+            for kind, path in (("image", img), ("stripped", work / f"k61{m}.stripped")):
+                data = path.read_bytes()
+                self.images[kind].append((data, elfmut.fields(data), kimage.table_fields(data), m))
+        for src, m in KMODULE_CORPUS:
+            ko = work / f"{Path(src).stem}{m}.ko"
+            subprocess.run(["gcc", m, "-O2", "-fno-pie", "-fno-asynchronous-unwind-tables", "-I",
+                            str(TESTDATA / "kernel"), "-c", str(TESTDATA / src), "-o", str(ko)],
+                           check=True, capture_output=True)
+            data = ko.read_bytes()
+            self.images["module"].append((data, elfmut.fields(data), kimage.table_fields(data), m))
         self.objects: list[tuple[str, list[str], bytes, bytes, list, list]] = []
         for src, m, flags in OBJ_CORPUS:
             o = work / f"base{len(self.objects)}.o"
@@ -286,10 +342,17 @@ class Corpus:
             src, flags, how = filesfuzz.scenario(rng)
             return Case(target, (TESTDATA / src).read_bytes(), ".c", src, flags, how)
         if target == "kimage":
-            data, fields, tfields = rng.choice(self.images)
-            cmd = rng.choice(KIMAGE_COMMANDS + ("patch", "patch"))   # patch writes: checked most
+            # half whole images, a fifth stripped (table lists them), the rest modules (--kernel)
+            kind = rng.choices(("image", "stripped", "module"), (5, 2, 3))[0]
+            data, fields, tfields, m = rng.choice(self.images[kind])
+            cmd = rng.choice({"image": KIMAGE_COMMANDS + ("patch", "patch"),   # patch writes: checked most
+                              "stripped": ("table", "table", "table", "patch"),
+                              "module": ("show", "verify", "patch", "patch")}[kind])
+            if kind == "module":
+                data, how = mutate_module(rng, data, fields, tfields)
+                return Case(target, data, ".ko", "kernel/k61.c", [cmd, m], how)
             data, how = mutate_image(rng, data, fields, tfields)
-            return Case(target, data, ".img", "kernel/k61.c", [cmd], how)
+            return Case(target, data, ".img", "kernel/k61.c", [cmd], f"{kind}: {how}")
         if target == "ccobj":
             src, flags, base, _, bf, _ = rng.choice(self.objects)
             data, how = mutate_obj(rng, base, bf)
@@ -322,6 +385,8 @@ def command(case: Case, inp: Path, out: Path) -> list[str]:
         cmd = case.cflags[0]
         extra = {"patch": ["--backend", "native", "-o", str(out)], "show": ["--backend", "native"],
                  "verify": ["--states", "4"], "table": []}[cmd]
+        if case.suffix == ".ko":            # a module over the intact image of its arch
+            extra += ["--kernel", str(kernel_for(case.cflags[1]))]
         return [sys.executable, "-m", "pvpass", cmd, str(inp), *extra]
     if t == "ccobj":
         records = [f for f in case.cflags if f.startswith("--records")]
@@ -398,8 +463,10 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             c = _readelf_complaints(out)
             if c:
                 problems.append(f"readelf rejects the output: {c.splitlines()[0]}")
-        if rc == 0 and out.exists() and case.target == "kimage":
+        if rc == 0 and out.exists() and case.target == "kimage" and case.suffix == ".img":
             problems += _outside_sites(case.data, out.read_bytes())
+        if rc in (0, 1) and case.target == "kimage" and case.suffix == ".img":
+            problems += [f"exit {rc} on damaged tables: {f}" for f in kimage.faults(case.data)[:1]]
         if rc == 0 and case.target == "ccobj":
             problems += _ccobj_output(case.data, out)
         if problems:

@@ -69,3 +69,75 @@ def writable(data: bytes) -> set[int]:
             if any(s < a + il and a < s + n for s, n in sites):
                 out |= offsets(a, il)
     return out
+
+
+MAX_PATCH_LEN = 254         # arch/x86/kernel/alternative.c: a longer site or record is a BUG at boot
+
+
+def _first(elf: ELFFile, name: str):
+    """The first section of that name (as pvpass takes it; pyelftools' own
+    lookup keeps the last)."""
+    return next((s for s in elf.iter_sections() if s.name == name), None)
+
+
+def is_kernel_form(elf: ELFFile) -> bool:
+    """What pvpass treats as a kernel image: a linked file with a table, no
+    pvpass patch records, and pv_ops and _paravirt_nop among its symbols, or
+    no symbol table at all (stripped) in an executable."""
+    if elf["e_type"] == "ET_REL" or _first(elf, ".parainstructions") is None or _first(elf, ".pvpass.patches"):
+        return False
+    tabs = [s for s in elf.iter_sections() if s["sh_type"] == "SHT_SYMTAB"]
+    if not tabs:
+        return elf["e_type"] == "ET_EXEC"
+    names = {s.name for s in tabs[0].iter_symbols()}
+    return {"pv_ops", "_paravirt_nop"} <= names
+
+
+def faults(data: bytes) -> list[str]:
+    """What the kernel's patcher assumes of a kernel-form image's tables and
+    this image breaks (nothing for any other file, or one these readers
+    cannot make out): a site or an alternative outside every allocated
+    executable SHT_PROGBITS section, longer than MAX_PATCH_LEN, sites
+    sharing bytes, a replacement longer than its original, alternatives
+    partly over one another. A command that takes the image (exit 0 or 1)
+    must have refused it instead."""
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        if not is_kernel_form(elf):
+            return []
+        code = [(s["sh_addr"], s["sh_addr"] + s["sh_size"]) for s in elf.iter_sections()
+                if s["sh_flags"] & 6 == 6 and s["sh_type"] == "SHT_PROGBITS" and s["sh_size"]]
+        bits = elf.elfclass
+        sec = _first(elf, ".parainstructions")
+        d, step = sec.data(), _SITE_SIZE[bits]
+        if sec["sh_type"] != "SHT_PROGBITS" or len(d) % step:
+            return []
+        fmt = "<QBB" if bits == 64 else "<IBB"
+        sites = [struct.unpack_from(fmt, d, i)[::2] for i in range(0, len(d), step)]
+        alts = []
+        sec = _first(elf, ".altinstructions")
+        if sec is not None:
+            d, base = sec.data(), sec["sh_addr"]
+            if sec["sh_type"] != "SHT_PROGBITS" or len(d) % ALT_SIZE:
+                return []
+            for i in range(0, len(d), ALT_SIZE):
+                io_, ro, _, il, rl = struct.unpack_from("<iiHBB", d, i)
+                alts.append((base + i + io_, il, base + i + 4 + ro, rl))
+    except Exception:           # a file pyelftools cannot read: no verdict
+        return []
+
+    def in_code(a: int, n: int) -> bool:
+        return any(lo <= a and a + n <= hi for lo, hi in code)
+    out = []
+    for k, (a, n) in enumerate(sites):
+        if n > MAX_PATCH_LEN or not in_code(a, n):
+            out.append(f"site {k} [{a:#x}, {a + n:#x}) is not code or too long")
+    srt = sorted(sites)
+    out += [f"sites at {a:#x} and {b:#x} share bytes" for (a, n), (b, _) in zip(srt, srt[1:]) if b < a + n]
+    for k, (a, il, r, rl) in enumerate(alts):
+        if il > MAX_PATCH_LEN or rl > il or not in_code(a, il) or (rl and not in_code(r, rl)):
+            out.append(f"alternative {k} at {a:#x} is not code, or too long")
+    srt = sorted((a, il) for a, il, _, _ in alts)
+    out += [f"alternatives at {a:#x} and {b:#x} overlap" for (a, n), (b, m) in zip(srt, srt[1:])
+            if b < a + n and (a, n) != (b, m)]
+    return out
