@@ -17,7 +17,7 @@ from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
 from ..link.tableread import bracket, code_finder, in_code, read_entries
 
-ALT_SECTION = ".altinstructions"
+ALT_SECTION = table.ALT_SECTION
 ALT_RECORD = struct.Struct("<iiHBB")     # 6.1's struct alt_instr, __packed: 12 bytes
 ALT_FLAG_INV = 1 << 15                   # ALTINSTR_FLAG_INV: patch if the feature is absent
 MAX_PATCH_LEN = 255 - 1                  # alternative.c: a longer site or record is a BUG at boot

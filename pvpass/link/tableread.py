@@ -26,9 +26,25 @@ def check(obj: ElfObject) -> list[table.Entry]:
     """read_checked's checks on an object already in memory (`pvpass cc`
     reads the compiler's output itself); its table's entries."""
     obj.check_all()
+    _one_section_per_table(obj)
     entries = read_entries(obj)
     read_records(obj)
     return entries
+
+
+def _one_section_per_table(obj: ElfObject) -> None:
+    """A linked file's tables are one section each: of two sections of one
+    name, pvpass reads the first and the kernel whichever its linker
+    script's symbols bracket."""
+    if obj.is_relocatable:
+        return
+    first: dict[str, int] = {}
+    for s in obj.sections:
+        if s.name in (table.SECTION, table.ALT_SECTION, table.PATCH_SECTION):
+            if s.name in first:
+                raise obj.bad(s.header_offset, f"sections {first[s.name]} and {s.index} are both named "
+                                               f"{s.name}: which is the table?")
+            first[s.name] = s.index
 
 
 def read_entries(obj: ElfObject) -> list[table.Entry]:

@@ -20,16 +20,22 @@ _ALT = [("instr_offset", 0, 4), ("repl_offset", 4, 4), ("cpuid", 8, 2), ("instrl
 ALT_SIZE = 12
 
 
+def _first(elf: ELFFile, name: str):
+    """The first section of that name (as pvpass takes it; pyelftools' own
+    lookup keeps the last)."""
+    return next((s for s in elf.iter_sections() if s.name == name), None)
+
+
 def table_fields(data: bytes) -> list[Field]:
     elf = ELFFile(io.BytesIO(data))
     bits = elf.elfclass
     out = []
-    sec = elf.get_section_by_name(".parainstructions")
+    sec = _first(elf, ".parainstructions")
     if sec is not None:
         for k in range(sec["sh_size"] // _SITE_SIZE[bits]):
             o = sec["sh_offset"] + k * _SITE_SIZE[bits]
             out += [Field(f"site[{k}].{n}", o + at, s, _get(data, o + at, s)) for n, at, s in _SITE[bits]]
-    sec = elf.get_section_by_name(".altinstructions")
+    sec = _first(elf, ".altinstructions")
     if sec is not None:
         for k in range(sec["sh_size"] // ALT_SIZE):
             o = sec["sh_offset"] + k * ALT_SIZE
@@ -52,7 +58,7 @@ def writable(data: bytes) -> set[int]:
                 return set(range(off + addr - a, off + addr - a + n))
         return set()
     sites = []
-    sec = elf.get_section_by_name(".parainstructions")
+    sec = _first(elf, ".parainstructions")
     if sec is not None:
         d, step = sec.data(), _SITE_SIZE[bits]
         fmt = "<QBB" if bits == 64 else "<IBB"
@@ -60,7 +66,7 @@ def writable(data: bytes) -> set[int]:
     out = set()
     for a, n in sites:
         out |= offsets(a, n)
-    sec = elf.get_section_by_name(".altinstructions")
+    sec = _first(elf, ".altinstructions")
     if sec is not None:
         d, base = sec.data(), sec["sh_addr"]
         for i in range(0, len(d) - ALT_SIZE + 1, ALT_SIZE):
@@ -72,12 +78,6 @@ def writable(data: bytes) -> set[int]:
 
 
 MAX_PATCH_LEN = 254         # arch/x86/kernel/alternative.c: a longer site or record is a BUG at boot
-
-
-def _first(elf: ELFFile, name: str):
-    """The first section of that name (as pvpass takes it; pyelftools' own
-    lookup keeps the last)."""
-    return next((s for s in elf.iter_sections() if s.name == name), None)
 
 
 def is_kernel_form(elf: ELFFile) -> bool:
