@@ -11,6 +11,7 @@ from collections import namedtuple
 from .arch import Arch
 
 SECTION = ".parainstructions"
+ALT_SECTION = ".altinstructions"      # the kernel's alternatives: read in kernel images and modules
 
 
 class Entry(namedtuple("Entry", "section offset type length clobbers")):
@@ -45,7 +46,6 @@ def unpack(arch: Arch, data: bytes) -> list[tuple[int, int, int, int]]:
 #   const char *backend; const u8 *code; void *target;
 #   u8 type; u8 len; u16 clobbers; u8 call_off (0xff: none); u8 kind;
 #   u8 pcrel_off (0xff: none); u8 pad2;
-ALT_SECTION = ".altinstructions"      # the kernel's alternatives (read from kernel images and modules)
 PATCH_SECTION = ".pvpass.patches"
 TRAMP_SECTION = ".text.pvpass"          # the generated trampolines
 TRAMP_PREFIX = "__pvpass_tramp_"        # their symbols: __pvpass_tramp_<target>_<mask>
