@@ -27,7 +27,8 @@ def test_asm_statements_move_with_their_chunk():
         got = find_asm(text, start, end, None)
         assert [_view(a) for a in got] == [_view(_moved(a, d)) for a, d in _find_asm(text, start, end, None)]
         assert got[0].off == text.index("asm") and got[0].outputs[1].name == "x"
-    assert len(chunkmemo._memo) == 2     # the text after a ';' or '\n' is met again
+    kinds = [k for k, _ in chunkmemo._memo]   # the text after a ';' or '\n' is met again,
+    assert sorted(kinds) == ["asm0", "asm1", "asmstmt"]   # and its statement in each
 
 
 def test_mentions_are_where_the_name_regex_reads_the_name():

@@ -97,3 +97,71 @@ def test_asm_keywords_are_where_the_regex_finds_them():
         start = rnd.randint(0, len(t))
         end = rnd.randint(start, len(t))
         assert list(keywords(t, start, end)) == [m.start() for m in _ASM_KW.finditer(t, start, end)], (t, start, end)
+
+
+def test_a_statement_met_in_another_function_is_read_afresh_there():
+    """The asm statements' memo spans chunks (one macro in 5,000 functions
+    is tokenized once): each statement it gives is what reading it at its
+    own place gives, offsets, template map and operands moved there."""
+    from pvpass.frontend.asmstmt import _parse_one
+    stmt = 'asm volatile("# pvpass: x\\n\\t" "call *%[p]" : [o] "=r" (v) : [p] "m" (ops.a), "r" (k + 1) : "memory")'
+    text = "".join(f"void f{i}(void) {{{' ' * i}{stmt}; {stmt};\n}}\n" for i in range(4))
+    starts = [text.find("void f", 1 + text.find(f"void f{i}")) if i < 3 else len(text) for i in range(4)]
+    lo = 0
+    for hi in starts:
+        got = find_asm(text, lo, hi, None)
+        assert [_read(a) for a in got] == [_read(_parse_one(text, a.off, hi)) for a in got]
+        assert [text[a.off:a.end] for a in got] == [stmt, stmt]
+        lo = hi
+
+
+def _read(a) -> tuple:
+    """What a statement says, its template's map as offsets in the text (a
+    moved statement shares its map and moves its base)."""
+    return (a.off, a.end, a.qualifiers, a.template, [a.template_off(i) for i in range(len(a.tmap))],
+            a.outputs, a.inputs, a.clobbers, a.labels, a.basic, a.blanks)
+
+
+HEADS = f'''#include "{OPS_H}"
+typedef unsigned long T;
+#define SITE PV_VCALL1(irq.restore_fl, 1)
+static void a1(void) {{ SITE; }}
+static void a2(void) {{ SITE; }}
+void a3(void) {{ SITE; }}
+static void (*r1(void))(void) {{ SITE; return 0; }}
+static void (*r2(void))(void) {{ SITE; return 0; }}
+int f(int f) {{ SITE; return f; }}
+int g(int f) {{ SITE; return f; }}
+int h(int f) {{ SITE; return f; }}
+int i(int i, int j) {{ SITE; return i; }}
+__attribute__((noinline)) T t1(T x) {{ SITE; return x; }}
+__attribute__((noinline)) T t2(T x) {{ SITE; return x; }}
+T *p1(T (*cb)(T), T y) {{ SITE; return 0; }}
+T *p2(T (*cb)(T), T y) {{ SITE; return 0; }}
+int
+s$1(void) {{ SITE; return 0; }}
+int
+s$2(void) {{ SITE; return 0; }}
+'''
+
+
+def test_a_head_of_a_known_shape_is_named_as_its_parse_names_it(tmp, monkeypatch):
+    """Functions whose statements were all met before are named from a
+    head parsed once per shape: each gets the name the whole-function
+    parse gives, and heads that differ only in their name share one parse."""
+    from pvpass.frontend.cparse import ChunkParser
+    parsed = []
+    real = ChunkParser.parse_text
+    monkeypatch.setattr(ChunkParser, "parse_text", lambda self, text, file: parsed.append(text) or
+                        real(self, text, file))
+    fast = _scan(tmp, HEADS, True)
+    heads = [p.split("\n", 1)[1].split("(")[0].split()[-1].strip("*") for p in parsed]
+    whole = _scan(tmp, HEADS, False)
+    assert [s.site for s in fast.sources] == [s.site for s in whole.sources]
+    assert [s.site.function for s in fast.sources] == [
+        "a1", "a2", "a3", "r1", "r2", "f", "g", "h", "i", "t1", "t2", "p1", "p2", "s$1", "s$2"]
+    # parsed: a1 (its statement is new), a2 and a3 (the first of their
+    # shapes), r1 and r2 (no plain name), f and g (f names itself twice),
+    # i, t1, p1, s$1 and s$2 ('$' is no part of the names pvpass reads)
+    assert heads == [
+        "a1", "a2", "a3", "void", "void", "f", "g", "i", "t1", "p1", "s$1", "s$2"]

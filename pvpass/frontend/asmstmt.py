@@ -159,21 +159,22 @@ def _moved(a: AsmStmt, d: int) -> AsmStmt:
 
 def _find_asm(text: str, start: int, end: int, loc_of) -> list[tuple[AsmStmt, int]]:
     """The statements of text[start:end], each as (a statement, how far to
-    move it). A statement whose exact text was read before in this chunk
-    is that statement again, moved (one macro expanded 10,000 times in one
-    function is tokenized once): `_parse_one` reads only the tokens from
-    the keyword to the closing ')', and each of them is decided by the
-    characters up to that ')'. `_extent` only proposes which text to look
-    up; a miss is read as before."""
+    move it). A statement whose exact text was read before in this process
+    (in any chunk) is that statement again, moved (one macro expanded
+    10,000 times, in one function or in 5,000, is tokenized once):
+    `_parse_one` reads only the tokens from the keyword to the closing ')',
+    and each of them is decided by the characters up to that ')'. The memo
+    keeps each statement moved to offset 0; `_extent` only proposes which
+    text to look up; a miss is read as before."""
+    from .chunkmemo import keep, known
     out = []
-    seen: dict[str, AsmStmt] = {}
     for kw in keywords(text, start, end):
         if _in_literal(text, start, kw):
             continue
         ext = _extent(text, kw, end)
-        got = seen.get(text[kw:ext]) if ext else None
+        got = known("asmstmt", text[kw:ext]) if ext else None
         if got is not None:
-            out.append((got, kw - got.off))
+            out.append((got, kw))
             continue
         try:
             stmt = _parse_one(text, kw, end)
@@ -181,7 +182,8 @@ def _find_asm(text: str, start: int, end: int, loc_of) -> list[tuple[AsmStmt, in
             raise PvError(f"malformed asm statement: {e}", loc_of(e.off)) from None
         if stmt is not None:
             out.append((stmt, 0))
-            seen.setdefault(text[kw:stmt.end], stmt)
+            if known("asmstmt", text[kw:stmt.end]) is None:
+                keep("asmstmt", text[kw:stmt.end], _moved(stmt, -kw))
     return out
 
 

@@ -25,16 +25,26 @@ _bytes = 0
 def remembered(kind: str, text: str, compute: Callable[[], T]) -> T:
     """compute(), which reads only `text` (kind tells computations over the
     same text apart), from the memo when it was asked before."""
-    global _bytes
-    key = (kind, text)
     try:
-        return _memo[key]            # type: ignore[return-value]
+        return _memo[(kind, text)]   # type: ignore[return-value]
     except KeyError:
         pass
     value = compute()
+    keep(kind, text, value)
+    return value
+
+
+def known(kind: str, text: str):
+    """What `keep` was given for (kind, text), or None: for a caller that
+    can only propose a key (it computes, and keeps, under the exact one)."""
+    return _memo.get((kind, text))
+
+
+def keep(kind: str, text: str, value: object) -> None:
+    global _bytes
     if _bytes + len(text) > _MAX_BYTES:
         _memo.clear()
         _bytes = 0
-    _memo[key] = value
-    _bytes += len(text)
-    return value
+    if (kind, text) not in _memo:
+        _bytes += len(text)
+    _memo[(kind, text)] = value
