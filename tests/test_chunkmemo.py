@@ -66,3 +66,24 @@ def test_a_split_by_stretches_is_the_split_of_the_whole_text():
         for cut in range(len(text) + 1):
             want, got = _split(text[:cut]), split(text[:cut])
             assert (got.chunks, got.broken) == (want.chunks, want.broken), text[:cut]
+
+
+def test_literal_runs_split_as_literals_one_by_one(monkeypatch):
+    """chunks._split blanks a run of adjacent string literals as one match:
+    the chunks are those of blanking each literal alone (the blanks and
+    tabs between them read alike), directive lines and char literals among
+    them included."""
+    import random
+    import re
+    from pvpass.frontend import chunks
+    one_by_one = re.compile(r'''"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|\n[ \t]*\#[^\n]*''')
+    rnd = random.Random(15)
+    alphabet = ['"a"', '"b\\"c;"', '"{"', ' ', '\t', '\n', '\n# 1 "f.c"\n', '{', '}', ';', ')', '(',
+                "'x'", "'}'", '"', "'", 'x', '\\', '#']
+    for _ in range(5000):
+        t = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        got = chunks._split(t)
+        with monkeypatch.context() as m:
+            m.setattr(chunks, "_LITERAL", one_by_one)
+            want = chunks._split(t)
+        assert (got.chunks, got.broken) == (want.chunks, want.broken), repr(t)

@@ -107,21 +107,20 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
     for idx, sec in enumerate(obj.sections):
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
-        relocs = [r for r in obj.relocations_for(sec.name) if _names_ops(obj, r, spans) is not None]
-        if not relocs:
+        named = [(r, n) for r in obj.relocations_for(sec.name) if (n := _names_ops(obj, r, spans)) is not None]
+        if not named:
             continue
         ins: list = []
         data = obj.section_data(sec)
-        for lo, hi in _ranges(obj, idx, len(data), relocs):
+        for lo, hi in _ranges(obj, idx, len(data), [r for r, _ in named]):
             ins += swept(obj, sec, data, lo, hi)
         starts = [i[0] for i in ins]
         funcs = _functions(obj, idx)
-        for r in relocs:
+        for r, (name, base) in named:
             k = bisect.bisect_right(starts, r.offset) - 1
             if k < 0:
                 continue
             addr, size, mnem, ops_text = ins[k]
-            name, base = _names_ops(obj, r, spans)
             if r.type_name in _PCREL:
                 off = r.addend + (addr + size - r.offset) - base
             elif r.type_name in _ABS:
@@ -140,7 +139,8 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
             start, length, site_i, mask = found
             copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
                                              mask, site_i)
-    return sorted(copies.values(), key=lambda c: (obj.section_index(c.section), c.offset)), strays
+    order = {name: obj.section_index(name) for name in {c.section for c in copies.values()}}
+    return sorted(copies.values(), key=lambda c: (order[c.section], c.offset)), strays
 
 
 def _first_at(ops) -> dict:
