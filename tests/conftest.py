@@ -8,6 +8,7 @@ import functools
 import shlex
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,15 @@ os.environ["XDG_CACHE_HOME"] = str(RUN_DIR / "xdg-cache")
 # stopped at its end (pytest_sessionfinish), and they exit once it is removed.
 os.environ["XDG_RUNTIME_DIR"] = str(RUN_DIR / "run")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+# The tests send SIGINT and SIGHUP to pvpass and expect it to die of them, as
+# it does when started from a terminal or by make. A run started with nohup
+# or as a shell's background job inherits them ignored, and so would every
+# pvpass it starts (which rightly keeps an inherited SIG_IGN): give the run
+# the dispositions a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 TESTDATA = ROOT / "testdata"
 INCLUDE = ROOT / "pvpass" / "include"
 ARCH_FLAG = {"i386": "-m32", "x86_64": "-m64"}

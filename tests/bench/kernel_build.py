@@ -125,6 +125,18 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def same_image(plain_out: Path, pvout: Path) -> str:
+    """Whether the pvpass build's output is the plain build's, byte for byte:
+    vmlinux, or every object when no vmlinux was built."""
+    if (plain_out / "vmlinux").exists() and (pvout / "vmlinux").exists():
+        return f"vmlinux byte-identical: {(plain_out / 'vmlinux').read_bytes() == (pvout / 'vmlinux').read_bytes()}"
+    objs = [p.relative_to(plain_out) for p in plain_out.rglob("*.o")]
+    diff = [str(o) for o in objs if not (pvout / o).exists()
+            or (pvout / o).read_bytes() != (plain_out / o).read_bytes()]
+    return (f"objects byte-identical: {len(objs) - len(diff)} of {len(objs)}"
+            + (f" (differ: {', '.join(diff[:5])})" if diff else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("work", type=Path)
@@ -162,6 +174,7 @@ def main() -> None:
         rounds = rounds[:1] if a.side_by_side else rounds[:2]
     pvruns = [n for n in ("cold", "warm") if any(n in r for r in rounds)]
     runs = {}
+    images: dict[str, str] = {}          # pvpass build -> its image against its plain build's
     for names in rounds:
         started = []
         for name in names:
@@ -195,6 +208,9 @@ def main() -> None:
             saved.write_text(json.dumps([cpu, wall, text]))
             print(f"{name:<6} CPU {cpu:8.1f}s  wall {wall:7.1f}s  TUs {len(runs[name][3])}  "
                   f"warning lines {sum('warning:' in l for l in text.splitlines())}", flush=True)
+        for name in names:         # before a warm round's `make clean` removes the cold image
+            if not name.startswith("plain"):
+                images[name] = same_image(work / f"bench-{builds[name][2]}{sfx}", work / f"bench-pvpass{sfx}")
     for name in pvruns:
         base = builds[name][2]
         plain_warn = {l for l in runs[base][2].splitlines() if "warning:" in l}
@@ -217,16 +233,8 @@ def main() -> None:
             rs = [r for r, _ in ratios]
             print(f"{name} per-TU CPU ratio, {label} ({len(objs)}): median {statistics.median(rs):.2f}x "
                   f"p90 {pct(rs, 0.9):.2f}x  worst: " + ", ".join(f"{o} {r:.2f}x" for r, o in ratios[:5]))
-    plain_out = work / f"bench-plain{sfx}"
-    if (plain_out / "vmlinux").exists() and (pvout / "vmlinux").exists():
-        same = (plain_out / "vmlinux").read_bytes() == (pvout / "vmlinux").read_bytes()
-        print(f"vmlinux byte-identical: {same}")
-    else:
-        objs = [p.relative_to(plain_out) for p in plain_out.rglob("*.o")]
-        diff = [str(o) for o in objs if not (pvout / o).exists()
-                or (pvout / o).read_bytes() != (plain_out / o).read_bytes()]
-        print(f"objects byte-identical: {len(objs) - len(diff)} of {len(objs)}"
-              + (f" (differ: {', '.join(diff[:5])})" if diff else ""))
+    for name in pvruns:
+        print(f"{name}: {images[name]}")
 
 
 if __name__ == "__main__":

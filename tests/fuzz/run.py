@@ -11,6 +11,7 @@ to keep none). Prints per target: inputs, runs, minutes, findings.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +20,12 @@ import harness  # noqa: E402
 
 
 def main() -> int:
+    # the files target sends SIGINT and SIGHUP: a run started with nohup or in
+    # the background would pass them on ignored, and no kill would be tested
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", action="append", choices=harness.TARGETS + ("all",),
                    help="command to fuzz (repeatable; default all)")
