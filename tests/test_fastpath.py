@@ -50,6 +50,18 @@ def test_the_shell_script_names_this_clients_binary():
     assert PVPASS_SH.read_text() == script
 
 
+def test_the_client_is_static_where_the_c_library_allows(fast, tmp):
+    """Built with -static when the system's gcc can link a static program
+    (no dynamic loader on every compile), else dynamically; either way it
+    runs (the module's compiles went through it)."""
+    client = fast.d / "cache/client" / client_name()
+    assert client.exists()
+    probe = subprocess.run(["gcc", "-static", "-x", "c", "-", "-o", str(tmp / "probe")],
+                           input=b"int main(void){return 0;}", capture_output=True)
+    headers = subprocess.run(["readelf", "-lW", str(client)], capture_output=True, text=True, check=True).stdout
+    assert ("INTERP" not in headers) == (probe.returncode == 0), headers
+
+
 def _tree(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 

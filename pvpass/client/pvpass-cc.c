@@ -10,7 +10,9 @@
    does not decide, or a server that is not there or does not answer, is
    handed to the Python path by exec'ing PVPASS-PY with the same arguments
    (same pid), with PVPASS_CC_COMPILED=TMP once the compiler has run, so
-   no compile runs twice, or PVPASS_CC_START=SOCKET where no server listens. */
+   no compile runs twice, or PVPASS_CC_START=SOCKET where no server listens.
+   Linked statically where the C library allows (pvpass/fastpath.py): it
+   runs once per compile, and the dynamic loader was a tenth of its cost. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
