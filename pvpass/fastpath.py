@@ -1,9 +1,11 @@
 """The Python side of `pvpass cc`'s fast path (docs/build-path.md, "The
 fast path").
 
-`pvpass` on the PATH is a shell script (pvpass/client/pvpass) that runs
-`pvpass cc` through a compiled client (pvpass/client/pvpass-cc.c) once it
-is built, and everything else through Python (the `pvpass-py` entry point).
+`pvpass` on the PATH is the compiled launcher (pvpass/client/pvpass-cc.c
+built by setup.py with PVPASS_LAUNCHER), or, where no C compiler was there
+at install, a shell script (pvpass/client/pvpass) that runs the same client
+from the cache directory once it is built; either runs `pvpass cc` through
+the client and everything else through Python (the `pvpass-py` entry point).
 The client asks the resident server (pvpass/ccserver.py) for the command
 to run and for the cheap verdicts; whatever those do not decide comes here,
 by exec (same pid), with:
@@ -49,6 +51,24 @@ def compiled_for(obj: str) -> str | None:
 
 def client_source() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "client", "pvpass-cc.c")
+
+
+def compile_client(cc: str, src: str, out: str, launcher: bool = False) -> str | None:
+    """Compile the client `src` to `out` with `cc`: None, or why not.
+    `launcher`: the `pvpass` command itself (setup.py, which loads this
+    module by path before the package is installed: so nothing here may
+    import from the package at module level). Static where the C library
+    allows it: it runs once per compile, and the dynamic loader cost
+    ~0.15 ms of CPU each time (docs/build-path.md)."""
+    import subprocess
+    why = ""
+    for flags in (["-O2", "-static"], ["-O2"]):
+        r = subprocess.run([cc, *flags, *(["-DPVPASS_LAUNCHER"] if launcher else []), "-o", out, src],
+                           capture_output=True)
+        if r.returncode == 0:
+            return None
+        why = r.stderr.decode(errors="replace")
+    return why
 
 
 def client_name() -> str:
@@ -100,7 +120,6 @@ def build_client(dest: str) -> bool:
     """Compile the client to `dest` with the system's C compiler, atomically;
     a failure (no compiler) leaves DEST.failed, so it is not tried again."""
     import shutil
-    import subprocess
     from .atomicio import temp_file, write_atomic
     if os.path.basename(dest) != client_name():
         return False                         # another version's name: not this source's binary
@@ -110,17 +129,11 @@ def build_client(dest: str) -> bool:
     if cc:
         tmp = temp_file(dest)
         try:
-            # static where the C library allows it: no dynamic loader on every
-            # compile (~0.15 ms of CPU each, tests/bench/fastpath.py)
-            for flags in (["-O2", "-static"], ["-O2"]):
-                r = subprocess.run([cc, *flags, "-o", tmp, client_source()], capture_output=True)
-                if r.returncode == 0:
-                    break
-            if r.returncode == 0:
+            why = compile_client(cc, client_source(), tmp)
+            if why is None:
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, dest)
                 return True
-            why = r.stderr.decode(errors="replace")
         except OSError as e:
             why = str(e)
         finally:

@@ -159,7 +159,7 @@ def tmp(tmp_path: Path) -> Path:
 
 # -- the fast path of `pvpass cc` (pvpass/client/, pvpass/ccserver.py) ---------
 
-PVPASS_SH = Path(sys.executable).with_name("pvpass")      # the installed shell script
+PVPASS_SH = Path(sys.executable).with_name("pvpass")      # the installed `pvpass`: launcher or script
 PVPASS_PY = Path(sys.executable).with_name("pvpass-py")
 
 
@@ -200,16 +200,28 @@ def client_binary() -> Path:
     return shared_build("client", build) / client_name()
 
 
+def launcher_binary() -> Path:
+    """`pvpass` as setup.py builds it (the client with PVPASS_LAUNCHER),
+    once per run."""
+    from pvpass.fastpath import client_source, compile_client
+    def build(d: Path) -> None:
+        why = compile_client(shutil.which("cc") or "gcc", client_source(), str(d / "pvpass"), launcher=True)
+        assert why is None, why
+    return shared_build("launcher", build) / "pvpass"
+
+
 class FastPath:
-    """`pvpass cc` through the shell script, the client and a server of its
-    own, in `d`: the entry point is a wrapper that logs each Python start
+    """`pvpass cc` through the shell script (or, `launcher`, the compiled
+    `pvpass` that setup.py installs), the client and a server of its own,
+    in `d`: the entry point is a wrapper that logs each Python start
     (py.log) and then runs the real one."""
 
-    def __init__(self, d: Path, client: bool = True) -> None:
+    def __init__(self, d: Path, client: bool = True, launcher: bool = False) -> None:
         from pvpass.fastpath import client_name
         self.attach(d)
         self.bin.mkdir(parents=True)
-        shutil.copy(ROOT / "pvpass/client/pvpass", self.bin / "pvpass")     # this tree's
+        shutil.copy(launcher_binary() if launcher else ROOT / "pvpass/client/pvpass",  # this tree's
+                    self.bin / "pvpass")
         (self.bin / "pvpass-py").write_text(f'#!/bin/sh\necho "$$" >> "{self.log}"\nexec "{PVPASS_PY}" "$@"\n')
         (self.bin / "pvpass-py").chmod(0o755)
         (d / "cache/client").mkdir(parents=True)

@@ -19,7 +19,7 @@ import pytest
 
 from pvpass.fastpath import client_name
 
-from conftest import INCLUDE, PVPASS_SH, ROOT, TESTDATA, FastPath, stop_servers
+from conftest import INCLUDE, PVPASS_SH, ROOT, TESTDATA, FastPath, launcher_binary, stop_servers
 from test_files import ARG_FORMS, _wait_for
 
 SITES = TESTDATA / "pvpass/sites.c"
@@ -47,7 +47,59 @@ def test_the_shell_script_names_this_clients_binary():
     of the source without the script would run an old client."""
     script = (ROOT / "pvpass/client/pvpass").read_text()
     assert f"/client/{client_name()}\"" in script
-    assert PVPASS_SH.read_text() == script
+
+
+def test_the_installed_pvpass_is_this_trees_launcher():
+    """setup.py installs `pvpass` as the launcher built from this tree's
+    client source (gcc is deterministic: the same bytes), the shell script
+    only where no C compiler is."""
+    assert PVPASS_SH.read_bytes() == launcher_binary().read_bytes()
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    f = FastPath(tmp_path_factory.mktemp("launched"), client=False, launcher=True)
+    f.start()
+    yield f
+    f.stop()
+
+
+def test_the_launcher_compiles_without_python_and_hands_the_rest_over(launched, tmp):
+    """`pvpass cc` through the launcher: the same object as gcc's, no
+    Python start (no cache-directory client needed); any other command,
+    and `pvpass cc` with PVPASS_SERVER=0, run `pvpass-py` beside it, also
+    through a symlink to the launcher."""
+    f = launched
+    f.python_runs()
+    (tmp / "a.c").write_text(PLAIN)
+    subprocess.run(["gcc", "-O2", "-c", "a.c", "-o", "g.o"], cwd=tmp, check=True)
+    for i in range(3):
+        r = f.run("cc", "--", "gcc", "-O2", "-c", "a.c", "-o", f"p{i}.o", cwd=tmp)
+        assert r.returncode == 0, r.stderr
+        assert (tmp / f"p{i}.o").read_bytes() == (tmp / "g.o").read_bytes()
+    assert f.python_runs() == 0
+    assert not (f.d / "cache/client" / client_name()).exists()
+    link = tmp / "elsewhere/pvpass"
+    link.parent.mkdir()
+    link.symlink_to(f.bin / "pvpass")
+    r = subprocess.run([str(link), "--version"], env={**os.environ, **f.env}, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("pvpass ") and f.python_runs() == 1, r.stderr
+    r = f.run("cc", "--", "gcc", "-c", "a.c", "-o", "off.o", cwd=tmp, env={"PVPASS_SERVER": "0"})
+    assert r.returncode == 0 and f.python_runs() == 1, r.stderr
+    r = f.run("cc", "--", "gcc", "-c", "missing.c", "-o", "m.o", cwd=tmp)
+    assert r.returncode == 1 and b"missing.c" in r.stderr and not (tmp / "m.o").exists()
+
+
+def test_a_launcher_without_pvpass_py_runs_python3_m_pvpass(tmp):
+    """As the shell script: no `pvpass-py` beside it, `python3 -m pvpass`
+    from the PATH (here this venv's python)."""
+    (tmp / "bin").mkdir()
+    shutil.copy(launcher_binary(), tmp / "bin/pvpass")
+    (tmp / "py").mkdir()
+    (tmp / "py/python3").symlink_to(sys.executable)
+    r = subprocess.run([str(tmp / "bin/pvpass"), "--version"], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{tmp / 'py'}:{os.environ['PATH']}"})
+    assert r.returncode == 0 and r.stdout.startswith("pvpass "), r.stderr
 
 
 def test_the_client_is_static_where_the_c_library_allows(fast, tmp):

@@ -42,7 +42,7 @@ static volatile sig_atomic_t have_tmp;
 static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGXCPU};
 
 /* The Python path, with VAR=VALUE set: never returns. */
-static void handover(const char *var, const char *value) {
+static _Noreturn void handover(const char *var, const char *value) {
     if (var) setenv(var, value, 1);
     sigprocmask(SIG_SETMASK, &orig_mask, 0);
     execv(pyargv[0], pyargv);
@@ -168,7 +168,7 @@ static int dir_is_ours(const char *sock) {
     return !lstat(d, &st) && S_ISDIR(st.st_mode) && st.st_uid == getuid() && !(st.st_mode & 077);
 }
 
-int main(int argc, char **argv) {
+static int client(int argc, char **argv) {
     if (argc < 3 || strcmp(argv[2], "cc")) {
         fprintf(stderr, "usage: pvpass-cc PVPASS-PY cc -- COMPILER ARGS...\n");
         return 2;
@@ -293,3 +293,35 @@ int main(int argc, char **argv) {
     strcpy(tmpname, moved);
     handover("PVPASS_CC_COMPILED", tmpname);
 }
+
+#ifdef PVPASS_LAUNCHER
+/* Built as `pvpass` itself at install time (setup.py), in place of the
+   shell script pvpass/client/pvpass, and doing its job: `pvpass cc` goes
+   straight into the client above, anything else to the Python entry point
+   `pvpass-py` beside this file (/proc/self/exe: a symlink to the install
+   still finds it), or `python3 -m pvpass` when there is none. One exec
+   fewer per compile than the script and dash (~0.6 ms of CPU). */
+int main(int argc, char **argv) {
+    static char py[4096];
+    ssize_t n = readlink("/proc/self/exe", py, sizeof py - sizeof "pvpass-py");
+    char *slash = n > 0 ? memrchr(py, '/', n) : 0;
+    char **a = calloc(argc + 4, sizeof *a);
+    if (!a) return 3;
+    if (slash) strcpy(slash + 1, "pvpass-py");
+    if (!slash || access(py, X_OK)) {
+        a[0] = "python3"; a[1] = "-m"; a[2] = "pvpass";
+        memcpy(a + 3, argv + 1, argc * sizeof *a);   /* argv[argc] is NULL */
+        execvp(a[0], a);
+        fprintf(stderr, "pvpass: error: required tool 'python3' not found (%s)\n", strerror(errno));
+        return 3;
+    }
+    a[0] = argv[0]; a[1] = py;
+    memcpy(a + 2, argv + 1, argc * sizeof *a);
+    if (argc >= 2 && !strcmp(argv[1], "cc")) return client(argc + 1, a);   /* PVPASS_SERVER=0 too */
+    execv(py, a + 1);
+    fprintf(stderr, "pvpass: error: required tool '%s' not found (%s)\n", py, strerror(errno));
+    return 3;
+}
+#else
+int main(int argc, char **argv) { return client(argc, argv); }
+#endif
