@@ -438,8 +438,8 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     and an object with no relocated `call *` needs nothing. A cache hit is
     taken before candidate calls are disassembled (capstone's import alone
     costs more than the hit). `cheap` (the server, where capstone stays
-    loaded): candidates are decoded first; Undecided where the source or
-    the cache is needed."""
+    loaded): candidates are decoded first, then the cache is asked;
+    Undecided where the source is needed."""
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.regcalls import may_call_through_register, reg_calls
@@ -480,11 +480,11 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
         # relocated load whose register reaches no real `call *`/`jmp *` (the
         # bytes also match immediates and displacements: ~300 objects of a
         # Linux build, each of which the Python path would preprocess to
-        # count its sites); the cache and the source are the Python path's.
+        # count its sites); a cache hit it takes too, the source is the
+        # Python path's.
         if not kernel and not (candidates and confirmed_call(obj, candidates)) \
                 and not (via_register and reg_calls(obj)):
             return
-        raise Undecided()
     from .buildcache import ResultCache, headers_of
     cache = ResultCache()
     key = cache.key(c.compiler, c.cache_args(), c.sources[0], c.arch_name(),
@@ -492,11 +492,15 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     hit = cache.get(key) if key else None
     if hit is not None and hit["object"] == _sha(data):
         try:
-            _apply(c, obj, hit["value"])
+            # the server hands a failure over with the temporary as the
+            # compiler wrote it: rewritten whole or not at all
+            _apply(c, obj, hit["value"], atomic=cheap)
             sys.stderr.write(hit.get("stderr", ""))    # the warnings, as ccache replays gcc's
             return
         except Exception:        # the entry is untrusted data: failing to apply it is a miss
             pass
+    if cheap:
+        raise Undecided()
     if candidates and not via_register and not confirmed_call(obj, candidates):   # capstone: after the cache
         return
     from .diag import recording
@@ -634,21 +638,26 @@ def _plan_from_json(v: dict):
     return secs, syms
 
 
-def _apply(c: Compile, obj, value) -> None:
+def _apply(c: Compile, obj, value, atomic: bool = False) -> None:
     """Add a cached result's sections to the compiler's (checked) object
     (None: nothing)."""
     if value is None:
         return
     secs, syms = _plan_from_json(value)
-    _add_sections(c.written, obj, secs, syms)
+    _add_sections(c.written, obj, secs, syms, atomic)
 
 
-def _add_sections(path: str, obj, secs, syms) -> None:
+def _add_sections(path: str, obj, secs, syms, atomic: bool = False) -> None:
     """Rewrite the compiler's object, a temporary file no one else sees
-    (renamed into place when finished): written in place; no fsync, as the
-    compiler does not sync the objects of a build either."""
+    (renamed into place when finished): written in place, or `atomic`ally
+    (a temporary beside it, renamed); no fsync, as the compiler does not
+    sync the objects of a build either."""
     from .link.elfwrite import add_sections
     data = add_sections(obj, secs, syms)
+    if atomic:
+        from .atomicio import write_atomic
+        write_atomic(path, data, durable=False, through=False)
+        return
     with open(path, "wb") as f:
         f.write(data)
 

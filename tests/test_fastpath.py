@@ -21,6 +21,7 @@ from pvpass.fastpath import client_name
 
 from conftest import INCLUDE, PVPASS_SH, ROOT, TESTDATA, FastPath, launcher_binary, stop_servers
 from test_files import ARG_FORMS, _wait_for
+from test_valid_c import expressions_source
 
 SITES = TESTDATA / "pvpass/sites.c"
 KERNEL = TESTDATA / "kernel/k61.c"
@@ -201,6 +202,35 @@ def test_what_the_server_does_not_decide_goes_to_python_compiled_once(fast, tmp)
     assert sum(" -c " in line for line in log.read_text().splitlines()) == 1
     assert fast.run("cc", "--", "gcc", *args, "-o", "p.o", cwd=tmp, env={"PVPASS_SERVER": "0"}).returncode == 0
     assert (tmp / "s.o").read_bytes() == (tmp / "p.o").read_bytes()
+    assert not list(tmp.glob(".*.tmp"))
+
+
+def test_a_result_cache_hit_is_the_servers(fast, tmp):
+    """A source with sites compiled again is a result-cache hit, which the
+    server takes (no Python start), reading the cache, the compiler and
+    the headers as the client sees them (its PATH, cache directory and
+    working directory): the Python path's object, its warnings replayed.
+    A header changed in between, size and mtime kept, is a miss that the
+    Python path takes."""
+    (tmp / "h.h").write_text("#define LIVE irq.irq_disable\n")
+    (tmp / "dead.c").write_text('#include "h.h"\n' + expressions_source(
+        {"dead": "if (n && 0) PV_VCALL0(cpu.io_delay);", "live": "PV_VCALL0(LIVE);"}))
+    args = ["-fno-pie", "-O2", "-I", str(INCLUDE), "-I.", "-c", "dead.c"]
+    ref = fast.run("cc", "--", "gcc", *args, "-o", "p.o", cwd=tmp, env={"PVPASS_SERVER": "0"})
+    assert ref.returncode == 0 and b"holds no copy of this site" in ref.stderr, ref.stderr
+    fast.python_runs()
+    for i in range(2):
+        r = fast.run("cc", "--", "gcc", *args, "-o", f"s{i}.o", cwd=tmp)
+        assert r.returncode == 0 and r.stderr == ref.stderr, r.stderr
+        assert (tmp / f"s{i}.o").read_bytes() == (tmp / "p.o").read_bytes()
+    assert fast.python_runs() == 0
+    st = (tmp / "h.h").stat()
+    (tmp / "h.h").write_text("#define LIVE cpu.io_delay\n")
+    os.utime(tmp / "h.h", ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = fast.run("cc", "--", "gcc", *args, "-o", "c.o", cwd=tmp)
+    assert r.returncode == 0 and fast.python_runs() == 1, r.stderr
+    ref = fast.run("cc", "--", "gcc", *args, "-o", "p2.o", cwd=tmp, env={"PVPASS_SERVER": "0"})
+    assert (tmp / "c.o").read_bytes() == (tmp / "p2.o").read_bytes() != (tmp / "p.o").read_bytes()
     assert not list(tmp.glob(".*.tmp"))
 
 

@@ -158,6 +158,13 @@ static int socket_path(char *out, size_t cap, char *key, size_t keycap) {
     return 0;
 }
 
+/* The variables the server reads: pvpass's own, the PATH (the compiler),
+   and where the result cache is (its hits are served too). */
+static int sent(const char *e) {
+    return !strncmp(e, "PVPASS_", 7) || !strncmp(e, "PATH=", 5) || !strncmp(e, "HOME=", 5) ||
+           !strncmp(e, "XDG_CACHE_HOME=", 15);
+}
+
 static int dir_is_ours(const char *sock) {
     char d[4096];
     snprintf(d, sizeof d, "%s", sock);
@@ -214,11 +221,10 @@ static int client(int argc, char **argv) {
     umask(mask);
     put(&b, PROTO); put(&b, key); putnum(&b, getpid()); putnum(&b, mask); put(&b, cwd);
     int nenv = 0;
-    for (char **e = environ; *e; e++)
-        if (!strncmp(*e, "PVPASS_", 7) || !strncmp(*e, "PATH=", 5)) nenv++;
+    for (char **e = environ; *e; e++) nenv += sent(*e);
     putnum(&b, nenv);
     for (char **e = environ; *e; e++)
-        if (!strncmp(*e, "PVPASS_", 7) || !strncmp(*e, "PATH=", 5)) put(&b, *e);
+        if (sent(*e)) put(&b, *e);
     putnum(&b, argc - 3);
     for (int i = 3; i < argc; i++) put(&b, argv[i]);
     char *f[65536], *mem;

@@ -12,8 +12,8 @@ the one beside this Python); the fast path and the Python path
 - no site (plain C): an object with no `.parainstructions` and no `call *`;
 - kernel dialect: testdata/kernel/k61.c, gcc's `.parainstructions` (the
   6-byte `call *disp32` check);
-- cache hit (pvpass dialect): testdata/pvpass/sites.c, a result-cache hit,
-  which the server hands to the Python path with the object compiled;
+- cache hit (pvpass dialect): testdata/pvpass/sites.c, a result-cache hit
+  (the server's; the Python path's with PVPASS_SERVER=0);
 - `--kernel DIR OBJ`: OBJ's compile command from DIR/.../.OBJ.cmd (a kbuild
   build directory, read only: the object and its .d go to a temporary
   directory).
