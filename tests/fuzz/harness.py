@@ -11,7 +11,11 @@ get (docs/bad-input.md):
 - for `link` and `patch`: an output that readelf reads without complaint
   whenever it reads the input without complaint;
 - for a kernel-form image (`kimage`, stripped or not): exit 0 or 1 only on
-  tables the kernel's patcher can take (kimage.faults, from pyelftools).
+  tables the kernel's patcher can take (kimage.faults, from pyelftools);
+- for `ccfast` (`ccobj` through the installed `pvpass`: the compiled client
+  and the resident server, which reads the mutated object first): the exit
+  code, stderr and object of the Python path (PVPASS_SERVER=0) on the same
+  input, and a server still serving afterwards.
 
 A plain seeded random mutator: the same seed gives the same inputs. Each
 failure is saved under testdata/bad/fuzz/ as TARGET-HASH.{c,o} with a .json
@@ -20,6 +24,7 @@ tests/test_fuzz.py replays them all in the suite.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -49,7 +54,8 @@ OBJ_TARGETS = ("link", "table", "show", "patch")
 # files and processes around `pvpass cc`: kills, a full disk, a poisoned cache (filesfuzz.py);
 # kernel-form images through patch/show/verify/table (kimage.py); `pvpass cc` whose
 # "compiler" writes a mutated object (both dialects)
-TARGETS = C_TARGETS + OBJ_TARGETS + ("files", "kimage", "ccobj")
+TARGETS = C_TARGETS + OBJ_TARGETS + ("files", "kimage", "ccobj", "ccfast")
+PVPASS_BIN = Path(sys.executable).with_name("pvpass")     # the launcher setup.py installs
 KIMAGE_COMMANDS = ("patch", "show", "verify", "table")
 # kernel-form images: k61.c's sites linked with k61_image.c (as tests/test_kernel_image.py),
 # each also stripped (strip -s); and modules (gcc -c, as tests/test_kernel_module.py) over them
@@ -236,7 +242,6 @@ def kernel_for(m: str) -> Path:
     """The intact image (gcc m) a module case is loaded over: built once per
     process (a replay builds it too), removed at exit."""
     if m not in _KERNELS:
-        import atexit
         d = Path(tempfile.mkdtemp(prefix="pvfuzz-kernel."))
         atexit.register(shutil.rmtree, d, True)
         _KERNELS[m] = build_image(m, d / f"k61{m}.img")
@@ -353,7 +358,7 @@ class Corpus:
                 return Case(target, data, ".ko", "kernel/k61.c", [cmd, m], how)
             data, how = mutate_image(rng, data, fields, tfields)
             return Case(target, data, ".img", "kernel/k61.c", [cmd], f"{kind}: {how}")
-        if target == "ccobj":
+        if target in ("ccobj", "ccfast"):
             src, flags, base, _, bf, _ = rng.choice(self.objects)
             data, how = mutate_obj(rng, base, bf)
             records = ["--records=native"] if src.startswith("kernel/") and rng.random() < 0.3 else []
@@ -388,10 +393,11 @@ def command(case: Case, inp: Path, out: Path) -> list[str]:
         if case.suffix == ".ko":            # a module over the intact image of its arch
             extra += ["--kernel", str(kernel_for(case.cflags[1]))]
         return [sys.executable, "-m", "pvpass", cmd, str(inp), *extra]
-    if t == "ccobj":
+    if t in ("ccobj", "ccfast"):
         records = [f for f in case.cflags if f.startswith("--records")]
         flags = [f for f in case.cflags if not f.startswith("--records")]
-        return [sys.executable, "-m", "pvpass", "cc", *records, "--", str(inp.parent / "fakecc"), *flags,
+        prog = [str(PVPASS_BIN)] if t == "ccfast" else [sys.executable, "-m", "pvpass"]
+        return [*prog, "cc", *records, "--", str(inp.parent / "fakecc"), *flags,
                 "-I", str(INCLUDE), "-I", str(Path(src).parent), "-c", src, "-o", str(out)]
     args = {"scan": [str(inp), "-o", str(out)],
             "lint": [str(inp), "-o", str(out)],
@@ -419,10 +425,11 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
     with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
         d = Path(d)
         inp = d / f"input{case.suffix}"
-        out = d / "out.o" if case.target in ("cc", "kimage", "ccobj") + OBJ_TARGETS else d / "out.txt"
+        out = d / "out.o" if case.target in ("cc", "kimage", "ccobj", "ccfast") + OBJ_TARGETS else d / "out.txt"
+        twin = d / "python.o"          # ccfast: the Python path's object
         inp.write_bytes(case.data)
         fake = d / "fakecc"
-        if case.target == "ccobj":
+        if case.target in ("ccobj", "ccfast"):
             fake.write_text(_FAKE_CC)
             fake.chmod(0o755)
         before = hashlib.sha256(case.data).hexdigest()
@@ -450,7 +457,9 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             problems.append(f"traceback: {tail[0] if tail else ''}")
         if hashlib.sha256(inp.read_bytes()).hexdigest() != before:
             problems.append("input changed")
-        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir, fake))
+        if case.target == "ccfast":
+            problems += _same_as_python(case, inp, out, twin, rc, err, timeout, env)
+        stray = sorted(p.name for p in d.iterdir() if p not in (inp, out, tmpdir, fake, twin))
         stray += sorted(f"$TMPDIR/{p.name}" for p in tmpdir.iterdir()
                         if not p.name.startswith(".lark_cache_"))   # lark's grammar cache, kept on purpose
         if stray:
@@ -467,11 +476,49 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             problems += _outside_sites(case.data, out.read_bytes())
         if rc in (0, 1) and case.target == "kimage" and case.suffix == ".img":
             problems += [f"exit {rc} on damaged tables: {f}" for f in kimage.faults(case.data)[:1]]
-        if rc == 0 and case.target == "ccobj":
+        if rc == 0 and case.target in ("ccobj", "ccfast"):
             problems += _ccobj_output(case.data, out)
         if problems:
             res.ok, res.problem = False, "; ".join(problems)
         return res
+
+
+def _same_as_python(case: Case, inp: Path, out: Path, twin: Path, rc, err: str, timeout: float,
+                    env: dict) -> list[str]:
+    """The fast path decides as the Python path does, and its server lives on."""
+    argv = command(case, inp, twin)
+    r = subprocess.run(argv, capture_output=True, timeout=10 * timeout, preexec_fn=lambda: _limits(cpu=timeout),
+                       cwd=inp.parent, env=dict(env, PVPASS_SERVER="0"))
+    problems = []
+    if rc is not None and r.returncode != rc:
+        problems.append(f"fast path exit {rc}, Python path exit {r.returncode}")
+    elif r.stderr.decode(errors="replace").replace(str(twin), str(out)) != err:   # messages name -o
+        problems.append("fast path's stderr differs from the Python path's")
+    elif rc == 0 and (out.read_bytes() if out.exists() else None) != (twin.read_bytes() if twin.exists() else None):
+        problems.append("fast path's object differs from the Python path's")
+    if not fast_server_up(env):
+        problems.append("the server is gone")
+        start_fast_server(env)
+    return problems
+
+
+def start_fast_server(env: dict) -> None:
+    """A server for `ccfast`, started by a compile through the launcher
+    without the inputs' CPU limit (it would inherit it)."""
+    with tempfile.TemporaryDirectory(prefix="pvfuzz.") as d:
+        (Path(d) / "w.c").write_text("int w;\n")
+        subprocess.run([str(PVPASS_BIN), "cc", "--", "gcc", "-c", "w.c", "-o", "w.o"], cwd=d, env=env,
+                       capture_output=True, check=True)
+    deadline = time.monotonic() + 30
+    while not fast_server_up(env):
+        if time.monotonic() > deadline:
+            raise SystemExit("ccfast: no pvpass cc server started (is the installed pvpass the launcher?)")
+        time.sleep(0.05)
+
+
+def fast_server_up(env: dict) -> bool:
+    from pvpass.fastpath import _server_running
+    return any(_server_running(str(s)) for s in Path(env["XDG_RUNTIME_DIR"]).glob("pvpass-*.sock"))
 
 
 def _outside_sites(before: bytes, after: bytes) -> list[str]:
@@ -561,6 +608,10 @@ def campaign(targets: list[str], seconds_each: float | None, inputs_each: int | 
         corpus = Corpus(Path(w))
         # `cc` shares one result cache across its inputs, so hits are fuzzed too
         env = dict(os.environ, PVPASS_CACHE_DIR=str(Path(w) / "cache"))
+        if "ccfast" in targets:         # its own server (a socket's path: at most 107 bytes)
+            env["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pvfz.", dir="/tmp")
+            atexit.register(shutil.rmtree, env["XDG_RUNTIME_DIR"], True)   # its socket gone, it exits
+            start_fast_server(env)
         for t in targets:
             rng = random.Random(f"{seed}:{t}")
             st = stats[t] = Stats()
