@@ -91,6 +91,24 @@ def test_the_launcher_compiles_without_python_and_hands_the_rest_over(launched, 
     assert r.returncode == 1 and b"missing.c" in r.stderr and not (tmp / "m.o").exists()
 
 
+@pytest.mark.parametrize("how", ["path", "PATH"])
+def test_a_launcher_without_proc_finds_pvpass_py_beside_it(tmp, how):
+    """A build chroot may have no /proc mounted: the launcher then finds
+    itself as the shell script did, from argv[0] (a path, or a name on
+    the PATH). Here /proc is a tmpfs in a mount namespace of the test's."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no mount namespace here (unshare -m)")
+    (tmp / "bin").mkdir()
+    shutil.copy(launcher_binary(), tmp / "bin/pvpass")
+    (tmp / "bin/pvpass-py").write_text('#!/bin/sh\necho "beside: $*"\n')
+    (tmp / "bin/pvpass-py").chmod(0o755)
+    prog = str(tmp / "bin/pvpass") if how == "path" else "pvpass"
+    r = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh",
+                        prog, "table", "x.o"], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"})
+    assert r.returncode == 0 and r.stdout == "beside: table x.o\n", (r.stdout, r.stderr)
+
+
 def test_a_launcher_without_pvpass_py_runs_python3_m_pvpass(tmp):
     """As the shell script: no `pvpass-py` beside it, `python3 -m pvpass`
     from the PATH (here this venv's python)."""
