@@ -72,6 +72,19 @@ def _record(data: bytes, field: int, value: int, symbol: str | None = None,
     raise AssertionError("no such record")
 
 
+def _table_addend(data: bytes, k: int, value: int | None = None):
+    """Entry k's relocation addend (its site's offset), or the object
+    with it set to value."""
+    f = elfmut.find(data, f".rela.parainstructions[{k}].r_addend")
+    return f.value if value is None else elfmut.set_field(data, f, value)
+
+
+def _table_symbol(data: bytes, k: int, section: str) -> bytes:
+    """Entry k's relocation pointed at a section's symbol."""
+    f = elfmut.find(data, f".rela.parainstructions[{k}].r_info")
+    return elfmut.set_field(data, f, (_symbol(data, section) << 32) | (f.value & 0xFFFFFFFF))
+
+
 def _size(data: bytes, section: str) -> int:
     return elfmut.find(data, f"shdr[{elfmut.section_index(data, section)}].sh_size").value
 
@@ -132,6 +145,18 @@ CASES = [
      "its call target c_calls_mmu_set_pte+0x7fffffff is not a place in code"),
     ("record-trampoline", 1, lambda d: _record(d, 2, 0x7FFFFF, ".text.pvpass"), LINKED,
      "its call target .text.pvpass+0x7fffff is not a trampoline"),
+    # issue 15: an object's site table is checked as a kernel image's and a
+    # module's are (tableread.check_sites). Before, each was listed, shown,
+    # verified, patched and linked with exit 0: two sites over one byte,
+    # a site in data, a site past or before its section.
+    ("sites-overlap", 1, lambda d: _table_addend(d, 1, _table_addend(d, 0) + 1), ("link",) + LINKED,
+     ".parainstructions entry 1 at .text+0x19 overlaps entry 0 [.text+0x18, .text+0x"),
+    ("site-in-data", 1, lambda d: _table_symbol(d, 0, ".pvpass.strings"), ("link",) + LINKED,
+     ".parainstructions entry 0: [.pvpass.strings+0x18, .pvpass.strings+0x"),
+    ("site-past-its-section", 1, lambda d: _table_addend(d, 0, _size(d, ".text") - 2), ("link",) + LINKED,
+     ") is not inside one executable section"),
+    ("site-before-its-section", 1, lambda d: _table_addend(d, 0, -1), ("link",) + LINKED,
+     ".parainstructions entry 0: [.text-0x1, .text+0x"),
 ]
 
 

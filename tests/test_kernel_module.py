@@ -271,12 +271,21 @@ def _record(data: bytes, section: str, k: int) -> int:
 
 
 MODULE_CASES = [
-    # before: show and verify reported both sites, patch wrote both
+    # before: show and verify reported both sites, patch wrote both; table
+    # and verify without --kernel listed and passed both
     ("sites-share-bytes", lambda d: _set(d, ".rela.parainstructions[1].r_addend", 3), (".parainstructions", 1),
-     (".parainstructions entry 1 at 0x", " overlaps entry 0 [0x")),
+     (".parainstructions entry 1 at .text+0x3 overlaps entry 0 [.text+0x0, .text+0x6)",)),
     # before: patch wrote a site's call into .modinfo
     ("site-in-data", lambda d: _set(d, ".rela.parainstructions[0].r_info", _sym(d, "vermagic") << 32 | 1),
-     (".parainstructions", 0), (".parainstructions entry 0: [0x", "is not inside one executable section")),
+     (".parainstructions", 0), (".parainstructions entry 0: [.modinfo+0x0, .modinfo+0x6) is not inside one "
+                                "executable section",)),
+    # before: table listed it with 254 bytes of code, past .text's end
+    ("site-past-its-section", lambda d: _set(d, "site[0].len", 0xFE), (".parainstructions", 0),
+     (".parainstructions entry 0: [.text+0x0, .text+0xfe) is not inside one executable section",)),
+    # a site's offset below its section's start (a negative addend)
+    ("site-before-its-section", lambda d: _set(d, ".rela.parainstructions[1].r_addend", -2),
+     (".parainstructions", 1), (".parainstructions entry 1: [.text-0x2, .text+0x4) is not inside one "
+                                "executable section",)),
     # before: one message without an offset (the object's reader refuses it, as for any object)
     ("site-in-the-kernel", lambda d: _set(d, ".rela.parainstructions[0].r_info", _sym(d, "pv_ops") << 32 | 1),
      (".parainstructions", 0), (".parainstructions entry 0 points at symbol 'pv_ops' outside any section",)),
@@ -294,10 +303,17 @@ MODULE_CASES = [
 
 
 def _refused(ko, kernel, tmp, offset: int, message: tuple[str, ...]) -> None:
-    for cmd in ("show", "verify", "patch"):
+    """show, verify and patch over the kernel refuse ko; so do table and
+    verify without it when the damage is in the site table, which they
+    read (the alternatives are read over a kernel only)."""
+    runs = [(cmd, "--kernel", str(kernel), "--backend", "native",
+             *(["-o", str(tmp / "out.ko")] if cmd == "patch" else ["--states", "2"] if cmd == "verify" else []))
+            for cmd in ("show", "verify", "patch")]
+    if any(m.startswith(".parainstructions") for m in message):
+        runs += [("table",), ("verify",)]
+    for cmd, *more in runs:
         out = tmp / "out.ko"
-        r = run_pvpass(cmd, str(ko), "--kernel", str(kernel), "--backend", "native",
-                       *(["-o", str(out)] if cmd == "patch" else ["--states", "2"] if cmd == "verify" else []))
+        r = run_pvpass(cmd, str(ko), *more)
         assert r.returncode == 2, (cmd, r.returncode, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith(f"pvpass: error: {ko}: offset {offset:#x}: "), (cmd, r.stderr)
@@ -326,4 +342,4 @@ def test_hostile_i386_module(tmp):
     bad = tmp / "bad32.ko"
     bad.write_bytes(_set(data, "site[1].instr", _field(data, "site[0].instr").value))
     _refused(bad, tmp / "k32.img", tmp, _record(data, ".parainstructions", 0) + 8,
-             (".parainstructions entry 1 at 0x", " overlaps entry 0 [0x"))
+             (".parainstructions entry 1 at .text+0x", " overlaps entry 0 [.text+0x"))

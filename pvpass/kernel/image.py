@@ -15,21 +15,11 @@ from functools import cached_property
 from .. import table
 from ..errors import PvError
 from ..link.elfobj import ElfObject, Symbol
-from ..link.tableread import bracket, code_finder, in_code, read_entries
+from ..link.tableread import MAX_PATCH_LEN, Site, bracket, check_sites, code_finder, in_code, read_entries
 
 ALT_SECTION = table.ALT_SECTION
 ALT_RECORD = struct.Struct("<iiHBB")     # 6.1's struct alt_instr, __packed: 12 bytes
 ALT_FLAG_INV = 1 << 15                   # ALTINSTR_FLAG_INV: patch if the feature is absent
-MAX_PATCH_LEN = 255 - 1                  # alternative.c: a longer site or record is a BUG at boot
-
-
-@dataclass(frozen=True)
-class Site:
-    """One `.parainstructions` entry: struct paravirt_patch_site."""
-    index: int
-    addr: int
-    type: int
-    length: int
 
 
 @dataclass(frozen=True)
@@ -91,29 +81,6 @@ def parse_alts(path: str, data: bytes, base: int) -> list[Alt]:
         io, ro, cpuid, il, rl = ALT_RECORD.unpack_from(data, off)
         out.append(Alt(i, base + off + io, base + off + 4 + ro, cpuid, il, rl))
     return out
-
-
-def check_sites(obj: ElfObject, sites: list[Site], table_at: int, where) -> None:
-    """What the kernel's apply_paravirt() takes for granted of the entries,
-    none of it needing a symbol: each no longer than MAX_PATCH_LEN (its
-    BUG_ON), inside code, none overlapping another (the patcher writes each
-    one's whole length). where: addr -> (section, offset in it) as the file
-    is placed (a linked image's headers, a module's load layout); obj and
-    table_at (the table's file offset) name a bad entry."""
-    size = obj.arch.entry_size
-    for s in sites:
-        at, what = table_at + s.index * size, f"{table.SECTION} entry {s.index}"
-        if s.length > MAX_PATCH_LEN:
-            raise obj.bad(at, f"{what}: a {s.length}-byte site, longer than the kernel "
-                              f"patches ({MAX_PATCH_LEN}, MAX_PATCH_LEN)")
-        in_code(obj, at, what, where(s.addr), s.addr, s.length)
-    last = None
-    for s in sorted(sites, key=lambda s: s.addr):
-        if last is not None and s.addr < last.addr + last.length:
-            raise obj.bad(table_at + s.index * size,
-                          f"{table.SECTION} entry {s.index} at {s.addr:#x} overlaps entry "
-                          f"{last.index} [{last.addr:#x}, {last.addr + last.length:#x})")
-        last = s
 
 
 def check_alts(obj: ElfObject, alts: list[Alt], table_at: int, where) -> None:

@@ -5,12 +5,27 @@ is the one reader of link, patch, show, table and verify."""
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import dataclass
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .. import table
 from ..errors import PvError
 from .elfobj import ElfObject
+
+MAX_PATCH_LEN = 255 - 1         # the kernel's alternative.c: a longer site or record is a BUG at boot
+TABLE_BYTE_MAX = 255            # pvpass's runtime patches what the table's len byte can say
+
+
+@dataclass(frozen=True)
+class Site:
+    """One `.parainstructions` entry (struct paravirt_patch_site) at an
+    address: a linked file's own, a module's at its load layout, an
+    object's section+offset as _ObjectPlaces numbers it."""
+    index: int
+    addr: int
+    type: int
+    length: int
 
 
 def read_checked(path: str) -> ElfObject:
@@ -27,7 +42,13 @@ def check(obj: ElfObject) -> list[table.Entry]:
     reads the compiler's output itself); its table's entries."""
     obj.check_all()
     _one_section_per_table(obj)
-    entries = read_entries(obj)
+    sec = obj.section(table.SECTION)
+    entries: list[table.Entry] = []
+    if sec is not None:
+        lo, hi = bracket(obj, sec, "__parainstructions")
+        entries = _read_entries(obj, sec, lo, hi)
+        if entries:
+            _check_entries(obj, entries, sec["sh_offset"] + lo)
     read_records(obj)
     return entries
 
@@ -51,9 +72,13 @@ def read_entries(obj: ElfObject) -> list[table.Entry]:
     sec = obj.section(table.SECTION)
     if sec is None:
         return []
+    return _read_entries(obj, sec, *bracket(obj, sec, "__parainstructions"))
+
+
+def _read_entries(obj: ElfObject, sec, lo: int, hi: int) -> list[table.Entry]:
+    """The entries in bytes [lo, hi) of the table's section sec."""
     if sec["sh_type"] == "SHT_NOBITS" and sec["sh_size"]:
         raise obj.bad(sec.header_offset, f"{table.SECTION} is SHT_NOBITS: a table without contents")
-    lo, hi = bracket(obj, sec, "__parainstructions")
     data = obj.section_data(sec)[lo:hi]
     try:
         raw = table.unpack(obj.arch, data)
@@ -94,13 +119,87 @@ def is_code(sec, off: int, length: int) -> bool:
         and 0 <= off and off + length <= sec["sh_size"]
 
 
-def in_code(obj: ElfObject, at: int, what: str, where, addr: int, length: int) -> None:
+def _hex(addr: int) -> str:
+    return f"{addr:#x}"
+
+
+def in_code(obj: ElfObject, at: int, what: str, where, addr: int, length: int,
+            label: Callable[[int], str] = _hex) -> None:
     """[addr, addr + length) must be code (is_code); where: the (section,
     offset) holding addr, None outside every section. The error names obj
-    and the file offset at (the table record that points there)."""
+    and the file offset at (the table record that points there); label
+    names an address."""
     if where is None or not is_code(where[0], where[1], length):
-        raise obj.bad(at, f"{what}: [{addr:#x}, {addr + length:#x}) is not inside one "
+        raise obj.bad(at, f"{what}: [{label(addr)}, {label(addr + length)}) is not inside one "
                           f"executable section")
+
+
+def check_sites(obj: ElfObject, sites: list[Site], table_at: int, where,
+                max_len: int = MAX_PATCH_LEN, label: Callable[[int], str] = _hex) -> None:
+    """What a patcher takes for granted of the entries, none of it needing
+    a symbol: each no longer than it patches (max_len: the kernel's
+    apply_paravirt() BUG_ONs past MAX_PATCH_LEN), inside code, none
+    overlapping another (the patcher writes each one's whole length).
+    where: addr -> (section, offset in it) as the file is placed (a linked
+    file's headers, a module's load layout, an object's _ObjectPlaces);
+    obj and table_at (the table's file offset) name a bad entry; label
+    names an address. Every reader runs it: check() on any file's table,
+    the kernel image's and a module's readers on theirs."""
+    size = obj.arch.entry_size
+    for s in sites:
+        at, what = table_at + s.index * size, f"{table.SECTION} entry {s.index}"
+        if s.length > max_len:
+            raise obj.bad(at, f"{what}: a {s.length}-byte site, longer than the kernel "
+                              f"patches ({MAX_PATCH_LEN}, MAX_PATCH_LEN)")
+        in_code(obj, at, what, where(s.addr), s.addr, s.length, label)
+    last = None
+    for s in sorted(sites, key=lambda s: s.addr):
+        if last is not None and s.addr < last.addr + last.length:
+            raise obj.bad(table_at + s.index * size,
+                          f"{table.SECTION} entry {s.index} at {label(s.addr)} overlaps entry "
+                          f"{last.index} [{label(last.addr)}, {label(last.addr + last.length)})")
+        last = s
+
+
+def _check_entries(obj: ElfObject, entries: list[table.Entry], table_at: int) -> None:
+    """check_sites on the table of any file, as read_entries read it: the
+    same checks the kernel image's and a module's readers make, so no
+    command (table, show, patch, link, verify, cc) lists, copies or patches
+    two sites over one byte, a site in data or past its section's end. A
+    table with patch records is pvpass's, whose runtime patches all that
+    the len byte can say; one without is the kernel's (MAX_PATCH_LEN).
+    An entry left 0 for a PIE's dynamic relocation is not checked."""
+    limit = MAX_PATCH_LEN if obj.section(table.PATCH_SECTION) is None else TABLE_BYTE_MAX
+    if obj.is_relocatable:
+        places = _ObjectPlaces(obj)
+        sites = [Site(i, places.addr(e.section, e.offset), e.type, e.length) for i, e in enumerate(entries)]
+        check_sites(obj, sites, table_at, places.where, limit, places.label)
+    else:
+        sites = [Site(i, e.offset, e.type, e.length) for i, e in enumerate(entries) if e.section]
+        check_sites(obj, sites, table_at, code_finder(obj), limit)
+
+
+class _ObjectPlaces:
+    """An object's sections as disjoint ranges of numbers, so that
+    check_sites, made for addresses, checks section+offset places: offset o
+    of section k is k * SPAN + SPAN / 2 + o. An offset (a 64-bit symbol value
+    plus a 64-bit addend) is far inside +-SPAN / 2, so a negative or huge
+    one never lands in another section."""
+    SPAN = 1 << 80
+
+    def __init__(self, obj: ElfObject) -> None:
+        self.obj = obj
+
+    def addr(self, section: str, offset: int) -> int:
+        return self.obj.section(section).index * self.SPAN + self.SPAN // 2 + offset
+
+    def where(self, addr: int):
+        k, off = divmod(addr, self.SPAN)
+        return self.obj.sections[k], off - self.SPAN // 2
+
+    def label(self, addr: int) -> str:
+        sec, off = self.where(addr)
+        return f"{sec.name}{off:+#x}" if off < 0 else f"{sec.name}+{off:#x}"
 
 
 def code_finder(obj: ElfObject):

@@ -180,8 +180,12 @@ def mutate_c(rng: random.Random, text: str) -> tuple[str, str]:
 def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, str]:
     hows = []
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(["field", "field", "field", "bytes", "truncate", "shdr", "shdr", "symbol"])
+        kind = rng.choice(["field", "field", "field", "bytes", "truncate", "shdr", "shdr", "symbol", "table"])
         shdrs = [f for f in fields if f.name.startswith("shdr[")]
+        # the table's relocations (i386: the in-place addend is the entry's own field, not among these)
+        sites = [f for f in fields if f.name.startswith((".rela.parainstructions[", ".rel.parainstructions["))
+                 and f.name.endswith(("r_addend", "r_info"))]
+        nsym = sum(1 for f in fields if f.name.startswith("sym[") and f.name.endswith(".st_name"))
         if kind == "shdr" and shdrs:
             # structured: another section's name, a meaningful type, another index
             f = rng.choice([f for f in shdrs if f.name.rsplit(".", 1)[1] in
@@ -209,6 +213,18 @@ def mutate_obj(rng: random.Random, data: bytes, fields: list) -> tuple[bytes, st
             f = rng.choice(fields)
             v = rng.choice(INTERESTING + [f.value + 1, f.value - 1, f.value * 2, f.value + 0x1000,
                                           len(data), len(data) - 1, rng.getrandbits(8 * f.size)])
+            data = elfmut.set_field(data, f, v)
+            hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
+        elif kind == "table" and sites:
+            # a site moved onto another's bytes, into another section (data,
+            # undefined), before or past its own: what the readers' check_sites refuses
+            f = rng.choice(sites)
+            if f.name.endswith("r_info"):
+                shift = 32 if f.size == 8 else 8
+                v = rng.randrange(nsym) << shift | f.value & ((1 << shift) - 1)
+            else:
+                v = rng.choice([g.value for g in sites if g.name.endswith(f.name[-8:])]) + \
+                    rng.choice([0, 1, 2, 3, 5, -1, -2, -6, 0x100, 0x10000])
             data = elfmut.set_field(data, f, v)
             hows.append(f"{f.name}={v & ((1 << 8 * f.size) - 1):#x}")
         elif kind == "bytes":
@@ -352,7 +368,7 @@ class Corpus:
             data, fields, tfields, m = rng.choice(self.images[kind])
             cmd = rng.choice({"image": KIMAGE_COMMANDS + ("patch", "patch"),   # patch writes: checked most
                               "stripped": ("table", "table", "table", "patch"),
-                              "module": ("show", "verify", "patch", "patch")}[kind])
+                              "module": ("show", "verify", "patch", "patch", "table")}[kind])
             if kind == "module":
                 data, how = mutate_module(rng, data, fields, tfields)
                 return Case(target, data, ".ko", "kernel/k61.c", [cmd, m], how)
@@ -390,7 +406,7 @@ def command(case: Case, inp: Path, out: Path) -> list[str]:
         cmd = case.cflags[0]
         extra = {"patch": ["--backend", "native", "-o", str(out)], "show": ["--backend", "native"],
                  "verify": ["--states", "4"], "table": []}[cmd]
-        if case.suffix == ".ko":            # a module over the intact image of its arch
+        if case.suffix == ".ko" and cmd != "table":     # a module over the intact image of its arch
             extra += ["--kernel", str(kernel_for(case.cflags[1]))]
         return [sys.executable, "-m", "pvpass", cmd, str(inp), *extra]
     if t in ("ccobj", "ccfast"):
@@ -476,6 +492,8 @@ def run_case(case: Case, timeout: float, env: dict | None = None) -> Result:
             problems += _outside_sites(case.data, out.read_bytes())
         if rc in (0, 1) and case.target == "kimage" and case.suffix == ".img":
             problems += [f"exit {rc} on damaged tables: {f}" for f in kimage.faults(case.data)[:1]]
+        if rc in (0, 1) and case.suffix in (".o", ".ko") and case.target not in C_TARGETS:
+            problems += [f"exit {rc} on a damaged site table: {f}" for f in kimage.object_faults(case.data)[:1]]
         if rc == 0 and case.target in ("ccobj", "ccfast"):
             problems += _ccobj_output(case.data, out)
         if problems:

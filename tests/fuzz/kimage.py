@@ -141,3 +141,57 @@ def faults(data: bytes) -> list[str]:
     out += [f"alternatives at {a:#x} and {b:#x} overlap" for (a, n), (b, m) in zip(srt, srt[1:])
             if b < a + n and (a, n) != (b, m)]
     return out
+
+
+def object_faults(data: bytes) -> list[str]:
+    """What a patcher assumes of a relocatable object's site table (a
+    module's, a compiler's, one pvpass linked) and this object breaks, each
+    entry placed by its relocation as section+offset: a site outside one
+    executable SHT_PROGBITS section, longer than the patcher writes
+    (MAX_PATCH_LEN in the kernel's form, without pvpass patch records),
+    two sites sharing bytes. Sections are found by name, the first of a
+    name, as pvpass's readers take them. Nothing for any other file or
+    one these readers cannot make out: a command that reads the table
+    (exit 0 or 1) must have refused it instead."""
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        sec = _first(elf, ".parainstructions")
+        if elf["e_type"] != "ET_REL" or sec is None or sec["sh_type"] != "SHT_PROGBITS":
+            return []
+        bits, d = elf.elfclass, sec.data()
+        step = _SITE_SIZE[bits]
+        if len(d) % step:
+            return []
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == sec.name)
+        rels = [s for s in elf.iter_sections() if s["sh_type"] in ("SHT_REL", "SHT_RELA")
+                and s["sh_info"] == index]
+        if len(rels) != 1:
+            return []
+        symtab = elf.get_section(rels[0]["sh_link"])
+        relocs = {r["r_offset"]: r for r in rels[0].iter_relocations()}
+        limit = MAX_PATCH_LEN if _first(elf, ".pvpass.patches") is None else 255
+        sites = []
+        for k in range(len(d) // step):
+            r = relocs.get(k * step)
+            if r is None:
+                return []
+            sym = symtab.get_symbol(r["r_info_sym"])
+            if not isinstance(sym["st_shndx"], int) or not 0 < sym["st_shndx"] < elf.num_sections():
+                return []
+            name = elf.get_section(sym["st_shndx"]).name
+            target = _first(elf, name)
+            addend = r["r_addend"] if r.is_RELA() else int.from_bytes(d[k * step:k * step + 4], "little",
+                                                                       signed=True)
+            off = (0 if sym["st_info"]["type"] == "STT_SECTION" else sym["st_value"]) + addend
+            sites.append((name, off, d[k * step + bits // 8 + 1], target))
+    except Exception:           # a file pyelftools cannot read: no verdict
+        return []
+    out = []
+    for k, (name, off, n, target) in enumerate(sites):
+        if n > limit or not (target["sh_flags"] & 4 and target["sh_type"] == "SHT_PROGBITS"
+                             and 0 <= off and off + n <= target["sh_size"]):
+            out.append(f"site {k} [{name}{off:+#x}, +{n}) is not code or too long")
+    srt = sorted((name, off, n) for name, off, n, _ in sites)
+    out += [f"sites at {a}{x:+#x} and {b}{y:+#x} share bytes" for (a, x, n), (b, y, _) in zip(srt, srt[1:])
+            if a == b and y < x + n]
+    return out
