@@ -379,5 +379,5 @@ def stats(root: Path) -> dict:
 def clear(root: Path) -> None:
     if root.is_dir():
         for child in root.iterdir():
-            if child.name.startswith(("results-", "chunks-", "lint-")):
+            if child.name.startswith(("results-", "chunks-", "lint-", "compilers-")):
                 shutil.rmtree(child, ignore_errors=True)

@@ -22,22 +22,51 @@ class CodeModel:
     pie: bool             # -fpie/-fPIE (Debian's default)
 
 
+# gcc's -fpic, -fPIC, -fpie and -fPIE cancel one another, whichever comes
+# last, and their -fno- forms cancel all four too (common.opt's Negative()
+# cycle; opts.c then sets -fpic's flag from -fpie's): so the last of these
+# eight decides the model, and only without any is it the compiler's default
+# (tests/test_code_model.py holds this against gcc -dM -E).
+_EXPLICIT = {"-fpic": (True, False), "-fPIC": (True, False), "-fpie": (False, True), "-fPIE": (False, True),
+             "-fno-pic": (False, False), "-fno-PIC": (False, False), "-fno-pie": (False, False),
+             "-fno-PIE": (False, False)}
+
+
 def code_model(arch: Arch, flags: tuple[str, ...], cc: str) -> CodeModel:
-    """Ask the compiler `cc` which model the user's flags select (its own
-    default counts: a cross or distribution compiler may differ from gcc's)."""
-    # keyed on the flags that can change it: a lint over a build's TUs,
-    # whose -D/-I differ per file, asks once per set of -f/-m/-O flags
-    return _code_model(arch, tuple(f for f in flags if f.startswith(("-f", "-m", "-O"))), cc)
+    """The model the user's flags select: the last of -f[no-]pic/PIC/pie/PIE
+    when they name one, else the compiler's default (a cross or distribution
+    compiler may differ from gcc's), learned by asking `cc` with the flags
+    that can change it (-f and -m ones: -m32, -mcmodel=kernel, ...; -specs=),
+    once per compiler and flags (compilerfacts: across processes)."""
+    named = next((_EXPLICIT[f] for f in reversed(flags) if f in _EXPLICIT), None)
+    # gcc refuses PIC under -mcmodel=kernel and any -mcmodel with -m32 (no
+    # model then, as the compile fails): with one, only "neither" is sure
+    if named is not None and not (any(named) and any(f.startswith("-mcmodel=") for f in flags)):
+        return CodeModel(*named)
+    keep = tuple(f for f in flags if f.startswith(("-f", "-m", "-specs", "--specs", "@")))
+    return _default_model(arch, keep, cc)
 
 
 @lru_cache(maxsize=64)
-def _code_model(arch: Arch, keep: tuple[str, ...], cc: str) -> CodeModel:
-    r = tools.run([cc, arch.gcc_flag, *keep, "-dM", "-E", "-x", "c", "-"],
-                  input=b"", check=False)
+def _default_model(arch: Arch, keep: tuple[str, ...], cc: str) -> CodeModel:
+    probe = (arch.gcc_flag, *keep)
+
+    def ask() -> dict:
+        return _asked(cc, probe)
+    if any(f.startswith("@") for f in keep):        # a response file: its contents may change
+        return CodeModel(**ask())
+    from ..compilerfacts import learned
+    return CodeModel(**learned(cc, probe, ask))
+
+
+def _asked(cc: str, probe: tuple[str, ...]) -> dict:
+    """gcc's own answer: the macros -fpic/-fpie define (`-mcmodel=kernel`
+    under a PIE default is gcc's error: neither, as the compile fails)."""
+    r = tools.run([cc, *probe, "-dM", "-E", "-x", "c", "-"], input=b"", check=False)
     macros = r.stdout.decode(errors="replace")
     pie = "__PIE__" in macros or "__pie__" in macros
     pic = ("__PIC__" in macros or "__pic__" in macros) and not pie
-    return CodeModel(pic=pic, pie=pie)
+    return {"pic": pic, "pie": pie}
 
 
 def constraint_letters(c: str) -> str:
