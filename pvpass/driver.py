@@ -440,10 +440,11 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
     costs more than the hit). `cheap` (the server, where capstone stays
     loaded): candidates are decoded first, then the cache is asked;
     Undecided where the source is needed."""
+    from itertools import chain
     from . import table
     from .link.elfobj import ElfObject, UnsupportedTarget
     from .link.regcalls import may_call_through_register, reg_calls
-    from .link.tablecheck import call_candidates, check_table, confirmed_call
+    from .link.tablecheck import check_table, confirmed_call, iter_call_candidates
     from .link.tableread import check
     data = _read(c.written, c.object)
     try:
@@ -465,13 +466,16 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
             raise Undecided()
         _untabled_warning(c, "-flto", "their code is made at link time; "
                           "compile this source with -fno-lto to have them patched")
-    candidates = None if kernel else call_candidates(obj)
+    # relocated `call *` candidates, read as far as needed: none at all, or
+    # the first that decodes as a call
+    candidates = iter(()) if kernel else iter_call_candidates(obj)
+    first = next(candidates, None)
     # calls through a register that holds an object's address (PIC code's
     # GOT, an "m" operand gcc put in a register): no relocation marks them.
     # The bytes say whether there may be some (no disassembler); a source
     # with annotations is then analysed, which names each site copy among them.
     via_register = not kernel and may_call_through_register(obj)
-    if candidates == [] and not via_register:
+    if not kernel and first is None and not via_register:
         return                   # no site can be here; the object is not rewritten
 
     if cheap:
@@ -482,7 +486,7 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
         # Linux build, each of which the Python path would preprocess to
         # count its sites); a cache hit it takes too, the source is the
         # Python path's.
-        if not kernel and not (candidates and confirmed_call(obj, candidates)) \
+        if not kernel and not (first and confirmed_call(obj, chain((first,), candidates))) \
                 and not (via_register and reg_calls(obj)):
             return
     from .buildcache import ResultCache, headers_of
@@ -501,7 +505,7 @@ def _after_compile(c: Compile, records, cheap: bool = False) -> None:
             pass
     if cheap:
         raise Undecided()
-    if candidates and not via_register and not confirmed_call(obj, candidates):   # capstone: after the cache
+    if first and not via_register and not confirmed_call(obj, chain((first,), candidates)):  # capstone: after the cache
         return
     from .diag import recording
     with recording() as said:

@@ -205,3 +205,23 @@ def test_table_dump(tmp):
     e = next(x for x in d["entries"] if x["op"] == "irq.save_fl")
     assert e["function"] == "flags_twice" and e["len"] == 6 and e["clobber_regs"] == ["rax"]
     assert e["disassembly"][0].startswith("call")
+
+
+def test_function_names_memo_is_function_names():
+    """copies._names_finder (each function's names made once) against
+    _function_names for every address, with aliases sharing a start and
+    ending apart, functions inside others, gaps and empty lists."""
+    import random
+    from pvpass.link.copies import _function_names, _names_finder
+    rng = random.Random(19)
+    for _ in range(200):
+        funcs = []
+        for _ in range(rng.randrange(0, 8)):
+            lo = rng.randrange(0, 60)
+            funcs.append((lo, lo + rng.randrange(1, 30), rng.choice("fghk")))
+            if rng.random() < 0.3:
+                funcs.append((lo, lo + rng.randrange(1, 30), rng.choice("xyz")))     # an alias
+        funcs.sort()
+        names = _names_finder(funcs)
+        for addr in rng.sample(range(-2, 100), 102):
+            assert set(names(addr)) == _function_names(funcs, addr), (funcs, addr)

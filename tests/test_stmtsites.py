@@ -165,3 +165,46 @@ def test_a_head_of_a_known_shape_is_named_as_its_parse_names_it(tmp, monkeypatch
     # i, t1, p1, s$1 and s$2 ('$' is no part of the names pvpass reads)
     assert heads == [
         "a1", "a2", "a3", "void", "void", "f", "g", "i", "t1", "p1", "s$1", "s$2"]
+
+
+# Each kind of text the prepared chunk blanks or rewrites, in a function's
+# head and around its statements: attributes, an asm label, a label
+# declaration running to its ';', __int128, an imaginary constant, a
+# statement with `goto` labels, and plain ones.
+PREPARED = f'''#include "{OPS_H}"
+__attribute__((noinline)) static int attr_head(int x) __asm__("attr_head_sym");
+__attribute__((noinline)) static int attr_head(int x) {{
+	__attribute__((unused)) int y = x;
+	PV_VCALL0(cpu.io_delay);
+	return y;
+}}
+void plain(void) {{ PV_VCALL0(cpu.io_delay); PV_VCALL0(irq.irq_disable); }}
+void labels(void) {{ __label__ out; PV_VCALL0(cpu.io_delay); asm goto("" : : : : out); out: ; }}
+void wide(void) {{ unsigned __int128 w = 0; (void)w; PV_VCALL0(cpu.io_delay); }}
+void imaginary(void) {{ double _Complex z = 2.0i; (void)z; PV_VCALL0(cpu.io_delay); }}
+'''
+
+
+def test_prepared_parts_are_the_prepared_chunk_s(tmp):
+    """ChunkParser.prepared_parts, which prepares a function's head and its
+    new statements alone, gives what slicing the whole prepared function
+    gives, for every function and statement of PREPARED (the rewrites'
+    functions take the whole path; the others the sliced one)."""
+    from pvpass.frontend.chunks import split
+    from pvpass.frontend.cparse import ChunkParser
+    src = tmp / "p.c"
+    src.write_text(PREPARED)
+    arch = get_arch("x86_64")
+    pp = preprocess(str(src), arch, [f"-I{INCLUDE}"])
+    tu = split(pp.text)
+    parser = ChunkParser(pp, tu)
+    checked = 0
+    for chunk in tu.chunks:
+        if not chunk.is_func or chunk.body < chunk.start:
+            continue
+        asm = parser.asm(chunk)
+        ranges = [(chunk.start, chunk.body)] + [(a.off, a.end) for a in asm] + [(chunk.start, chunk.end)]
+        whole = parser.prepared(chunk)
+        assert parser.prepared_parts(chunk, ranges) == [whole[a - chunk.start:b - chunk.start] for a, b in ranges]
+        checked += bool(asm)
+    assert checked == 5

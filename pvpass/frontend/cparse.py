@@ -9,6 +9,7 @@ pycparser's coordinates and our own text offsets agree.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from pycparser import c_ast
@@ -133,9 +134,14 @@ def _balanced_prefix(s: str) -> str:
     return s
 
 
+def _applies(hint, text: str) -> bool:
+    """Whether a rewrite's hint is in the text (else it has nothing to do there)."""
+    return (hint in text) if isinstance(hint, str) else hint.search(text) is not None
+
+
 def _rewrite(text: str) -> str:
     for pat, rep, hint in _REWRITES:
-        if (hint not in text) if isinstance(hint, str) else (hint.search(text) is None):
+        if not _applies(hint, text):
             continue
         text = pat.sub(rep if callable(rep) else (lambda m, rep=rep: _pad(rep, m.group())), text)
     return text
@@ -200,6 +206,36 @@ class ChunkParser:
         attributes' blanks, then the rewrites (same length, same lines)."""
         text = chunk.text(self.pp.text)
         return self._prepared(chunk, text, self.asm(chunk), _attr_spans(text))
+
+    def prepared_parts(self, chunk: Chunk, ranges: list[tuple[int, int]]) -> list[str]:
+        """prepared(chunk)[a - chunk.start:b - chunk.start] for each (a, b)
+        of pp offsets in the chunk, without preparing the rest of it: a
+        function of 10,000 asm statements is 1.4 MB, and the build path
+        needs its head and its new statements. Blanking is character by
+        character, so a range's blanks are those of the spans over it.
+        The rewrites are not (a match reads past a range's ends;
+        __label__'s runs to a ';'): a chunk any of them applies to is
+        prepared whole. Their hints are looked for in the text before
+        blanking, which holds each hint the blanked text holds: blanking
+        makes spaces, no hint holds one, and the one that ends at a word
+        boundary (an imaginary constant's `i`) cannot get one there, as a
+        blanked span that starts with a word character starts a token."""
+        text = chunk.text(self.pp.text)
+        asm = self.asm(chunk)
+        if (not chunk.is_func and asm and asm[0].off == chunk.start) or \
+                any(_applies(hint, text) for _, _, hint in _REWRITES):
+            whole = self.prepared(chunk)
+            return [whole[a - chunk.start:b - chunk.start] for a, b in ranges]
+        attrs = _attr_spans(text)
+        offs = [s.off for s in asm]
+        out = []
+        for a, b in ranges:
+            lo, hi = a - chunk.start, b - chunk.start
+            k = max(bisect_right(offs, a) - 1, 0)       # the statement before may reach into the range
+            spans = [(max(x, a) - a, min(y, b) - a) for s in asm[k:bisect_left(offs, b)] for x, y in s.blanks]
+            spans += [(max(t.start, lo) - lo, min(t.end, hi) - lo) for t in attrs if t.start < hi and t.end > lo]
+            out.append(blank_spans(text[lo:hi], spans))
+        return out
 
     @staticmethod
     def _prepared(chunk: Chunk, text: str, asm: list[AsmStmt], attrs: list[Attr]) -> str:

@@ -112,14 +112,14 @@ class StatementSites:
         pp, p = self.parser.pp, self.parser
         if chunk.body < chunk.start:          # no function body known
             return None
-        ptext = p.prepared(chunk)
-        body = chunk.body - chunk.start
-        shape = None if fresh else self._head_shape(chunk, ptext[:body])
+        # the head and the new statements as the whole function's parse sees them
+        head, *texts = p.prepared_parts(chunk, [(chunk.start, chunk.body)] + [(a.off, a.end) for a in fresh])
+        shape = None if fresh else self._head_shape(chunk, head)
         if shape is not None and shape[0] in self._heads:
             return shape[1], {}
-        parts = [marker(pp.loc(chunk.start)), ptext[:body], "{"]
-        for a in fresh:
-            parts += ["\n", marker(pp.loc(a.off)), ptext[a.off - chunk.start:a.end - chunk.start], ";"]
+        parts = [marker(pp.loc(chunk.start)), head, "{"]
+        for a, t in zip(fresh, texts):
+            parts += ["\n", marker(pp.loc(a.off)), t, ";"]
         parts.append("\n}\n")
         try:
             ast = p.parse_text("".join(parts), pp.loc(chunk.start).file)
@@ -132,7 +132,7 @@ class StatementSites:
         if len(items) != len(fresh) or not all(isinstance(n, Asm) for n in items):
             return None
         name = funcs[0].decl.name
-        if shape is not None and name == shape[1] and ptext.count(name, 0, body) == 1:
+        if shape is not None and name == shape[1] and head.count(name) == 1:
             self._heads.add(shape[0])
         return name, {id(a): n for a, n in zip(fresh, items)}
 

@@ -116,6 +116,7 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
             ins += swept(obj, sec, data, lo, hi)
         starts = [i[0] for i in ins]
         funcs = _functions(obj, idx)
+        names_at = _names_finder(funcs)
         for r, (name, base) in named:
             k = bisect.bisect_right(starts, r.offset) - 1
             if k < 0:
@@ -130,17 +131,25 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
             if _norm(mnem) not in ("call", "jmp") or not ops_text.startswith("*"):
                 continue            # a load or store of the ops object, not a call
             op = op_at[name].get(off)
-            found = _match(ins, k, by_op.get((name, op.path), []) if op else [],
-                           _function_names(funcs, addr))
+            found = _match(ins, k, by_op.get((name, op.path), []) if op else [], names_at(addr))
             if found is None:
                 strays.append(Stray(sec.name, addr, op.path if op else f"+{off:#x}",
                                     f"{mnem} {ops_text}"))
                 continue
             start, length, site_i, mask = found
-            copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
-                                             mask, site_i)
+            copies[(sec.name, start)] = _copy(sec.name, start, length, inv.sites[site_i].type_number,
+                                              mask, site_i)
     order = {name: obj.section_index(name) for name in {c.section for c in copies.values()}}
     return sorted(copies.values(), key=lambda c: (order[c.section], c.offset)), strays
+
+
+def _copy(section: str, offset: int, length: int, type_: int, clobbers: int, site: int) -> Copy:
+    """Copy(...) without the frozen dataclass's __init__ (an
+    object.__setattr__ per field: a third of a copy's matching)."""
+    c = object.__new__(Copy)
+    object.__setattr__(c, "__dict__", {"section": section, "offset": offset, "length": length,
+                                       "type": type_, "clobbers": clobbers, "site": site})
+    return c
 
 
 def _first_at(ops) -> dict:
@@ -258,6 +267,26 @@ def _function_names(funcs: list[tuple[int, int, str]], addr: int) -> set[str]:
     first = funcs[i][0]
     return {name for lo, hi, name in funcs[bisect.bisect_left(funcs, (first,)):i + 1]
             if lo <= addr < hi}
+
+
+def _names_finder(funcs: list[tuple[int, int, str]]):
+    """_function_names(funcs, addr), each function's set made once: a
+    function of 10,000 sites asked it 10,000 times. The functions that
+    may hold addr all start where the last one starting at or below it
+    does (index i); those that do are the ones ending past addr."""
+    memo: dict[int, tuple[int, frozenset[str]]] = {}
+
+    def names(addr: int):
+        i = bisect.bisect_right(funcs, (addr, 1 << 62, "")) - 1
+        if i < 0:
+            return frozenset()
+        got = memo.get(i)
+        if got is None:
+            first = funcs[i][0]
+            cands = funcs[bisect.bisect_left(funcs, (first,)):i + 1]
+            got = memo[i] = (min(hi for _, hi, _ in cands), frozenset(n for _, _, n in cands))
+        return got[1] if addr < got[0] else _function_names(funcs, addr)
+    return names
 
 
 _NORMS: dict[int, tuple[tuple, tuple[str, ...]]] = {}

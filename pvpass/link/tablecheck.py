@@ -129,7 +129,13 @@ def call_candidates(obj: ElfObject) -> list[tuple[str, bytes, int]]:
     `confirmed_call` tells a real call from look-alike bytes. Split so that
     a result-cache hit, which the object's hash already vouches for, never
     pays for capstone."""
-    out = []
+    return list(iter_call_candidates(obj))
+
+
+def iter_call_candidates(obj: ElfObject):
+    """call_candidates one at a time: the build path asks whether there is
+    one, then (maybe) whether one decodes as a call, which the first
+    usually does (a function of 10,000 sites built a list of 10,000)."""
     for sec in obj.sections:
         if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] == "SHT_NOBITS":
             continue
@@ -141,8 +147,7 @@ def call_candidates(obj: ElfObject) -> list[tuple[str, bytes, int]]:
             o = r.offset
             if (o >= 2 and data[o - 2] == 0xFF and _mem_call_modrm(data[o - 1], sib=None)) or \
                     (o >= 3 and data[o - 3] == 0xFF and _mem_call_modrm(data[o - 2], sib=data[o - 1])):
-                out.append((sec.name, data, o))
-    return out
+                yield sec.name, data, o
 
 
 def confirmed_call(obj: ElfObject, candidates: list[tuple[str, bytes, int]]) -> bool:
