@@ -329,9 +329,13 @@ def _match(ins, k, groups, where: set[str]):
             norms = _norms(ins)
         if norms[lo:hi] != g.shape:
             continue
-        found.append((ins[lo][0], sum(x[1] for x in ins[lo:hi]), g))
+        found.append((ins[lo][0], ins[lo][1] if hi - lo == 1 else sum([x[1] for x in ins[lo:hi]]), g))
     if not found:
         return None
+    if len(found) == 1:             # the common case, without the general one's lists and key function
+        start, length, g = found[0]
+        own = [i for w in where if (i := g.by_function.get(w)) is not None]
+        return start, length, min(own) if own else g.first, g.mask
     # Same code, different clobber sets: only what every candidate allows is safe.
     mask = found[0][2].mask
     for f in found[1:]:
