@@ -33,14 +33,6 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-def new_loc(file: str, line: int, col: int) -> Loc:
-    """Loc(file, line, col) without the frozen dataclass's __init__ (an
-    object.__setattr__ per field): the front end makes one per site."""
-    n = object.__new__(Loc)
-    object.__setattr__(n, "__dict__", {"file": file, "line": line, "col": col})
-    return n
-
-
 @dataclass(frozen=True)
 class Note:
     loc: Loc

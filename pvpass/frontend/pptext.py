@@ -9,7 +9,7 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-from ..diag import Loc, new_loc, source_line
+from ..diag import Loc, source_line
 
 # Anchored on "\n" (3x faster than "^" with re.M on a 3 MB TU); a marker on
 # the very first line is handled apart.
@@ -71,7 +71,7 @@ class PPText:
         nl = self._newlines(i, base)
         k = bisect.bisect_left(nl, off)
         bol = nl[k - 1] + 1 if k else self.text.rfind("\n", 0, off) + 1
-        return new_loc(file, line + k, off - bol + 1)
+        return Loc(file, line + k, off - bol + 1)
 
     def _newlines(self, i: int, base: int) -> list[int]:
         """Offsets of the newlines between marker i and the next, found once:

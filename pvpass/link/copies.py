@@ -137,19 +137,10 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
                                     f"{mnem} {ops_text}"))
                 continue
             start, length, site_i, mask = found
-            copies[(sec.name, start)] = _copy(sec.name, start, length, inv.sites[site_i].type_number,
-                                              mask, site_i)
+            copies[(sec.name, start)] = Copy(sec.name, start, length, inv.sites[site_i].type_number,
+                                             mask, site_i)
     order = {name: obj.section_index(name) for name in {c.section for c in copies.values()}}
     return sorted(copies.values(), key=lambda c: (order[c.section], c.offset)), strays
-
-
-def _copy(section: str, offset: int, length: int, type_: int, clobbers: int, site: int) -> Copy:
-    """Copy(...) without the frozen dataclass's __init__ (an
-    object.__setattr__ per field: a third of a copy's matching)."""
-    c = object.__new__(Copy)
-    object.__setattr__(c, "__dict__", {"section": section, "offset": offset, "length": length,
-                                       "type": type_, "clobbers": clobbers, "site": site})
-    return c
 
 
 def _first_at(ops) -> dict:
