@@ -111,3 +111,13 @@ def test_a_damaged_store_is_a_miss(tmp, monkeypatch):
     os.mkfifo(entry)
     operands._default_model.cache_clear()
     assert code_model(a, (), "gcc") == right and entry.read_bytes() == good
+
+
+def test_cache_clear_removes_the_stored_models(tmp, monkeypatch):
+    from pvpass.buildcache import clear
+    monkeypatch.setenv("PVPASS_CACHE_DIR", str(tmp / "cache"))
+    operands._default_model.cache_clear()
+    code_model(get_arch("x86_64"), ("-O2",), "gcc")
+    assert (tmp / "cache" / "compilers-1").is_dir()
+    clear(tmp / "cache")
+    assert not (tmp / "cache" / "compilers-1").exists()
