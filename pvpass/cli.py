@@ -522,6 +522,9 @@ def _lint_parser():
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("-j", "--jobs", type=int, default=1)
     p.add_argument("-p", dest="build_dir", help="take flags from BUILD_DIR/compile_commands.json")
+    p.add_argument("--no-gate", dest="gate", action="store_false",
+                   help="under -p, lint every TU in full, even one whose up-to-date object shows "
+                        "nothing to lint")
     p.add_argument("--werror", action="store_true", help="treat warnings as errors")
     p.add_argument("--ops", action="append", default=[], help="also check calls through this ops object")
     p.add_argument("--explain", metavar="PVnnn", help="print a rule's documentation")
@@ -546,13 +549,13 @@ def cmd_lint(argv: list[str]) -> int:
     if a.jobs < 1:
         raise PvError("pvpass lint: -j takes a positive number")
     _check_output("lint", a.output, a.paths)
-    results = runner.run(a.paths, a.arch, cpp, a.jobs, a.build_dir, a.ops)
+    results = runner.run(a.paths, a.arch, cpp, a.jobs, a.build_dir, a.ops, a.gate)
     if not results:
         raise PvError("pvpass lint: no C files found")
     _check_output("lint", a.output, [r.path for r in results])    # the files found below a directory
     diags, code = runner.finish(results, a.werror)
     if a.format == "text":
-        report = runner.render_text(diags, len(results))
+        report = runner.render_text(diags, len(results), sum(r.gated for r in results))
         if a.output:
             write_output(a.output, report)
         else:

@@ -53,7 +53,7 @@ def tu(tmp, monkeypatch):
 
 
 def lint(tmp, *flags: str):
-    job = (str(tmp / "t.c"), "x86_64", ("-I", str(INCLUDE), *flags), (), None, None, None)
+    job = (str(tmp / "t.c"), "x86_64", ("-I", str(INCLUDE), *flags), (), None, None, None, None)
     return [(d.loc.file, d.loc.line, d.loc.col, d.rule, d.message, d.units) for d in runner.lint_file(job).diagnostics]
 
 

@@ -21,14 +21,21 @@ class FileResult:
     path: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
     input_error: bool = False
+    names: tuple[str, ...] = ()   # its ops objects' and ops structs' names (gate.py learns them)
+    files: tuple[str, ...] = ()   # the files its text came from, absolute (gate.py)
+    gated: bool = False           # decided from its object (gate.py), not preprocessed
 
 
-def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None,
-                         str | None]) -> FileResult:
+Job = tuple[str, str | None, tuple[str, ...], tuple[str, ...], str | None, str | None, str | None,
+            str | None]
+
+
+def lint_file(job: Job) -> FileResult:
     """One file (a top-level function so worker processes can run it).
-    `obj`: the object the build's command writes (compile database only).
-    Findings of a text met before come from the store (store.py)."""
-    path, arch_name, cpp, extra_ops, cwd, cc, obj = job
+    `obj`: the object the build's command writes, `depfile` its dependency
+    file (compile database only; gate.py reads them). Findings of a text
+    met before come from the store (store.py)."""
+    path, arch_name, cpp, extra_ops, cwd, cc, obj, _depfile = job
     from ..diag import lines_read
     from ..frontend.preprocess import default_cc, preprocess
     from .store import lint_store
@@ -43,16 +50,19 @@ def lint_file(job: tuple[str, str | None, tuple[str, ...], tuple[str, ...], str 
             pp = preprocess(path, arch, list(cpp), cc)
         except PvError as e:
             return _failed(res, e, path, not e.rule)
+        if obj:
+            res.files = tuple(os.path.normpath(os.path.abspath(f)) for f in pp.files()
+                              if not (f.startswith("<") and f.endswith(">")))
         store = lint_store()
         key = store.key(pp.text, path, arch.name, cpp, cc or default_cc(), extra_ops)
         got = store.get(key)
         if got is not None:
-            res.diagnostics = got
+            res.diagnostics, res.names = got
             return res
         with lines_read() as files:
             done = _lint_text(res, pp, arch, cpp, extra_ops, cc, obj)
         if done:
-            store.put(key, res.diagnostics, files)
+            store.put(key, res.diagnostics, files, res.names)
         return res
     finally:
         os.chdir(old)
@@ -79,11 +89,30 @@ def _lint_text(res: FileResult, pp, arch, cpp, extra_ops, cc, obj) -> bool:
     except PvError as e:          # C that gcc rejects: bad input, as in scan
         _failed(res, e, path, True)
         return False
+    res.names = _ops_names(scanned, extra_ops)
     diags = apply([_in_source(scanned.pp, d) for d in check_all(scanned, arch, extra_ops) + kept], path)
     hidden = unreachable(scanned, diags)
     res.diagnostics = sorted((d if d.loc.file == path else replace(d, units=(path,))
                               for d in diags if d not in hidden), key=Diagnostic.sort_key)
     return True
+
+
+def _ops_names(scanned, extra_ops) -> tuple[str, ...]:
+    """The ops objects PV001 checks calls through, and the struct tags
+    that make a backend initializer (backends.py): the names that tell
+    gate.py a TU may hold what its object cannot show."""
+    from ..frontend.backends import _nested_tags
+    from .checks import ops_objects
+    names = set(ops_objects(scanned, extra_ops))
+    for ops in scanned.inventory.ops:
+        names.add(ops.tag)
+        try:
+            tags: dict[str, str] = {}
+            _nested_tags(scanned.ops_index.object_type(ops.obj, None)[0], "", tags)
+            names |= set(tags)
+        except PvError:
+            pass
+    return tuple(sorted(n for n in names if n))
 
 
 def _failed(res: FileResult, e: PvError, path: str, bad_input: bool) -> FileResult:
@@ -111,11 +140,13 @@ def collect(paths: list[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str, str, str | None]]:
-    """(file, cpp flags, directory, compiler, object) per entry of
-    BUILD_DIR/compile_commands.json (only those under `paths`, when given):
-    a cross-compiled tree is preprocessed by its own compiler."""
+def from_compile_db(build_dir: str, paths=()
+                    ) -> list[tuple[str, list[str], str, str, str | None, str | None]]:
+    """(file, cpp flags, directory, compiler, object, dependency file) per
+    entry of BUILD_DIR/compile_commands.json (only those under `paths`, when
+    given): a cross-compiled tree is preprocessed by its own compiler."""
     from ..driver import parse
+    from .gate import depfile_of
     db = Path(build_dir) / "compile_commands.json"
     try:
         entries = json.loads(db.read_text())
@@ -131,20 +162,75 @@ def from_compile_db(build_dir: str, paths=()) -> list[tuple[str, list[str], str,
             continue         # before splitting: shlex takes ~8 ms per kernel command
         args = e.get("arguments") or shlex.split(e.get("command", ""))
         cc, cpp, obj = parse(args)
-        out.append((f, cpp, d, cc, obj if obj is None or Path(obj).is_absolute() else str(Path(d) / obj)))
-    return sorted(out)
+        obj = obj if obj is None or Path(obj).is_absolute() else str(Path(d) / obj)
+        out.append((f, cpp, d, cc, obj, depfile_of(args, obj, d) if obj else None))
+    return sorted(out, key=lambda e: (e[0], e[1], e[2], e[3], e[4] or "", e[5] or ""))
 
 
-def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=()) -> list[FileResult]:
+def run(paths, arch, cpp, jobs=1, build_dir=None, extra_ops=(), gate=True) -> list[FileResult]:
+    """Every TU's result, in the order of the files. Under -p, with `gate`,
+    a TU whose object shows it holds nothing to lint is decided from it
+    (gate.py) instead of preprocessed."""
     if build_dir:
-        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d, cc, obj)
-                 for f, flags, d, cc, obj in from_compile_db(build_dir, paths)]
+        jobsl = [(f, arch, tuple(flags), tuple(extra_ops), d, cc, obj, dep)
+                 for f, flags, d, cc, obj, dep in from_compile_db(build_dir, paths)]
     else:
-        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None, None, None) for f in collect(paths)]
+        jobsl = [(f, arch, tuple(cpp), tuple(extra_ops), None, None, None, None) for f in collect(paths)]
     if jobs > 1 and len(jobsl) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
-            return _progress(ex.map(lint_file, jobsl, chunksize=1), len(jobsl))
-    return _progress(map(lint_file, jobsl), len(jobsl))
+            return _run(ex.map, jobsl, build_dir and gate, extra_ops, jobs)
+    return _run(map, jobsl, build_dir and gate, extra_ops, 1)
+
+
+def _run(mapper, jobsl: list[Job], gate: bool, extra_ops, jobs: int) -> list[FileResult]:
+    if not gate:
+        return _progress(mapper(lint_file, jobsl), len(jobsl))
+    order: dict[int, int] = {}        # id(result) -> its job's index
+    return sorted(_progress(_gated(mapper, jobsl, extra_ops, jobs, order), len(jobsl)),
+                  key=lambda r: order[id(r)])
+
+
+def _gated(mapper, jobsl: list[Job], extra_ops, jobs: int, order: dict[int, int]):
+    """Results of the full lint of every TU that the gate cannot decide,
+    then of the TUs it decides from their objects (gate.py). Round by
+    round, the TUs linted in full tell the ops names, and which headers a
+    full lint has read; a TU left is linted in full when its object or its
+    main file names an ops object or struct, and the first TU left that
+    reads a header no full lint has read yet, which holds site text or
+    names one, is too. The rounds end when one rules out no TU."""
+    from . import gate
+    gate.forget()
+    many = {"chunksize": 16} if jobs > 1 else {}
+    facts = list(mapper(gate.facts, jobsl, **many))
+    names = set(extra_ops)
+    read: set[str] = set()            # the files the TUs linted in full read
+    todo = [i for i, f in enumerate(facts) if f.why]
+    left = [i for i, f in enumerate(facts) if not f.why]
+    while todo or left:
+        for i, r in zip(todo, mapper(lint_file, [jobsl[i] for i in todo])):
+            order[id(r)] = i
+            names |= set(r.names)
+            read |= set(r.files)
+            yield r
+        known = tuple(sorted(names))
+        named = list(mapper(gate.named, [(jobsl[i], known) for i in left], **many))
+        todo, met = [], set()
+        for i, (main_names, headers) in zip(left, named):
+            if main_names or any(s.partition(".")[0] in names for s in facts[i].symbols):
+                todo.append(i)
+                continue
+            unread = (facts[i].site_headers | headers) - read - met
+            if unread:            # one full lint reports what such a header holds
+                todo.append(i)
+                met |= unread
+        if not todo:
+            break
+        out = set(todo)
+        left = [i for i in left if i not in out]
+    for i in left:
+        r = FileResult(jobsl[i][0], gated=True)
+        order[id(r)] = i
+        yield r
 
 
 def _progress(results, total: int, stream=None, clock=None) -> list[FileResult]:
@@ -196,12 +282,13 @@ def finish(results: list[FileResult], werror: bool) -> tuple[list[Diagnostic], i
     return diags, EXIT_OK
 
 
-def render_text(diags: list[Diagnostic], files: int) -> str:
-    return "".join(render(d) + "\n" for d in diags) + summary(diags, files)
+def render_text(diags: list[Diagnostic], files: int, gated: int = 0) -> str:
+    return "".join(render(d) + "\n" for d in diags) + summary(diags, files, gated)
 
 
-def summary(diags: list[Diagnostic], files: int) -> str:
-    """One line, clean or not: files checked, errors, warnings (notes when
+def summary(diags: list[Diagnostic], files: int, gated: int = 0) -> str:
+    """One line, clean or not: files checked (and how many of them were
+    decided from their objects, when any), errors, warnings (notes when
     there are any), then the count by rule."""
     def n(count: int, word: str) -> str:
         return f"{count} {word}{'' if count == 1 else 's'}"
@@ -212,7 +299,8 @@ def summary(diags: list[Diagnostic], files: int) -> str:
     for d in diags:
         rules[d.rule or "input"] = rules.get(d.rule or "input", 0) + 1
     by_rule = f" ({', '.join(f'{r} {k}' for r, k in sorted(rules.items()))})" if rules else ""
-    return f"pvpass lint: {n(files, 'file')} checked, {', '.join(counts)}{by_rule}\n"
+    from_obj = f" ({gated} decided from {'its object' if gated == 1 else 'their objects'})" if gated else ""
+    return f"pvpass lint: {n(files, 'file')} checked{from_obj}, {', '.join(counts)}{by_rule}\n"
 
 
 def _loc_json(loc: Loc) -> dict:

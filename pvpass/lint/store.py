@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..diag import Diagnostic, Loc, Note
 
-FORMAT = "pvpass-lint-1"
+FORMAT = "pvpass-lint-2"
 _MAX_ENTRY = 4 << 20
 
 
@@ -53,8 +53,9 @@ class LintStore:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / key
 
-    def get(self, key: str | None) -> list[Diagnostic] | None:
-        """The stored findings, or None (a miss) whatever is wrong."""
+    def get(self, key: str | None) -> tuple[list[Diagnostic], tuple[str, ...]] | None:
+        """The stored findings and ops names (runner.FileResult.names), or
+        None (a miss) whatever is wrong."""
         if key is None or self.dir is None:
             return None
         from ..buildcache import file_hash, read_regular, unseal
@@ -65,6 +66,7 @@ class LintStore:
         try:
             entry = json.loads(body)
             files, diags = entry["files"], [_diag(d) for d in entry["diagnostics"]]
+            names = tuple(_str(n) for n in entry["names"])
             if not (isinstance(files, dict) and all(isinstance(f, str) and (s is None or isinstance(s, str))
                                                     for f, s in files.items())):
                 return None
@@ -72,15 +74,16 @@ class LintStore:
             return None
         if any(file_hash(f) != sha for f, sha in files.items()):
             return None               # a source line that locations were read from has changed
-        return diags
+        return diags, names
 
-    def put(self, key: str | None, diags: list[Diagnostic], files: set[str]) -> None:
+    def put(self, key: str | None, diags: list[Diagnostic], files: set[str], names=()) -> None:
         if key is None or self.dir is None:
             return
         from ..atomicio import write_atomic
         from ..buildcache import evict, file_hash, seal, size_limit
         data = seal(FORMAT, key, json.dumps({"files": {f: file_hash(f) for f in sorted(files)},
-                                             "diagnostics": [_json(d) for d in diags]},
+                                             "diagnostics": [_json(d) for d in diags],
+                                             "names": sorted(names)},
                                             separators=(",", ":")).encode())
         if len(data) > _MAX_ENTRY:
             return

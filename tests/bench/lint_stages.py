@@ -48,7 +48,7 @@ def main() -> None:
     arch = get_arch("x86_64")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "compile_commands.json").write_text(json.dumps(entries))
-        jobs = {f: (flags, d, cc, obj) for f, flags, d, cc, obj in from_compile_db(tmp, a.files)}
+        jobs = {f: (flags, d, cc, obj) for f, flags, d, cc, obj, _dep in from_compile_db(tmp, a.files)}
     os.chdir(a.build)
     for f in a.files:
         flags, d, cc, obj = jobs[str(Path(f).resolve())] if str(Path(f).resolve()) in jobs else jobs[f]

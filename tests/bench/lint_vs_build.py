@@ -6,7 +6,7 @@ hand, not by pytest):
     python3 /work/kbench/linux-source-6.1/scripts/clang-tools/gen_compile_commands.py \\
         -d /work/kbench/bench-plain -o /work/kbench/bench-plain/compile_commands.json
     .venv/bin/python tests/bench/lint_vs_build.py /work/kbench/bench-plain \\
-        /work/kbench/bench-plain.times [-j 2] [--runs 2] [--pvpass CMD ...] [PATH...]
+        /work/kbench/bench-plain.times [-j 2] [--runs 2] [--pvpass CMD ...] [--no-gate] [PATH...]
 
 Runs `pvpass lint -j N -p BUILD_DIR [PATH...]` with an empty parse cache
 (cold), then --runs - 1 more times with the cache the first run left (warm),
@@ -17,6 +17,9 @@ tests/bench/timecc), their ratio, and lint's summary line. With several
 --pvpass commands (two checkouts, say), each round runs each of them in
 turn, each with a cache of its own, so that they share the machine's load. The compile database's commands may start
 with timecc (kernel_build.py's CC); it is dropped from a copy.
+
+--no-gate passes --no-gate to lint: every TU linted in full, none decided
+from its object (docs/lint.md, "The object gate").
 
 The compile log may come from a build under another load: --compile-now
 compiles the same TUs again in each round (their database commands, one
@@ -59,6 +62,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="the first cold, the others warm")
     ap.add_argument("--pvpass", action="append", help=f"the pvpass to run (repeatable; default {PVPASS})")
     ap.add_argument("--compile-now", action="store_true", help="compile the TUs again in each round")
+    ap.add_argument("--no-gate", action="store_true", help="lint every TU in full")
     a = ap.parse_intermixed_args()
     entries = json.loads((a.build / "compile_commands.json").read_text())
     cpu = compile_cpu(a.times)
@@ -94,7 +98,8 @@ def main() -> None:
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
                 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
-                p = subprocess.run([pvpass, "lint", "-j", str(a.j), "-p", str(db), *a.paths],
+                p = subprocess.run([pvpass, "lint", "-j", str(a.j), "-p", str(db),
+                                    *(["--no-gate"] if a.no_gate else []), *a.paths],
                                    cwd=a.build, env=env, capture_output=True, text=True)
                 wall = time.perf_counter() - t0
                 r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
