@@ -208,3 +208,32 @@ def test_prepared_parts_are_the_prepared_chunk_s(tmp):
         assert parser.prepared_parts(chunk, ranges) == [whole[a - chunk.start:b - chunk.start] for a, b in ranges]
         checked += bool(asm)
     assert checked == 5
+
+
+def test_lint_shares_a_header_statements_parse_with_the_next_tu(tmp, monkeypatch):
+    """Lint's scan (`shared`) keeps the reduced functions' parses in the
+    parse cache: a header inline's site statement met in one TU is not
+    parsed again in the next, and reads as the unshared parse reads it."""
+    from pvpass.frontend.gnuc import CParser
+    calls = []
+    real = CParser.parse
+    monkeypatch.setattr(CParser, "parse", lambda self, text, *a, **k: calls.append(text) or real(self, text, *a, **k))
+    (tmp / "h.h").write_text(f'#include "{OPS_H}"\n'
+                             "static inline void hd(unsigned long x) { PV_VCALL1(irq.restore_fl, x + 7); }\n")
+    arch = get_arch("x86_64")
+    flags = [f"-I{INCLUDE}"]
+
+    def scan(name: str, shared: bool):
+        src = tmp / name
+        src.write_text(f'#include "h.h"\nint {name[0]}(void) {{ return 1; }}\n')
+        return scan_reported(preprocess(str(src), arch, flags), arch, flags, report=False,
+                             compiled=True, shared=shared)
+    first = scan("a.c", True)
+    seen = len(calls)
+    assert seen and any("x + 7" in c for c in calls)
+    again = scan("b.c", True)
+    assert len(calls) == seen                      # no parse: the cache's
+    alone = scan("c.c", False)
+    assert len(calls) == seen + 1                  # unshared: parsed again
+    assert [s.site for s in first.sources] == [s.site for s in again.sources] == [s.site for s in alone.sources]
+    assert [s.operand_exprs.keys() for s in again.sources] == [s.operand_exprs.keys() for s in alone.sources]

@@ -273,10 +273,22 @@ class ChunkParser:
             return at
         return self.pp.source_loc(start + base + at.col - 1)
 
-    def parse_text(self, text: str, file: str) -> c_ast.FileAST:
+    def parse_text(self, text: str, file: str, cached: bool = False) -> c_ast.FileAST:
         """pycparser on text made of this TU's chunks, in its typedef scope
-        (pycparser's exceptions, RecursionError included, are the caller's)."""
-        return self._parser.parse(text, file, initial_type_symbols=self._typedefs)
+        (pycparser's exceptions, RecursionError included, are the caller's).
+        `cached`: through the parse cache, keyed as a chunk is (the text
+        holds its own line markers), so that other TUs' parses of the same
+        text are shared; failures are not kept."""
+        if not cached:
+            return self._parser.parse(text, file, initial_type_symbols=self._typedefs)
+        cache = parse_cache()
+        key = cache.key(text, file, 0, 0, self._typedefs)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit[0]
+        ast = self._parser.parse(text, file, initial_type_symbols=self._typedefs)
+        cache.put(key, ast, {})
+        return ast
 
     def parse_asm_alone(self, stmt: AsmStmt):
         """The Asm node of one asm statement parsed apart from its function,

@@ -51,12 +51,12 @@ def scan(src: str, arch: Arch, cppflags: list[str], report: bool = True,
 
 
 def scan_reported(pp: PPText, arch: Arch, cppflags: list[str], report: bool = True,
-                  compiled: bool = False, cc: str | None = None) -> ScanResult:
+                  compiled: bool = False, cc: str | None = None, shared: bool = False) -> ScanResult:
     """`scan_pp` with locations mapped to the source the user wrote and,
     with `report`, its warnings printed (the build path's entry)."""
     try:
         with fewer_collections():
-            res = scan_pp(pp, arch, cppflags, compiled, cc)
+            res = scan_pp(pp, arch, cppflags, compiled, cc, shared)
     except PvError as e:
         if e.loc is not None:
             e.loc = pp.user_loc(e.loc)
@@ -84,10 +84,12 @@ def fewer_collections():
 
 
 def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
-            cc: str | None = None) -> ScanResult:
+            cc: str | None = None, shared: bool = False) -> ScanResult:
     """`compiled`: the compiler has already compiled this text (the build
     path), so C the parser cannot follow needs no gcc -fsyntax-only to tell a
-    warning from an error. Otherwise C that pvpass cannot parse is put to
+    warning from an error. `shared`: the site statements' parses go through
+    the parse cache (StatementSites; lint, which meets the same header
+    inlines in every TU). Otherwise C that pvpass cannot parse is put to
     the compiler (once): if it rejects the text, its first error is the
     error (exit 2), with its own message and location."""
     verdict: list[tuple[bool, PvError | None]] = [(True, None)] if compiled else []
@@ -103,7 +105,7 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
         return ok
 
     try:
-        return _scan_pp(pp, arch, cppflags, compiled, cc, compiler_ok)
+        return _scan_pp(pp, arch, cppflags, compiled, cc, compiler_ok, shared)
     except PvError as e:
         if e.rule or e.code != EXIT_BAD_INPUT or not e.message.startswith("cannot parse C"):
             raise
@@ -112,14 +114,14 @@ def scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool = False,
 
 
 def _scan_pp(pp: PPText, arch: Arch, cppflags: list[str], compiled: bool, cc: str | None,
-             compiler_ok) -> ScanResult:
+             compiler_ok, shared: bool = False) -> ScanResult:
     tu = chunks.split(pp.text)
     parser = ChunkParser(pp, tu)
     env = TypeEnv(parser, arch)
     ops_index = OpsIndex(parser, env)
     cc = cc or default_cc()
     builder = SiteBuilder(pp, arch, env, ops_index, code_model(arch, tuple(cppflags), cc))
-    memo = StatementSites(parser, builder) if compiled else None
+    memo = StatementSites(parser, builder, shared) if compiled else None
     sources: list[SiteSource] = []
     annotations: list[tuple[Annotation, Loc]] = []
     marked = sorted(_marked_chunks(tu, pp.text))

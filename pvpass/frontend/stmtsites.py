@@ -66,8 +66,11 @@ def operand_exprs(node) -> dict[int, object]:
 class StatementSites:
     """One scan's memo: statement text -> the sites sites_of made of it."""
 
-    def __init__(self, parser: ChunkParser, builder: SiteBuilder) -> None:
-        self.parser, self.builder = parser, builder
+    def __init__(self, parser: ChunkParser, builder: SiteBuilder, shared: bool = False) -> None:
+        """`shared`: the reduced functions' parses go through the parse
+        cache (lint: a kernel TU's ~70 header inline sites are the next
+        TU's too; a parse was most of a TU's Python time)."""
+        self.parser, self.builder, self.shared = parser, builder, shared
         self._seen: dict[str, list[SiteSource]] = {}
         self._heads: set[tuple[str, str]] = set()   # head shapes that parsed as one function
 
@@ -122,7 +125,8 @@ class StatementSites:
             parts += ["\n", marker(pp.loc(a.off)), t, ";"]
         parts.append("\n}\n")
         try:
-            ast = p.parse_text("".join(parts), pp.loc(chunk.start).file)
+            text, file = "".join(parts), pp.loc(chunk.start).file
+            ast = p.parse_text(text, file, cached=True) if self.shared else p.parse_text(text, file)
         except Exception:        # RecursionError, ParseError, pycparser's own: the whole parse says
             return None
         funcs = [d for d in ast.ext if isinstance(d, c_ast.FuncDef)]

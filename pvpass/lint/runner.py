@@ -80,7 +80,7 @@ def _lint_text(res: FileResult, pp, arch, cpp, extra_ops, cc, obj) -> bool:
     path = res.path
     try:
         scanned = scan_reported(pp, arch, list(cpp), report=False,
-                                compiled=compiled_by_build(obj, pp), cc=cc)
+                                compiled=compiled_by_build(obj, pp), cc=cc, shared=True)
     except PvError as e:
         _failed(res, e, path, not e.rule)
         return False
