@@ -182,10 +182,13 @@ def test_dependency_files_make_and_kbuild(tmp):
     assert gate.dependencies(str(tmp / ".y.o.d")) == ["/src/y.c", "include/linux/kconfig.h",
                                                       "?include/config/FOO"]
     assert gate.dependencies(str(tmp / "none.d")) is None
+    (tmp / ".z.o.cmd").write_text("cmd_z.o := gcc -c z.c\n\nsource_z.o := /src/z.c\n")
+    assert gate.dependencies(str(tmp / ".z.o.d")) is None          # no deps_ list: headers unknown
     assert gate.depfile_of(["gcc", "-Wp,-MMD,k/.f.o.d", "-c", "f.c"], "/b/k/f.o", "/b") == "/b/k/.f.o.d"
     assert gate.depfile_of(["gcc", "-MD", "-MF", "dep/f.d", "-c", "f.c"], "/b/f.o", "/b") == "/b/dep/f.d"
     assert gate.depfile_of(["gcc", "-MMD", "-c", "f.c", "-o", "o/f.o"], "/b/o/f.o", "/b") == "/b/o/f.d"
     assert gate.depfile_of(["gcc", "-c", "f.c"], "/b/f.o", "/b") is None
+    assert gate.depfile_of(["gcc", "-MF", "f.d", "-c", "f.c"], "/b/f.o", "/b") is None
 
 
 def test_a_header_that_names_an_ops_struct_is_read_by_one_full_lint(tmp):

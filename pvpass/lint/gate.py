@@ -63,8 +63,10 @@ class Facts:
 
 
 def depfile_of(args: list[str], obj: str | None, cwd: str) -> str | None:
-    """The dependency file a compile command writes (-MF FILE,
-    -Wp,-MD,FILE or -Wp,-MMD,FILE, or -MD/-MMD beside the object), absolute."""
+    """The dependency file a compile command writes (-Wp,-MD,FILE or
+    -Wp,-MMD,FILE; -MD/-MMD, into -MF FILE or beside the object),
+    absolute; None when it writes none (an -MF alone names no file the
+    compile writes)."""
     out = None
     md = False
     for i, a in enumerate(args):
@@ -73,10 +75,12 @@ def depfile_of(args: list[str], obj: str | None, cwd: str) -> str | None:
         elif a.startswith("-MF") and len(a) > 3:
             out = a[3:]
         elif a.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
-            out = a.split(",", 2)[2]
+            out, md = a.split(",", 2)[2], True
         elif a in ("-MD", "-MMD"):
             md = True
-    if out is None and md and obj:
+    if not md:
+        return None
+    if out is None and obj:
         out = os.path.splitext(obj)[0] + ".d"
     return None if out is None else os.path.join(cwd, out)
 
@@ -117,11 +121,13 @@ def _make_deps(text: str) -> list[str] | None:
 
 
 def _kbuild_deps(text: str) -> list[str] | None:
+    """The `source_X :=` file and the `deps_X :=` list (None without one:
+    then the headers are unknown)."""
     out: list[str] = []
-    inside = False
+    inside = listed = False
     for line in text.splitlines():
         if line.startswith("deps_"):
-            inside = True
+            inside = listed = True
             continue
         if line.startswith("source_"):
             out.append(line.partition(":=")[2].strip())
@@ -136,7 +142,7 @@ def _kbuild_deps(text: str) -> list[str] | None:
         if item.startswith("$(wildcard ") and item.endswith(")"):
             item = "?" + item[len("$(wildcard "):-1]     # may not exist (make's wildcard)
         out.append(item)
-    return out or None
+    return out if listed else None
 
 
 def facts(job) -> Facts:
