@@ -122,3 +122,24 @@ def test_sigkill_leftovers_are_removed_by_the_next_write(tmp):
                    "-o", str(tmp / "out.o"), "--", "-O2")
     assert r.returncode == 0, r.stderr
     assert sorted(x.name for x in tmp.iterdir()) == sorted(["p.o", "out.o", live.name])
+
+
+@pytest.mark.parametrize("entry", ["python -m pvpass", "pvpass-py"])
+def test_a_sigint_while_the_commands_are_imported_is_exit_130(tmp, entry):
+    """^C in a run's first milliseconds, while Python imports the commands:
+    exit 130 and no traceback, as main() answers one later (a fuzz finding:
+    the `files` target's SIGINT 30 ms into `pvpass cc` gave a
+    KeyboardInterrupt traceback). The interrupt is raised here by the
+    import of pvpass.cli itself (a sitecustomize on PYTHONPATH)."""
+    (tmp / "sitecustomize.py").write_text(
+        "import builtins\n_imp = builtins.__import__\n"
+        "def imp(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    if (name == 'cli' and level == 1) or name == 'pvpass.cli':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return _imp(name, globals, locals, fromlist, level)\n"
+        "builtins.__import__ = imp\n")
+    argv = [sys.executable, "-m", "pvpass"] if entry.startswith("python") else \
+        [str(os.path.join(os.path.dirname(sys.executable), "pvpass-py"))]
+    r = subprocess.run([*argv, "--version"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp)})
+    assert r.returncode == 130 and "Traceback" not in r.stderr, (r.returncode, r.stderr)
