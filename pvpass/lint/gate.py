@@ -237,19 +237,26 @@ def _stat(path: str) -> tuple[int, int, int, int] | None:
 
 
 def _found(path: str, ident) -> int:
-    """Bit i set when the file holds _MARKS[i] (once per file identity);
-    all set for a file that cannot be read."""
+    """Bit i set when the file holds _MARKS[i]; all set for a file that
+    cannot be read."""
+    return _holds(path, ident, _MARKS, _marked)
+
+
+def _holds(path: str, ident, needles: tuple[bytes, ...], memo: dict) -> int:
+    """Bit i set when the file holds needles[i], read once per file identity
+    (and needles); all set (at least one) for a file that cannot be read."""
+    every = (1 << len(needles)) - 1 or 1
     if ident is None:
-        return 7
-    key = (path, ident)
-    got = _marked.get(key)
+        return every
+    key = (path, ident, needles)
+    got = memo.get(key)
     if got is None:
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            return 7
-        got = _marked[key] = sum(1 << i for i, m in enumerate(_MARKS) if m in data)
+            return every
+        got = memo[key] = sum(1 << i for i, m in enumerate(needles) if m in data)
     return got
 
 
@@ -275,15 +282,4 @@ _named: dict[tuple, bool] = {}
 
 
 def _mentions(path: str, ident, needles: tuple[bytes, ...]) -> bool:
-    if ident is None:
-        return True
-    key = (path, ident, needles)
-    got = _named.get(key)
-    if got is None:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            return True
-        got = _named[key] = any(n in data for n in needles)
-    return got
+    return _holds(path, ident, needles, _named) != 0

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages"))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+from fastpath import timed  # noqa: E402  (one way to time a command)
 
 
 def pvpass(tree: Path | None) -> list[str]:
@@ -42,17 +42,6 @@ def pvpass(tree: Path | None) -> list[str]:
         return [sys.executable, "-m", "pvpass"]
     return [sys.executable, "-S", "-c", "import sys; sys.path[:0] = sys.argv[1:3]; del sys.argv[1:3]; "
             "from pvpass.cli import main; raise SystemExit(main(sys.argv[1:]))", str(tree), SITE_PACKAGES]
-
-
-def timed(argv: list[str], env: dict, stdin: bytes | None = None) -> tuple[float, float]:
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, env=env, input=stdin, capture_output=True)
-    wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode:
-        sys.exit(f"{shlex.join(argv)}: exit {r.returncode}\n{r.stderr.decode(errors='replace')}")
-    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
 _ONE_CALL = """
@@ -114,7 +103,7 @@ def main() -> None:
         for k in range(a.n + 1):
             src.write_text(f"/* round {k} */\n{text}")
             for name, (argv, e, stdin) in cases.items():
-                t = timed(argv, e, stdin)
+                t = timed(argv, e, stdin=stdin)
                 if k:
                     got[name].append(t)
     med = {name: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for name, v in got.items()}

@@ -45,10 +45,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def timed(argv, env, cwd=None) -> tuple[float, float]:
+def timed(argv, env, cwd=None, stdin: bytes | None = None) -> tuple[float, float]:
+    """(CPU seconds of the command and its children, wall seconds)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
+    r = subprocess.run(argv, env=env, cwd=cwd, input=stdin, capture_output=True)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode:
