@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import capstone
 
 from ..errors import PvError
-from .elfobj import ElfObject, Reloc, merge_ranges
+from .elfobj import SHDR_SIZE, ElfObject, Reloc, merge_ranges
 
 if TYPE_CHECKING:        # the build path's object-only check needs neither
     from ..emit.patches import Patch
@@ -95,6 +95,10 @@ def _disasm(bits: int, data: bytes, lo: int, hi: int) -> tuple:
     return tuple(out)
 
 
+def _type_name(t) -> str:
+    return t if isinstance(t, str) else f"{t:#x}"
+
+
 def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
                 by_op: dict | None = None) -> tuple[list[Copy], list[Stray]]:
     """`by_op`: shapes_by_op(sources), when the caller has it."""
@@ -110,6 +114,13 @@ def find_copies(obj: ElfObject, inv: Inventory, sources: list[SiteSource],
         named = [(r, n) for r in obj.relocations_for(sec.name) if (n := _names_ops(obj, r, spans)) is not None]
         if not named:
             continue
+        if sec["sh_type"] != "SHT_PROGBITS":
+            # every reader (and the kernel's patcher) takes sites only from
+            # executable PROGBITS: a table into this would be refused
+            raise obj.bad(obj.header["e_shoff"] + idx * SHDR_SIZE[obj.bits],
+                          f"section header {idx} ({sec.name}): code that calls through an ops object, "
+                          f"but of type {_type_name(sec['sh_type'])}, not SHT_PROGBITS: its sites "
+                          f"cannot be tabled")
         ins: list = []
         data = obj.section_data(sec)
         for lo, hi in _ranges(obj, idx, len(data), [r for r, _ in named]):
