@@ -385,6 +385,13 @@ class ElfObject:
             if s["sh_type"] not in ("SHT_REL", "SHT_RELA"):
                 continue
             self._against_symtab(s)
+            info = s["sh_info"]
+            if self.is_relocatable and 0 < info < len(self.sections) and \
+                    self.sections[info].fields["sh_type"] in (0, 8):      # NULL, NOBITS
+                # a writer keeps no bytes there, so its relocations would point past them
+                t = self.sections[info]
+                raise self.bad(s.header_offset, f"{s.name}: relocations for section {info}, but "
+                                                f"{t.name} is {t['sh_type']}: it holds no bytes")
             if s.index not in self._rel_entries and not self._rels_in_bounds(s):
                 self.rel_entries(s)         # the exact check: the first bad entry, by name
 
