@@ -32,7 +32,8 @@ import stat
 import struct
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
+from io import StringIO
 
 PROTO = "pvpass-cc 1"
 IDLE = 600.0           # seconds without a request before the server exits
@@ -175,39 +176,38 @@ class Server:
         return ("RUN", rel, *u.compiler, *u.temp_args(rel)), (u, obj, tmp, umask, env, cwd)
 
     def verdict(self, state, rc: int, req) -> tuple[str, ...]:
-        import contextlib
-        import io
         from . import driver
         u, obj, tmp, umask, env, cwd = state
         _test_pause(env)
         u.work = tmp
-        said = io.StringIO()
+        said = StringIO()
         try:
-            with _as_client(env, cwd), contextlib.redirect_stderr(said):
+            with _as_client(env, cwd), redirect_stderr(said):
                 code = driver.finish(u, rc, None, obj, umask, cheap=True, phase=lambda name: None)
         except (driver.Undecided, OSError):
             return ("PY",)
         return ("DONE", str(code), said.getvalue())
 
 
-# what a verdict reads from the environment (the result cache: the
-# compiler's PATH, where the cache is); the client sends these
-_CLIENT_VARS = ("PATH", "HOME", "XDG_CACHE_HOME")
+def _theirs(var: str) -> bool:
+    """What a verdict reads from the environment (the result cache: the
+    compiler's PATH, where the cache is); the client sends these."""
+    return var in ("PATH", "HOME", "XDG_CACHE_HOME") or var.startswith("PVPASS_")
 
 
 @contextmanager
 def _as_client(env: dict, cwd: str):
     """The client's variables and working directory (the cache key holds
     both, and a header's path may be relative to it) for one verdict."""
-    mine = {k: v for k, v in os.environ.items() if k in _CLIENT_VARS or k.startswith("PVPASS_")}
+    mine = {k: v for k, v in os.environ.items() if _theirs(k)}
     os.chdir(cwd)                            # OSError: the Python path says what is wrong
     try:
         for k in mine:
             del os.environ[k]
-        os.environ.update({k: v for k, v in env.items() if k in _CLIENT_VARS or k.startswith("PVPASS_")})
+        os.environ.update({k: v for k, v in env.items() if _theirs(k)})
         yield
     finally:
-        for k in [k for k in os.environ if k in _CLIENT_VARS or k.startswith("PVPASS_")]:
+        for k in [k for k in os.environ if _theirs(k)]:
             del os.environ[k]
         os.environ.update(mine)
         os.chdir("/")
